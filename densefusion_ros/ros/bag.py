@@ -1,0 +1,128 @@
+"""RGB-D sequences as rosbag2, written and read with the ``rosbags`` package (no ROS needed).
+
+The bundled demo sequence is made by :func:`write_sequence` from frames of the project's own
+synthetic generator, on the realsense2_camera topic names, so that ``ros2 bag record`` captures
+of a real camera replay the same way (:mod:`densefusion_ros.ros.replay`). Ground truth, when
+known, rides along as ``vision_msgs/Detection3DArray`` on :data:`GT_TOPIC` (class_id = object
+name), registered from this repo's own ``interfaces/vision_msgs`` definitions.
+This module imports no rclpy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from densefusion_ros.catalog import Catalog
+from densefusion_ros.frame import Frame
+from densefusion_ros.geometry import matrix_to_quat
+from densefusion_ros.resources import share_path
+
+COLOR_TOPIC = "/camera/camera/color/image_raw"
+DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
+INFO_TOPIC = "/camera/camera/color/camera_info"
+GT_TOPIC = "/ground_truth/detections"
+OPTICAL_FRAME = "camera_color_optical_frame"
+
+_VISION_MSGS = ("Point2D", "Pose2D", "BoundingBox2D", "BoundingBox3D", "ObjectHypothesis",
+                "ObjectHypothesisWithPose", "Detection3D", "Detection3DArray")
+
+
+def typestore():
+    """The ROS 2 Kilted type store plus vision_msgs from ``interfaces/vision_msgs/msg``."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    msg_dir = share_path("interfaces", "vision_msgs", "msg")
+    if msg_dir.is_dir():
+        types = {}
+        for name in _VISION_MSGS:
+            types.update(get_types_from_msg((msg_dir / f"{name}.msg").read_text(), f"vision_msgs/msg/{name}"))
+        store.register(types)
+    return store
+
+
+def write_sequence(
+    path: str | Path,
+    frames: Iterable[Frame],
+    catalog: Catalog | None = None,
+    *,
+    rate_hz: float = 30.0,
+    frame_id: str = OPTICAL_FRAME,
+    compress: bool = True,
+) -> int:
+    """Write frames (colour rgb8, depth 16UC1 mm, camera_info, optional GT) to a rosbag2 (MCAP)."""
+    store = typestore()
+    Img, Info, Hdr, Time = (store.types[n] for n in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
+    writer = Writer(Path(path), version=9, storage_plugin=StoragePlugin.MCAP)
+    if compress:
+        writer.set_compression(CompressionMode.MESSAGE, CompressionFormat.ZSTD)
+    count = 0
+    with writer:
+        conns = {
+            t: writer.add_connection(t, m, typestore=store)
+            for t, m in ((COLOR_TOPIC, Img.__msgtype__), (DEPTH_TOPIC, Img.__msgtype__), (INFO_TOPIC, Info.__msgtype__))
+        }
+        if catalog is not None:
+            conns[GT_TOPIC] = writer.add_connection(GT_TOPIC, "vision_msgs/msg/Detection3DArray", typestore=store)
+        for k, frame in enumerate(frames):
+            t_ns = int(round(k * 1e9 / rate_hz))
+            header = Hdr(stamp=Time(sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id=frame_id)
+            h, w = frame.depth_m.shape
+            rgb = np.ascontiguousarray(frame.rgb, np.uint8)
+            depth_mm = np.nan_to_num(np.round(frame.depth_m * 1000.0), nan=0, posinf=0, neginf=0).clip(0, 65535).astype("<u2")
+            color = Img(header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3, data=rgb.reshape(-1))
+            depth = Img(header=header, height=h, width=w, encoding="16UC1", is_bigendian=0, step=w * 2, data=depth_mm.view(np.uint8).reshape(-1))
+            writer.write(conns[COLOR_TOPIC], t_ns, store.serialize_cdr(color, Img.__msgtype__))
+            writer.write(conns[DEPTH_TOPIC], t_ns, store.serialize_cdr(depth, Img.__msgtype__))
+            writer.write(conns[INFO_TOPIC], t_ns, store.serialize_cdr(_camera_info(store, header, frame.K, h, w), Info.__msgtype__))
+            if catalog is not None:
+                gt = _gt_detections(store, header, frame, catalog)
+                writer.write(conns[GT_TOPIC], t_ns, store.serialize_cdr(gt, "vision_msgs/msg/Detection3DArray"))
+            count += 1
+    return count
+
+
+def _camera_info(store, header, K: np.ndarray, h: int, w: int):
+    Info = store.types["sensor_msgs/msg/CameraInfo"]
+    Roi = store.types["sensor_msgs/msg/RegionOfInterest"]
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    return Info(
+        header=header, height=h, width=w, distortion_model="plumb_bob", d=np.zeros(5),
+        k=np.asarray(K, np.float64).reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1),
+        binning_x=0, binning_y=0, roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+    )
+
+
+def _gt_detections(store, header, frame: Frame, catalog: Catalog):
+    T = store.types
+    out = []
+    for gt in frame.gt:
+        info = catalog.by_class_id(gt.class_id)
+        if info is None:
+            continue
+        w, x, y, z = matrix_to_quat(gt.R).tolist()
+        pose = T["geometry_msgs/msg/Pose"](
+            position=T["geometry_msgs/msg/Point"](x=float(gt.t[0]), y=float(gt.t[1]), z=float(gt.t[2])),
+            orientation=T["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w),
+        )
+        hyp = T["vision_msgs/msg/ObjectHypothesisWithPose"](
+            hypothesis=T["vision_msgs/msg/ObjectHypothesis"](class_id=info.name, score=float(gt.visib_fract)),
+            pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36)),
+        )
+        size = T["geometry_msgs/msg/Vector3"](x=float(info.extents[0]), y=float(info.extents[1]), z=float(info.extents[2]))
+        bbox = T["vision_msgs/msg/BoundingBox3D"](center=pose, size=size)
+        out.append(T["vision_msgs/msg/Detection3D"](header=header, results=[hyp], bbox=bbox, id=info.name))
+    return T["vision_msgs/msg/Detection3DArray"](header=header, detections=out)
+
+
+def read_sequence(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+    """Yield ``(topic, msgtype, bag_time_ns, raw CDR bytes)`` in time order (decompressed)."""
+    with Reader(Path(path)) as reader:
+        wanted = set(topics) if topics is not None else None
+        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        for conn, t_ns, raw in reader.messages(connections=conns):
+            yield conn.topic, conn.msgtype, t_ns, bytes(raw)

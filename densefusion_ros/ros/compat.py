@@ -1,0 +1,100 @@
+"""The one seam between ROS 2 installs and the PyPI wheels.
+
+On a ROS 2 install this uses ``message_filters``, ``tf2_ros`` and ``cv_bridge``. The PyPI
+wheels lack them, so small in-package equivalents take their place:
+:class:`~densefusion_ros.ros.sync.ApproximateTimeSync`, a ``/tf`` publisher with tf2_ros's QoS,
+and the decoder in :func:`~densefusion_ros.ros.conversions.image_to_numpy` (which validates
+``step``, sizes and encodings itself on both paths).
+Set ``DENSEFUSION_ROS_BUILTIN_COMPAT=1`` to force the in-package versions (tests do, to cover both).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from tf2_msgs.msg import TFMessage
+
+from densefusion_ros.ros.conversions import HAVE_CV_BRIDGE
+from densefusion_ros.ros.conversions import use_system_module as _system
+from densefusion_ros.ros.sync import ApproximateTimeSync
+
+HAVE_MESSAGE_FILTERS = _system("message_filters")
+HAVE_TF2_ROS = _system("tf2_ros")
+
+
+def backends() -> dict[str, str]:
+    """Which implementation each role uses, for logs and diagnostics."""
+    return {
+        "sync": "message_filters" if HAVE_MESSAGE_FILTERS else "builtin",
+        "tf": "tf2_ros" if HAVE_TF2_ROS else "builtin",
+        "images": "cv_bridge" if HAVE_CV_BRIDGE else "builtin",
+    }
+
+
+def synchronize(
+    node: Node,
+    topics: Sequence[tuple[type, str]],
+    callback: Callable[..., None],
+    *,
+    qos: QoSProfile,
+    queue_size: int,
+    slop: float,
+    on_message: Callable[[int, Any], None] | None = None,
+    callback_group=None,
+) -> list:
+    """Subscribe to ``topics`` and call ``callback(*msgs)`` for ApproximateTime-matched sets.
+
+    ``on_message(index, msg)`` sees every message first (for input rate statistics).
+    Returns the subscription handles (keep them alive).
+    """
+    if HAVE_MESSAGE_FILTERS:
+        import message_filters
+
+        subs = [
+            message_filters.Subscriber(node, msg_type, topic, qos_profile=qos, callback_group=callback_group)
+            for msg_type, topic in topics
+        ]
+        if on_message is not None:
+            for i, sub in enumerate(subs):
+                sub.registerCallback(lambda msg, i=i: on_message(i, msg))
+        sync = message_filters.ApproximateTimeSynchronizer(subs, queue_size, slop)
+        sync.registerCallback(callback)
+        return [*subs, sync]
+    sync = ApproximateTimeSync(len(topics), callback, queue_size=queue_size, slop=slop)
+
+    def feed(i: int) -> Callable[[Any], None]:
+        def cb(msg: Any) -> None:
+            if on_message is not None:
+                on_message(i, msg)
+            sync.add(i, msg)
+
+        return cb
+
+    return [
+        node.create_subscription(msg_type, topic, feed(i), qos, callback_group=callback_group)
+        for i, (msg_type, topic) in enumerate(topics)
+    ]
+
+
+class TransformPublisher:
+    """``sendTransform(list)`` to /tf: tf2_ros.TransformBroadcaster or an equivalent publisher."""
+
+    def __init__(self, node: Node):
+        if HAVE_TF2_ROS:
+            import tf2_ros
+
+            self._broadcaster = tf2_ros.TransformBroadcaster(node)
+            self._send = self._broadcaster.sendTransform
+        else:
+            qos = QoSProfile(
+                depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                durability=DurabilityPolicy.VOLATILE,
+            )
+            self._pub = node.create_publisher(TFMessage, "/tf", qos)
+            self._send = lambda transforms: self._pub.publish(TFMessage(transforms=list(transforms)))
+
+    def send(self, transforms: Sequence) -> None:
+        if transforms:
+            self._send(list(transforms))

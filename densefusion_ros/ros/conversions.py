@@ -1,0 +1,156 @@
+"""Conversions between ROS messages and the core's numpy types.
+
+Conventions at this boundary:
+    * ROS quaternions are ``[x, y, z, w]``; the core's are ``[w, x, y, z]``
+      (:func:`densefusion_ros.geometry.wxyz_to_xyzw`).
+    * Poses are object-to-camera in the camera optical frame of the colour image, metres.
+    * Depth: ``16UC1``/``mono16`` in millimetres, ``32FC1`` in metres.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+from geometry_msgs.msg import Point, Pose, Quaternion, TransformStamped, Vector3
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from densefusion_ros.geometry import matrix_to_quat, wxyz_to_xyzw
+
+
+def use_system_module(module: str) -> bool:
+    """Whether the ROS install's ``module`` is present and not overridden by DENSEFUSION_ROS_BUILTIN_COMPAT=1."""
+    return os.environ.get("DENSEFUSION_ROS_BUILTIN_COMPAT") != "1" and importlib.util.find_spec(module) is not None
+
+
+HAVE_CV_BRIDGE = use_system_module("cv_bridge")
+
+
+class ImageConversionError(ValueError):
+    """An Image message that cannot be read as the expected kind of image; the text says why."""
+
+
+# encoding -> (numpy dtype, channels)
+ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1),
+    "8UC1": (np.dtype(np.uint8), 1),
+    "mono16": (np.dtype(np.uint16), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+}
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+LABEL_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1")
+
+
+def image_to_numpy(msg: Image, *, max_pixels: int = 4096 * 4096) -> np.ndarray:
+    """The pixels of ``msg`` as ``(H, W)`` or ``(H, W, C)`` in the message's own encoding.
+
+    Honours ``step`` (row padding) and ``is_bigendian``. Raises :class:`ImageConversionError` for
+    unknown encodings, empty or oversized images, and ``step``/size fields that contradict the data.
+    """
+    enc = msg.encoding
+    if enc not in ENCODINGS:
+        raise ImageConversionError(f"unsupported encoding '{enc}' (supported: {', '.join(ENCODINGS)})")
+    dtype, channels = ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ImageConversionError(f"empty image {w}x{h}")
+    if h * w > max_pixels:
+        raise ImageConversionError(f"image {w}x{h} exceeds max_pixels={max_pixels}")
+    row_bytes = w * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageConversionError(f"step {step} < width*pixel size {row_bytes} for {enc} {w}x{h}")
+    data = msg.data
+    size = len(data)
+    if HAVE_CV_BRIDGE and size >= step * h:
+        from cv_bridge import CvBridge, CvBridgeError
+
+        try:
+            return np.asarray(CvBridge().imgmsg_to_cv2(msg, desired_encoding="passthrough"))
+        except (CvBridgeError, TypeError, ValueError) as e:
+            raise ImageConversionError(str(e)) from e
+    if size < step * (h - 1) + row_bytes:
+        raise ImageConversionError(f"data has {size} bytes, {enc} {w}x{h} with step {step} needs {step * h}")
+    buf = np.frombuffer(data, dtype=np.uint8, count=step * h if size >= step * h else size)
+    if size < step * h:  # the last row may be unpadded
+        buf = np.concatenate([buf, np.zeros(step * h - size, np.uint8)])
+    rows = buf.reshape(h, step)[:, :row_bytes]
+    out = np.ascontiguousarray(rows).view(dtype.newbyteorder(">" if msg.is_bigendian else "<"))
+    out = out.astype(dtype, copy=False).reshape((h, w, channels) if channels > 1 else (h, w))
+    return out
+
+
+def color_to_rgb(msg: Image, **kwargs) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB from an rgb8 / bgr8 / rgba8 / bgra8 Image."""
+    if msg.encoding not in COLOR_ENCODINGS:
+        raise ImageConversionError(f"colour image has encoding '{msg.encoding}', expected one of {COLOR_ENCODINGS}")
+    img = image_to_numpy(msg, **kwargs)
+    if msg.encoding.startswith("bgr"):
+        img = img[..., 2::-1]
+    return np.ascontiguousarray(img[..., :3])
+
+
+def depth_to_metres_msg(msg: Image, **kwargs) -> tuple[np.ndarray, str]:
+    """``(H, W)`` float32 metres from 16UC1 (mm) or 32FC1 (m), plus the source encoding."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise ImageConversionError(f"depth image has encoding '{msg.encoding}', expected one of {DEPTH_ENCODINGS}")
+    raw = image_to_numpy(msg, **kwargs)
+    if raw.dtype == np.uint16:
+        return raw.astype(np.float32) * np.float32(0.001), msg.encoding
+    return raw.astype(np.float32, copy=False), msg.encoding
+
+
+def label_to_numpy(msg: Image, **kwargs) -> np.ndarray:
+    """``(H, W)`` integer label image (class ids, 0 = background) from mono8 / 16UC1."""
+    if msg.encoding not in LABEL_ENCODINGS:
+        raise ImageConversionError(f"label image has encoding '{msg.encoding}', expected one of {LABEL_ENCODINGS}")
+    return image_to_numpy(msg, **kwargs).astype(np.int32)
+
+
+def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """An Image message from a contiguous array in ``encoding`` (little endian, no padding)."""
+    dtype, channels = ENCODINGS[encoding]
+    array = np.ascontiguousarray(array, dtype=dtype)
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * channels * dtype.itemsize
+    msg.data = array.tobytes()
+    return msg
+
+
+def camera_info_to_k(msg: CameraInfo) -> np.ndarray:
+    """The 3x3 intrinsics from ``CameraInfo.k``; raises ValueError when unusable (zeros, NaN)."""
+    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"camera_info K is unusable (fx={K[0, 0]}, fy={K[1, 1]})")
+    return K
+
+
+def pose_msg(R: np.ndarray, t: np.ndarray) -> Pose:
+    """A geometry_msgs Pose (quaternion x, y, z, w) from a rotation matrix and translation (m)."""
+    qx, qy, qz, qw = wxyz_to_xyzw(matrix_to_quat(R)).tolist()
+    return Pose(
+        position=Point(x=float(t[0]), y=float(t[1]), z=float(t[2])),
+        orientation=Quaternion(x=qx, y=qy, z=qz, w=qw),
+    )
+
+
+def transform_msg(header: Header, child_frame_id: str, pose: Pose) -> TransformStamped:
+    """A TransformStamped child <- header.frame_id carrying ``pose``."""
+    tf = TransformStamped()
+    tf.header = header
+    tf.child_frame_id = child_frame_id
+    tf.transform.translation = Vector3(x=pose.position.x, y=pose.position.y, z=pose.position.z)
+    tf.transform.rotation = pose.orientation
+    return tf

@@ -1,0 +1,406 @@
+"""``densefusion_node``: synchronised RGB-D in; TF, PoseArray, Detection3DArray, markers, overlay out.
+
+The node only converts messages, schedules work and publishes; the ROS-free
+:class:`~densefusion_ros.pipeline.Pipeline` does the estimation. Inference runs on one worker
+thread fed by a one-slot "latest frame wins" handoff, so queues never build up: a frame that
+arrives while the worker is busy replaces the waiting one (counted as dropped), and frames older
+than ``max_input_age`` are dropped. Every processed frame yields exactly one message on
+``~/poses`` and ``~/detections`` (empty when nothing is found), stamped with the colour image's
+stamp and frame, so a consumer can tell "nothing there" from "node stalled".
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseArray
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
+from vision_msgs.msg import Detection3DArray
+from visualization_msgs.msg import MarkerArray
+
+from densefusion_ros.catalog import Catalog
+from densefusion_ros.frame import Frame
+from densefusion_ros.models import CheckpointError
+from densefusion_ros.overlay import draw_overlay
+from densefusion_ros.pipeline import FrameResult, Pipeline, PipelineConfig
+from densefusion_ros.resources import share_path
+from densefusion_ros.ros import compat, outputs
+from densefusion_ros.ros.conversions import (
+    ImageConversionError,
+    camera_info_to_k,
+    color_to_rgb,
+    depth_to_metres_msg,
+    label_to_numpy,
+    numpy_to_image,
+)
+from densefusion_ros.ros.sync import header_stamp
+
+# name: (default, description, read_only)
+PARAMETERS: dict[str, tuple[Any, str, bool]] = {
+    "estimator_weights": ("", "estimator checkpoint (published pose_model_*.pth or own format); '' = bundled models/estimator.pth", True),
+    "refiner_weights": ("", "refiner checkpoint; '' = bundled models/refiner.pth if present; 'none' = no refiner", True),
+    "segmenter_weights": ("", "segmentation checkpoint; '' = bundled models/segmenter.pth; unused when label_topic is set", True),
+    "catalog": ("", "object catalog YAML; '' = bundled config/objects/demo.yaml", True),
+    "device": ("auto", "auto, cpu or cuda:N", True),
+    "device_strict": (False, "fail at start-up instead of falling back to the CPU when the requested CUDA device is absent", True),
+    "fp16": (False, "float16 autocast on CUDA", True),
+    "num_points": (0, "points sampled per object; 0 = the estimator checkpoint's value", True),
+    "refine_iterations": (2, "refiner iterations K (the paper uses 2)", False),
+    "min_mask_pixels": (50, "smaller masks are skipped", False),
+    "min_points": (20, "fewer valid depth points in a mask skip the object", False),
+    "score_threshold": (0.0, "objects whose confidence is lower are not published", False),
+    "seed": (-1, "seed for point sampling; -1 = random", True),
+    "color_topic": ("/camera/camera/color/image_raw", "colour image topic (rgb8, bgr8, rgba8, bgra8)", True),
+    "depth_topic": ("/camera/camera/aligned_depth_to_color/image_raw", "depth aligned to colour (16UC1 mm or 32FC1 m)", True),
+    "camera_info_topic": ("/camera/camera/color/camera_info", "camera_info of the colour image (K is read from it)", True),
+    "label_topic": ("", "optional label image topic (mono8/16UC1 class ids) used instead of the segmentation net", True),
+    "qos": ("sensor_data", "input QoS: sensor_data (best effort) or reliable", True),
+    "sync_slop": (0.05, "ApproximateTime slop between colour, depth and camera_info stamps, seconds", True),
+    "sync_queue_size": (5, "ApproximateTime queue per input", True),
+    "max_input_age": (1.0, "frames older than this (seconds, stamp vs. now) are dropped; 0 = never", False),
+    "max_depth": (15.0, "median valid depth above this many metres means wrong units: the frame is dropped", False),
+    "max_pixels": (4096 * 4096, "larger images are dropped", False),
+    "publish_tf": (True, "broadcast <tf_prefix><object>_<k> frames as children of the camera frame", False),
+    "tf_prefix": ("", "prefix of the TF child frames", False),
+    "publish_markers": (True, "publish mesh markers on ~/markers", False),
+    "overlay": (True, "publish ~/overlay (computed only while someone subscribes)", False),
+    "continuous": (True, "estimate every frame; false = only after a ~/trigger call", False),
+    "trigger_timeout": (5.0, "seconds a ~/trigger call waits for the next processed frame", False),
+    "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
+    "log_throttle": (5.0, "seconds between repeats of the same warning", False),
+}
+
+
+class DenseFusionNode(Node):
+    """Synchronised RGB-D to 6D poses; see the module docstring."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("densefusion", **kwargs)
+        for name, (default, description, read_only) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
+        self.catalog, self.pipeline = self._load()
+        self._warm_up()
+        self._stats = _Stats()
+        self._last_log: dict[str, float] = {}
+        self._slot: tuple | None = None
+        self._cv = threading.Condition()
+        self._stop = False
+        self._trigger_armed = False
+        self._trigger_done = threading.Event()
+        self._trigger_result = ""
+
+        self.pub_poses = self.create_publisher(PoseArray, "~/poses", 10)
+        self.pub_detections = self.create_publisher(Detection3DArray, "~/detections", 10)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10)
+        self.pub_overlay = self.create_publisher(Image, "~/overlay", 2)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.tf = compat.TransformPublisher(self)
+
+        qos_name = self._p("qos")
+        qos = qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=5)
+        topics = [(Image, self._p("color_topic")), (Image, self._p("depth_topic")), (CameraInfo, self._p("camera_info_topic"))]
+        if self._p("label_topic"):
+            topics.append((Image, self._p("label_topic")))
+        self._input_names = ["color", "depth", "camera_info", "label"][: len(topics)]
+        self._subs = compat.synchronize(
+            self, topics, self._on_synced, qos=qos, queue_size=self._p("sync_queue_size"), slop=self._p("sync_slop"),
+            on_message=self._on_input,
+        )
+        self.create_service(Trigger, "~/trigger", self._on_trigger, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(self._p("diagnostics_period"), self._publish_diagnostics)
+        self._worker = threading.Thread(target=self._work, name="densefusion_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: {len(self.catalog)} objects {self.catalog.names}, device {self.pipeline.device}, "
+            f"{self.pipeline.num_points} points, refiner {'on' if self.pipeline.refiner is not None else 'off'}, "
+            f"segmentation {'topic ' + self._p('label_topic') if self._p('label_topic') else 'network'}; "
+            f"inputs {[t for _, t in topics]} ({qos_name}); backends {compat.backends()}"
+        )
+
+    # ---------------------------------------------------------------- set-up
+    def _p(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _load(self) -> tuple[Catalog, Pipeline]:
+        def bundled(param: str, default: Path) -> Path | None:
+            value = self._p(param)
+            if value == "none":
+                return None
+            if value:
+                return Path(value).expanduser()
+            return default if default.is_file() else None
+
+        catalog_path = bundled("catalog", share_path("config", "objects", "demo.yaml"))
+        estimator = bundled("estimator_weights", share_path("models", "estimator.pth"))
+        if catalog_path is None or estimator is None:
+            raise FileNotFoundError(
+                f"no {'catalog' if catalog_path is None else 'estimator weights'}: set the "
+                f"'{'catalog' if catalog_path is None else 'estimator_weights'}' parameter"
+            )
+        refiner = bundled("refiner_weights", share_path("models", "refiner.pth"))
+        segmenter = None if self._p("label_topic") else bundled("segmenter_weights", share_path("models", "segmenter.pth"))
+        for path in (catalog_path, estimator, refiner, segmenter):
+            if path is not None and not path.is_file():
+                raise FileNotFoundError(f"{path} does not exist")
+        config = PipelineConfig(
+            num_points=self._p("num_points") or None,
+            refine_iterations=self._p("refine_iterations"),
+            min_mask_pixels=self._p("min_mask_pixels"),
+            min_points=self._p("min_points"),
+            score_threshold=self._p("score_threshold"),
+            seed=None if self._p("seed") < 0 else self._p("seed"),
+            device=self._device(),
+            fp16=self._p("fp16"),
+        )
+        catalog = Catalog.load(catalog_path)
+        return catalog, Pipeline.from_checkpoints(estimator, catalog, config, refiner=refiner, segmenter=segmenter)
+
+    def _warm_up(self) -> None:
+        """Load meshes and run each network once, so that the first real frame is not slow."""
+        for info in self.catalog:
+            info.extents, info.bbox_center, info.sample_points(500)
+        h, w = 240, 320
+        depth = np.full((h, w), 0.6, np.float32)
+        mask = np.zeros((h, w), bool)
+        mask[90:150, 120:200] = True
+        rgb = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        K = np.array([[300.0, 0, w / 2], [0, 300.0, h / 2], [0, 0, 1]])
+        first = next(iter(self.catalog))
+        self.pipeline(Frame(rgb=rgb, depth_m=depth, K=K, masks={first.class_id: mask}))
+        if self.pipeline.segmenter is not None:
+            self.pipeline(Frame(rgb=rgb, depth_m=depth, K=K))
+
+    def _device(self) -> str:
+        import torch
+
+        device = str(self._p("device"))
+        if device.startswith("cuda"):
+            index = int(device.split(":")[1]) if ":" in device else 0
+            if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+                if self._p("device_strict"):
+                    raise RuntimeError(f"device {device} requested (device_strict) but CUDA has {torch.cuda.device_count()} devices")
+                self.get_logger().warning(f"device {device} is not available; running on the CPU")
+                return "cpu"
+        return device
+
+    # ---------------------------------------------------------------- inputs
+    def _on_input(self, index: int, msg: Any) -> None:
+        self._stats.arrived[self._input_names[index]].append(time.monotonic())
+
+    def _on_synced(self, *msgs: Any) -> None:
+        with self._cv:
+            if self._slot is not None:
+                self._stats.dropped["busy (latest frame wins)"] += 1
+            self._slot = msgs
+            self._cv.notify()
+
+    def _on_trigger(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._trigger_done.clear()
+        self._trigger_armed = True
+        response.success = self._trigger_done.wait(self._p("trigger_timeout"))
+        response.message = self._trigger_result if response.success else "no frame processed before trigger_timeout"
+        return response
+
+    # ---------------------------------------------------------------- worker
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._slot is not None or self._stop, timeout=0.5)
+                if self._stop:
+                    return
+                msgs, self._slot = self._slot, None
+            if msgs is None:
+                continue
+            if not self._p("continuous") and not self._trigger_armed:
+                continue
+            try:
+                self._process(*msgs)
+            except Exception as e:  # noqa: BLE001 - one bad frame must never stop the node
+                self._drop("exception", f"frame dropped: unexpected {type(e).__name__}: {e}")
+
+    def _drop(self, reason: str, text: str) -> None:
+        self._stats.dropped[reason] += 1
+        now = time.monotonic()
+        if now - self._last_log.get(reason, -1e9) >= self._p("log_throttle"):
+            self._last_log[reason] = now
+            self.get_logger().warning(f"{text} (dropped so far for this reason: {self._stats.dropped[reason]})")
+
+    def _frame(self, color: Image, depth: Image, info: CameraInfo, label: Image | None) -> Frame | None:
+        """Convert and check the inputs; None (with a logged reason) drops the frame."""
+        age = self.get_clock().now().nanoseconds * 1e-9 - header_stamp(color)
+        max_age = self._p("max_input_age")
+        if max_age > 0 and age > max_age:
+            self._drop("stale", f"frame dropped: {age:.2f} s old (max_input_age {max_age} s)")
+            return None
+        if age < -max(max_age, 1.0):
+            self._drop("future", f"frame dropped: stamp {-age:.2f} s in the future")
+            return None
+        try:
+            max_pixels = self._p("max_pixels")
+            rgb = color_to_rgb(color, max_pixels=max_pixels)
+            depth_m, depth_encoding = depth_to_metres_msg(depth, max_pixels=max_pixels)
+            K = camera_info_to_k(info)
+            label_img = label_to_numpy(label, max_pixels=max_pixels) if label is not None else None
+        except (ImageConversionError, ValueError) as e:
+            self._drop("bad input", f"frame dropped: {e}")
+            return None
+        if rgb.shape[:2] != depth_m.shape:
+            self._drop("size", f"frame dropped: colour {rgb.shape[1]}x{rgb.shape[0]} and depth {depth_m.shape[1]}x{depth_m.shape[0]} differ (is depth aligned to colour?)")
+            return None
+        if info.width and info.height and (info.height, info.width) != rgb.shape[:2]:
+            self._drop("size", f"frame dropped: camera_info is {info.width}x{info.height}, colour is {rgb.shape[1]}x{rgb.shape[0]}")
+            return None
+        if depth.header.frame_id and color.header.frame_id and depth.header.frame_id != color.header.frame_id:
+            self._drop("frame", f"frame dropped: depth frame '{depth.header.frame_id}' is not colour frame '{color.header.frame_id}' (use aligned depth)")
+            return None
+        if label_img is not None and label_img.shape != rgb.shape[:2]:
+            self._drop("size", f"frame dropped: label {label_img.shape[1]}x{label_img.shape[0]} differs from colour {rgb.shape[1]}x{rgb.shape[0]}")
+            return None
+        valid = depth_m[np.isfinite(depth_m) & (depth_m > 0)]
+        if valid.size == 0:
+            self._drop("no depth", "frame dropped: depth has no valid (finite, positive) value")
+            return None
+        median = float(np.median(valid))
+        if median > self._p("max_depth"):
+            hint = "32FC1 must be metres" if depth_encoding == "32FC1" else "16UC1 must be millimetres"
+            self._drop("depth units", f"frame dropped: median depth {median:.1f} m > max_depth ({hint})")
+            return None
+        return Frame(rgb=rgb, depth_m=depth_m, K=K, label=label_img, stamp=header_stamp(color))
+
+    def _process(self, color: Image, depth: Image, info: CameraInfo, label: Image | None = None) -> None:
+        t0 = time.perf_counter()
+        frame = self._frame(color, depth, info, label)
+        if frame is None:
+            return
+        result = self.pipeline(frame)
+        if result.error is not None:
+            self._drop("bad input", f"frame dropped: {result.error}")
+            return
+        instances = [i for i in result.instances if _valid_pose(i.R, i.t)]
+        if len(instances) != len(result.instances):
+            self._drop("invalid pose", "non-finite pose withheld")
+        header = color.header
+        self.pub_poses.publish(outputs.pose_array(header, instances))
+        self.pub_detections.publish(outputs.detections(header, instances, self.catalog))
+        if self._p("publish_tf"):
+            self.tf.send(outputs.transforms(header, instances, self._p("tf_prefix")).transforms)
+        if self._p("publish_markers"):
+            self.pub_markers.publish(outputs.markers(header, instances, self.catalog))
+        if self._p("overlay") and self.pub_overlay.get_subscription_count() > 0:
+            self.pub_overlay.publish(numpy_to_image(draw_overlay(frame.rgb, frame.K, instances, self.catalog), "rgb8", header))
+            self._stats.overlays += 1
+        self._stats.processed(result, time.perf_counter() - t0, self.get_clock().now().nanoseconds * 1e-9 - frame.stamp)
+        if self._trigger_armed:
+            self._trigger_armed = False
+            self._trigger_result = ", ".join(f"{outputs.instance_id(i)} ({i.confidence:.2f})" for i in instances) or "nothing found"
+            self._trigger_done.set()
+
+    # ---------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(name="densefusion: pipeline", hardware_id=str(self.pipeline.device))
+        values = self._stats.summary(window=5.0)
+        stalled = values.get("rate color (Hz)", 0.0) > 0 and values.get("rate processed (Hz)", 0.0) == 0.0
+        inputs_silent = values.get("rate color (Hz)", 0.0) == 0.0
+        status.level = DiagnosticStatus.WARN if (stalled or inputs_silent) else DiagnosticStatus.OK
+        status.message = (
+            "no input on " + self._p("color_topic") if inputs_silent
+            else "inputs arrive but no frame is processed" if stalled
+            else "ok"
+        )
+        if not inputs_silent and values.get("rate camera_info (Hz)", 0.0) == 0.0:
+            status.message = "no camera_info on " + self._p("camera_info_topic")
+        status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+        status.values.append(KeyValue(key="device", value=str(self.pipeline.device)))
+        self.pub_diag.publish(DiagnosticArray(header=self._header_now(), status=[status]))
+
+    def _header_now(self):
+        from std_msgs.msg import Header
+
+        return Header(stamp=self.get_clock().now().to_msg())
+
+    def shutdown(self) -> None:
+        """Stop the worker thread (called before destroy_node)."""
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._worker.join(timeout=2.0)
+
+
+def _valid_pose(R: np.ndarray, t: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(R)) and np.all(np.isfinite(t)) and abs(np.linalg.det(R) - 1.0) < 1e-3)
+
+
+class _Stats:
+    """Thread-safe-enough counters and time stamps for diagnostics (appends and increments only)."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, deque] = defaultdict(lambda: deque(maxlen=1000))
+        self.done: deque = deque(maxlen=1000)
+        self.dropped: dict[str, int] = defaultdict(int)
+        self.stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
+        self.overlays = 0
+
+    def processed(self, result: FrameResult, seconds: float, latency: float) -> None:
+        self.done.append(time.monotonic())
+        for stage, ms in result.timings_ms.items():
+            self.stage_ms[stage].append(ms)
+        self.stage_ms["node total"].append(seconds * 1e3)
+        self.stage_ms["latency stamp->published"].append(latency * 1e3)
+
+    def summary(self, window: float) -> dict[str, Any]:
+        now = time.monotonic()
+
+        def rate(ts: deque) -> float:
+            return sum(1 for t in list(ts) if now - t <= window) / window
+
+        out: dict[str, Any] = {f"rate {k} (Hz)": rate(v) for k, v in list(self.arrived.items())}
+        out.setdefault("rate color (Hz)", 0.0)
+        out["rate processed (Hz)"] = rate(self.done)
+        out["frames processed"] = len(self.done)
+        out["overlays published"] = self.overlays
+        for stage, values in list(self.stage_ms.items()):
+            if values:
+                out[f"{stage} (ms, mean)"] = float(np.mean(values))
+        for reason, count in list(self.dropped.items()):
+            out[f"dropped: {reason}"] = count
+        return out
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = DenseFusionNode()
+    except (FileNotFoundError, CheckpointError, RuntimeError, ValueError) as e:
+        rclpy.logging.get_logger("densefusion").fatal(f"cannot start: {e}")
+        rclpy.try_shutdown()
+        return 2
+    # Two threads: the synchronised inputs must keep flowing while a ~/trigger call waits.
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

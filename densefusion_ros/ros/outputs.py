@@ -1,0 +1,86 @@
+"""Output messages for one processed frame: PoseArray, Detection3DArray, TF, markers.
+
+Every message reuses the source image's header (stamp and optical frame id). Instance ids are
+``<name>_<k>``, ``k`` being the instance number within its class, so a consumer can follow an
+object from frame to frame; TF child frames are ``<prefix><name>_<k>``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Pose, PoseArray, PoseWithCovariance
+from std_msgs.msg import ColorRGBA, Header
+from tf2_msgs.msg import TFMessage
+from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
+from visualization_msgs.msg import Marker, MarkerArray
+
+from densefusion_ros.catalog import Catalog
+from densefusion_ros.overlay import object_color
+from densefusion_ros.pipeline import InstanceResult
+from densefusion_ros.ros.conversions import pose_msg, transform_msg
+
+
+def instance_id(inst: InstanceResult) -> str:
+    """The stable per-class, per-instance id: ``<name>_<k>``."""
+    return f"{inst.name}_{inst.instance}"
+
+
+def pose_array(header: Header, instances: Sequence[InstanceResult]) -> PoseArray:
+    return PoseArray(header=header, poses=[pose_msg(i.R, i.t) for i in instances])
+
+
+def detections(header: Header, instances: Sequence[InstanceResult], catalog: Catalog) -> Detection3DArray:
+    """vision_msgs 4.x detections: class_id = object name, score = confidence, bbox from the mesh."""
+    out = Detection3DArray(header=header)
+    for inst in instances:
+        info = catalog.by_class_id(inst.class_id)
+        det = Detection3D(header=header, id=instance_id(inst))
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = inst.name
+        hyp.hypothesis.score = float(inst.confidence)
+        hyp.pose = PoseWithCovariance(pose=pose_msg(inst.R, inst.t))
+        det.results.append(hyp)
+        if info is not None:
+            center = inst.R @ info.bbox_center.astype(np.float64) + inst.t
+            det.bbox.center = pose_msg(inst.R, center)
+            det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v) for v in info.extents)
+        else:
+            det.bbox.center = hyp.pose.pose
+        out.detections.append(det)
+    return out
+
+
+def transforms(header: Header, instances: Sequence[InstanceResult], prefix: str) -> TFMessage:
+    return TFMessage(transforms=[transform_msg(header, prefix + instance_id(i), pose_msg(i.R, i.t)) for i in instances])
+
+
+def markers(header: Header, instances: Sequence[InstanceResult], catalog: Catalog, lifetime_s: float = 0.5) -> MarkerArray:
+    """Mesh and label markers; a DELETEALL first so objects that vanished leave no ghosts."""
+    out = MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])
+    life = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
+    for k, inst in enumerate(instances):
+        info = catalog.by_class_id(inst.class_id)
+        r, g, b = (c / 255.0 for c in object_color(inst.class_id, info.color if info else None))
+        alpha = float(np.clip(0.35 + 0.65 * inst.confidence, 0.0, 1.0))
+        pose = pose_msg(inst.R, inst.t)
+        mesh = Marker(header=header, ns="objects", id=2 * k, action=Marker.ADD, pose=pose, lifetime=life)
+        mesh.color = ColorRGBA(r=r, g=g, b=b, a=alpha)
+        if info is not None:
+            mesh.type = Marker.MESH_RESOURCE
+            mesh.mesh_resource = info.mesh_path.resolve().as_uri()
+            mesh.scale.x, mesh.scale.y, mesh.scale.z = (float(s) for s in info.scale)
+        else:
+            mesh.type = Marker.SPHERE
+            mesh.scale.x = mesh.scale.y = mesh.scale.z = 0.05
+        label = Marker(header=header, ns="labels", id=2 * k + 1, action=Marker.ADD, type=Marker.TEXT_VIEW_FACING, lifetime=life)
+        label.pose = Pose(position=pose.position)
+        label.pose.position.y -= 0.6 * (info.diameter if info is not None else 0.1)
+        label.pose.orientation.w = 1.0
+        label.scale.z = 0.025
+        label.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+        label.text = f"{instance_id(inst)} {inst.confidence:.2f}"
+        out.markers.extend([mesh, label])
+    return out

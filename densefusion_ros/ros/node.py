@@ -28,6 +28,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float64, Header
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
@@ -47,6 +48,7 @@ from densefusion_ros.ros.conversions import (
     label_to_numpy,
     numpy_to_image,
 )
+from densefusion_ros.ros.diagnostics import OK, WARN, BudgetStatus, FrequencyStatus, TimestampStatus
 from densefusion_ros.ros.sync import header_stamp
 
 # name: (default, description, read_only)
@@ -81,6 +83,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "continuous": (True, "estimate every frame; false = only after a ~/trigger call", False),
     "trigger_timeout": (5.0, "seconds a ~/trigger call waits for the next processed frame", False),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
+    "expected_input_hz": (30.0, "camera rate the input frequency diagnostics expect (tolerance 10 %)", False),
+    "processing_budget_ms": (200.0, "per-frame processing budget: WARN above it, ERROR after 10 frames in a row", False),
     "log_throttle": (5.0, "seconds between repeats of the same warning", False),
 }
 
@@ -95,6 +99,11 @@ class DenseFusionNode(Node):
         self.catalog, self.pipeline = self._load()
         self._warm_up()
         self._stats = _Stats()
+        hz = self._p("expected_input_hz")
+        self._input_freq = {name: FrequencyStatus(hz, hz) for name in ("color", "depth", "camera_info", "label")}
+        self._output_freq = FrequencyStatus(0.0, hz)  # any rate up to the camera's is fine
+        self._stamps = TimestampStatus(max_future=0.5, max_age=self._p("max_input_age"))
+        self._budget = BudgetStatus(self._p("processing_budget_ms"))
         self._last_log: dict[str, float] = {}
         self._slot: tuple | None = None
         self._cv = threading.Condition()
@@ -102,12 +111,15 @@ class DenseFusionNode(Node):
         self._trigger_armed = False
         self._trigger_done = threading.Event()
         self._trigger_result = ""
+        self._last_stamp = -1.0
 
         self.pub_poses = self.create_publisher(PoseArray, "~/poses", 10)
         self.pub_detections = self.create_publisher(Detection3DArray, "~/detections", 10)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10)
         self.pub_overlay = self.create_publisher(Image, "~/overlay", 2)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pub_processing_ms = self.create_publisher(Float64, "~/debug/processing_time_ms", 10)
+        self.pub_latency_ms = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
         self.tf = compat.TransformPublisher(self)
 
         qos_name = self._p("qos")
@@ -199,7 +211,7 @@ class DenseFusionNode(Node):
 
     # ---------------------------------------------------------------- inputs
     def _on_input(self, index: int, msg: Any) -> None:
-        self._stats.arrived[self._input_names[index]].append(time.monotonic())
+        self._input_freq[self._input_names[index]].tick()
 
     def _on_synced(self, *msgs: Any) -> None:
         with self._cv:
@@ -241,13 +253,15 @@ class DenseFusionNode(Node):
 
     def _frame(self, color: Image, depth: Image, info: CameraInfo, label: Image | None) -> Frame | None:
         """Convert and check the inputs; None (with a logged reason) drops the frame."""
-        age = self.get_clock().now().nanoseconds * 1e-9 - header_stamp(color)
-        max_age = self._p("max_input_age")
-        if max_age > 0 and age > max_age:
-            self._drop("stale", f"frame dropped: {age:.2f} s old (max_input_age {max_age} s)")
+        now = self.get_clock().now().nanoseconds * 1e-9
+        stamp = header_stamp(color)
+        self._stamps.max_age = self._p("max_input_age")
+        problem = self._stamps.check(stamp, now)
+        if problem is not None:
+            self._drop(f"{problem} stamp", f"frame dropped: {problem} stamp ({now - stamp:+.2f} s behind now, max_input_age {self._stamps.max_age} s)")
             return None
-        if age < -max(max_age, 1.0):
-            self._drop("future", f"frame dropped: stamp {-age:.2f} s in the future")
+        if stamp <= self._last_stamp:
+            self._drop("out of order", f"frame dropped: stamp {stamp:.3f} is not after the last processed {self._last_stamp:.3f}")
             return None
         try:
             max_pixels = self._p("max_pixels")
@@ -303,7 +317,14 @@ class DenseFusionNode(Node):
         if self._p("overlay") and self.pub_overlay.get_subscription_count() > 0:
             self.pub_overlay.publish(numpy_to_image(draw_overlay(frame.rgb, frame.K, instances, self.catalog), "rgb8", header))
             self._stats.overlays += 1
-        self._stats.processed(result, time.perf_counter() - t0, self.get_clock().now().nanoseconds * 1e-9 - frame.stamp)
+        self._last_stamp = frame.stamp
+        processing_ms = (time.perf_counter() - t0) * 1e3
+        latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - frame.stamp) * 1e3
+        self._output_freq.tick()
+        self._budget.record(processing_ms)
+        self._stats.processed(result, processing_ms, latency_ms)
+        self.pub_processing_ms.publish(Float64(data=processing_ms))
+        self.pub_latency_ms.publish(Float64(data=latency_ms))
         if self._trigger_armed:
             self._trigger_armed = False
             self._trigger_result = ", ".join(f"{outputs.instance_id(i)} ({i.confidence:.2f})" for i in instances) or "nothing found"
@@ -311,26 +332,24 @@ class DenseFusionNode(Node):
 
     # ---------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name="densefusion: pipeline", hardware_id=str(self.pipeline.device))
-        values = self._stats.summary(window=5.0)
-        stalled = values.get("rate color (Hz)", 0.0) > 0 and values.get("rate processed (Hz)", 0.0) == 0.0
-        inputs_silent = values.get("rate color (Hz)", 0.0) == 0.0
-        status.level = DiagnosticStatus.WARN if (stalled or inputs_silent) else DiagnosticStatus.OK
-        status.message = (
-            "no input on " + self._p("color_topic") if inputs_silent
-            else "inputs arrive but no frame is processed" if stalled
-            else "ok"
-        )
-        if not inputs_silent and values.get("rate camera_info (Hz)", 0.0) == 0.0:
-            status.message = "no camera_info on " + self._p("camera_info_topic")
-        status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
-        status.values.append(KeyValue(key="device", value=str(self.pipeline.device)))
-        self.pub_diag.publish(DiagnosticArray(header=self._header_now(), status=[status]))
-
-    def _header_now(self):
-        from std_msgs.msg import Header
-
-        return Header(stamp=self.get_clock().now().to_msg())
+        """One status per concern, named ``densefusion: ...``, as diagnostic_updater would."""
+        tasks = [(f"input {name}", f.status()) for name, f in self._input_freq.items() if name in self._input_names]
+        tasks.append(("output poses", self._output_freq.status()))
+        tasks.append(("input timestamps", self._stamps.status()))
+        tasks.append(("processing time", self._budget.status()))
+        level, message = (OK, "ok")
+        if self._input_freq["color"].rate() > 0 and self._output_freq.rate() == 0 and self._p("continuous"):
+            level, message = (WARN, "inputs arrive but no frame is processed")
+        values = self._stats.summary()
+        values.update({"device": str(self.pipeline.device), **{f"backend {k}": v for k, v in compat.backends().items()}})
+        tasks.append(("pipeline", (level, message, values)))
+        hardware = str(self.pipeline.device)
+        status = [
+            DiagnosticStatus(level=bytes([lvl]), name=f"{self.get_name()}: {name}", message=msg, hardware_id=hardware,
+                             values=[KeyValue(key=k, value=str(v)) for k, v in vals.items()])
+            for name, (lvl, msg, vals) in tasks
+        ]
+        self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=status))
 
     def shutdown(self) -> None:
         """Stop the worker thread (called before destroy_node)."""
@@ -345,38 +364,28 @@ def _valid_pose(R: np.ndarray, t: np.ndarray) -> bool:
 
 
 class _Stats:
-    """Thread-safe-enough counters and time stamps for diagnostics (appends and increments only)."""
+    """Counters and recent stage timings for the diagnostics (appends and increments only)."""
 
     def __init__(self) -> None:
-        self.arrived: dict[str, deque] = defaultdict(lambda: deque(maxlen=1000))
-        self.done: deque = deque(maxlen=1000)
+        self.frames = 0
+        self.overlays = 0
         self.dropped: dict[str, int] = defaultdict(int)
         self.stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
-        self.overlays = 0
 
-    def processed(self, result: FrameResult, seconds: float, latency: float) -> None:
-        self.done.append(time.monotonic())
+    def processed(self, result: FrameResult, processing_ms: float, latency_ms: float) -> None:
+        self.frames += 1
         for stage, ms in result.timings_ms.items():
             self.stage_ms[stage].append(ms)
-        self.stage_ms["node total"].append(seconds * 1e3)
-        self.stage_ms["latency stamp->published"].append(latency * 1e3)
+        self.stage_ms["node total"].append(processing_ms)
+        self.stage_ms["latency stamp->published"].append(latency_ms)
 
-    def summary(self, window: float) -> dict[str, Any]:
-        now = time.monotonic()
-
-        def rate(ts: deque) -> float:
-            return sum(1 for t in list(ts) if now - t <= window) / window
-
-        out: dict[str, Any] = {f"rate {k} (Hz)": rate(v) for k, v in list(self.arrived.items())}
-        out.setdefault("rate color (Hz)", 0.0)
-        out["rate processed (Hz)"] = rate(self.done)
-        out["frames processed"] = len(self.done)
-        out["overlays published"] = self.overlays
+    def summary(self) -> dict[str, str]:
+        out = {"frames processed": str(self.frames), "overlays published": str(self.overlays)}
         for stage, values in list(self.stage_ms.items()):
             if values:
-                out[f"{stage} (ms, mean)"] = float(np.mean(values))
+                out[f"{stage} (ms, mean)"] = f"{float(np.mean(values)):.1f}"
         for reason, count in list(self.dropped.items()):
-            out[f"dropped: {reason}"] = count
+            out[f"dropped: {reason}"] = str(count)
         return out
 
 

@@ -22,7 +22,8 @@ from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 
 from densefusion_ros.resources import share_path
-from densefusion_ros.ros.bag import read_sequence
+from densefusion_ros.ros.bag import COMPRESSED, decode_compressed, read_sequence
+from densefusion_ros.ros.conversions import numpy_to_image
 
 
 def message_class(msgtype: str) -> type:
@@ -38,6 +39,15 @@ def _restamp(msg: Any, stamp) -> None:
         det.header.stamp = stamp
 
 
+def _decode(topic: str, msgtype: str, raw: bytes) -> tuple[str, Any]:
+    """Deserialise; CompressedImage on ``<topic>/compressed`` becomes a raw Image on ``<topic>``."""
+    msg = deserialize_message(raw, message_class(msgtype))
+    if msgtype == "sensor_msgs/msg/CompressedImage" and topic.endswith(COMPRESSED):
+        pixels, encoding = decode_compressed(msg.format, bytes(msg.data))
+        return topic[: -len(COMPRESSED)], numpy_to_image(pixels, encoding, msg.header)
+    return topic, msg
+
+
 class Replay(Node):
     """Publishes a bag's messages on their topics."""
 
@@ -47,14 +57,14 @@ class Replay(Node):
         self._pubs: dict[str, Any] = {}
 
     def run(self) -> int:
-        messages = [(topic, msgtype, t, raw) for topic, msgtype, t, raw in read_sequence(self.bag, self.topics)]
+        messages = [(t, *_decode(topic, msgtype, raw)) for topic, msgtype, t, raw in read_sequence(self.bag, self.topics)]
         if not messages:
             self.get_logger().error(f"{self.bag}: no messages")
             return 1
-        for topic, msgtype, _, _ in messages:
+        for _, topic, msg in messages:
             if topic not in self._pubs:
-                self._pubs[topic] = self.create_publisher(message_class(msgtype), topic, QoSProfile(depth=5))
-        times = sorted({t for _, _, t, _ in messages})
+                self._pubs[topic] = self.create_publisher(type(msg), topic, QoSProfile(depth=5))
+        times = sorted({t for t, _, _ in messages})
         if self.rate_hz > 0:
             offsets = [k / self.rate_hz for k in range(len(times))]
         else:  # the bag's own timing
@@ -69,9 +79,8 @@ class Replay(Node):
                 due = start + loop * span + offsets[k]
                 time.sleep(max(0.0, due - time.monotonic()))
                 stamp = self.get_clock().now().to_msg()
-                for topic, msgtype, tt, raw in messages:
+                for tt, topic, msg in messages:
                     if tt == t:
-                        msg = deserialize_message(raw, message_class(msgtype))
                         _restamp(msg, stamp)
                         self._pubs[topic].publish(msg)
                 sent += 1

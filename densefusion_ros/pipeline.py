@@ -1,0 +1,758 @@
+"""The ROS-free DenseFusion inference pipeline: frame -> masks -> crops and points -> poses.
+
+Stages of :meth:`Pipeline.__call__` (timed per stage, in ms):
+
+1. **segmentation**: the segmenter's argmax over the full image gives a label image, unless the
+   frame brings ``masks`` (used as given) or a ``label`` image.
+2. **instances**: one instance per class id present (the published rule); connected components
+   are optional (``PipelineConfig.instances``, see there). Masks smaller than
+   ``min_mask_pixels`` and class ids missing from the catalog are skipped with a reason.
+3. **preprocess**: :func:`densefusion_ros.sampling.prepare_instance` per instance (the shared
+   crop + ``choose`` + back-projection rule); too few valid depth points -> skipped.
+4. **estimator**: the color CNN runs once per group of equal crop size (it needs one H x W per
+   batch); the point fusion and heads run once over all instances. The best hypothesis is the
+   most confident point: ``R = R(q_best / |q_best|)``, ``t = points[best] + trans[best]``.
+5. **refiner**: K iterations, batched over all instances: ``p' = R^T (p - t)``,
+   ``(q2, t2) = refiner(p', emb, obj)``, ``R <- R R2``, ``t <- R t2 + t`` (fact sheet 4.8),
+   with the estimator's embedding reused.
+6. **icp** (optional, :mod:`densefusion_ros.icp`): ``"after"`` the refiner, or ``"only"``
+   (no network pose; centroid initialisation).
+
+:meth:`Pipeline.run_per_object` is the published one-object-at-a-time inference (batch 1,
+numpy composition through w-first quaternions as in ``tools/eval_ycb.py``); it shares stages
+1-3 and gives the same poses as the batched path to float32 rounding.
+
+Conventions: quaternions are **w-first** ``[w, x, y, z]`` (:attr:`InstanceResult.quaternion_wxyz`;
+ROS order is :attr:`InstanceResult.quaternion_xyzw`); ``(R, t)`` maps object points to the
+camera optical frame, metres. No ROS imports here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from densefusion_ros import geometry
+from densefusion_ros.catalog import Catalog, ObjectInfo
+from densefusion_ros.frame import Frame
+from densefusion_ros.icp import IcpOptions, icp_from_centroid, refine_pose
+from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image
+from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, prepare_instance
+
+__all__ = [
+    "PipelineConfig",
+    "InstanceResult",
+    "FrameResult",
+    "Pipeline",
+    "PoseEstimator",
+    "STAGES",
+    "resolve_device",
+    "validate_frame",
+]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("segmentation", "preprocess", "estimator", "refiner", "icp", "total")
+DEFAULT_NUM_POINTS = 1000
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class PipelineConfig:
+    """Pipeline settings.
+
+    Attributes:
+        num_points: points per instance (N); ``None`` = the estimator checkpoint's ``num_points``
+            metadata, else 1000 (published YCB; LineMOD used 500).
+        refine_iterations: K refiner iterations (published: 2 for YCB, 4 for LineMOD eval);
+            ignored without a refiner.
+        min_mask_pixels: smaller masks are skipped (the published training redraws below 50).
+        min_points: fewer distinct valid depth pixels in the mask skip the instance.
+        score_threshold: instances whose best confidence is lower are skipped.
+        seed: ``None`` = random point subsets; an int makes every call repeatable (each instance
+            draws from ``default_rng([seed, class_id, instance])``, independent of the others).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+        fp16: float16 autocast for the networks on CUDA (ignored on CPU); poses compose in float32.
+        icp: ``"off"`` (published), ``"after"`` (ICP from the network pose) or ``"only"``
+            (ICP from the centroid, no networks; see :mod:`densefusion_ros.icp`).
+        icp_options: :class:`~densefusion_ros.icp.IcpOptions`.
+        instances: how a class's mask becomes instances: ``"class"`` (published: the whole mask
+            of a class id is one instance), ``"largest"`` (keep the largest 8-connected
+            component; drops segmentation specks that would inflate the crop box) or
+            ``"split"`` (every component of at least ``min_mask_pixels`` is an instance, numbered
+            by decreasing size). External ``frame.masks`` are always one instance per entry.
+        crop_step: crop sizes are multiples of this (published 40).
+        keep_masks: store each instance's full-image mask in its result.
+        fast_head: batched mode only: run the confidence head on every point but the rotation
+            and translation heads only on the most confident one (the only hypothesis used),
+            and apply the first head layers' weights on the per-instance global feature once
+            instead of once per point. Same arithmetic up to float rounding (checked once
+            against ``forward_head`` when the pipeline is built; off if the check fails).
+        cpu_batch_points: on CPU, the point networks (estimator head, refiner) take at most
+            ``max(1, cpu_batch_points // num_points)`` instances per call (None = all). Larger
+            CPU batches fall out of cache and ran slower than one instance per call (bench.py);
+            on CUDA every instance goes in one call.
+        per_object: make ``__call__`` run the published one-object-at-a-time loop
+            (:meth:`Pipeline.run_per_object`) instead of the batched path.
+    """
+
+    num_points: int | None = None
+    refine_iterations: int = 2
+    min_mask_pixels: int = 50
+    min_points: int = 20
+    score_threshold: float = 0.0
+    seed: int | None = None
+    device: str = "cpu"
+    fp16: bool = False
+    icp: Literal["off", "after", "only"] = "off"
+    icp_options: IcpOptions = field(default_factory=IcpOptions)
+    instances: Literal["class", "largest", "split"] = "class"
+    crop_step: int = CROP_STEP
+    keep_masks: bool = True
+    fast_head: bool = True
+    cpu_batch_points: int | None = 2048
+    per_object: bool = False
+
+    def __post_init__(self) -> None:
+        if self.icp not in ("off", "after", "only"):
+            raise ValueError(f"icp must be 'off', 'after' or 'only', got {self.icp!r}")
+        if self.instances not in ("class", "largest", "split"):
+            raise ValueError(f"instances must be 'class', 'largest' or 'split', got {self.instances!r}")
+        if self.refine_iterations < 0:
+            raise ValueError(f"refine_iterations must be >= 0, got {self.refine_iterations}")
+        if self.num_points is not None and self.num_points < 1:
+            raise ValueError(f"num_points must be >= 1, got {self.num_points}")
+        if self.seed is not None and int(self.seed) < 0:
+            raise ValueError(f"seed must be None or >= 0, got {self.seed}")
+
+
+@dataclass
+class InstanceResult:
+    """The pose of one object instance.
+
+    Attributes:
+        name, class_id, index: catalog name, label / BOP id, network object index.
+        instance: instance number within the class (0 unless ``instances="split"``).
+        R: ``(3, 3)`` float64 rotation, object -> camera.
+        t: ``(3,)`` float64 translation, metres, camera optical frame.
+        quaternion_wxyz: ``(4,)`` w-first unit quaternion of ``R`` with ``w >= 0``.
+        confidence: the estimator's best per-point confidence in (0, 1) (ICP fitness with ``icp="only"``).
+        box: the crop box ``(rmin, rmax, cmin, cmax)``, half-open, pixels.
+        num_points: distinct valid depth pixels in the mask (before sampling / padding).
+        mask: ``(H, W)`` bool instance mask (None with ``keep_masks=False``).
+        icp_fitness, icp_rmse: ICP quality when ICP ran (rmse in metres).
+    """
+
+    name: str
+    class_id: int
+    index: int
+    instance: int
+    R: np.ndarray
+    t: np.ndarray
+    quaternion_wxyz: np.ndarray
+    confidence: float
+    box: tuple[int, int, int, int]
+    num_points: int
+    mask: np.ndarray | None = None
+    icp_fitness: float | None = None
+    icp_rmse: float | None = None
+
+    @property
+    def quaternion_xyzw(self) -> np.ndarray:
+        """The rotation as a ROS-order ``[x, y, z, w]`` quaternion."""
+        return geometry.wxyz_to_xyzw(self.quaternion_wxyz)
+
+    @property
+    def pose_matrix(self) -> np.ndarray:
+        """``(4, 4)`` homogeneous object -> camera transform."""
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = self.R, self.t
+        return T
+
+
+@dataclass
+class FrameResult:
+    """Everything the pipeline says about one frame.
+
+    Attributes:
+        instances: the estimated poses.
+        skipped: ``(class_id, reason)`` per instance that was not estimated.
+        timings_ms: per stage (:data:`STAGES`), milliseconds.
+        error: why the whole frame was skipped (bad input), else None.
+        label: the segmentation label image (class ids) when the segmenter ran.
+    """
+
+    instances: list[InstanceResult] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in STAGES})
+    error: str | None = None
+    label: np.ndarray | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def validate_frame(frame: Frame) -> None:
+    """Raise ``ValueError`` naming the first problem with ``frame``'s arrays.
+
+    Checks: ``rgb`` ``(H, W, 3)`` uint8; ``depth_m`` ``(H, W)`` floating point metres with at
+    least one finite positive value; ``K`` ``(3, 3)`` finite with positive focal lengths;
+    ``label`` ``(H, W)`` integer; each of ``masks`` ``(H, W)`` bool or integer.
+    """
+    rgb, depth, K = frame.rgb, frame.depth_m, frame.K
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be an (H, W, 3) array, got {getattr(rgb, 'shape', type(rgb).__name__)}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be uint8 RGB, got {rgb.dtype}")
+    H, W = rgb.shape[:2]
+    if H < 1 or W < 1:
+        raise ValueError(f"rgb is empty: {rgb.shape}")
+    if not isinstance(depth, np.ndarray) or depth.shape != (H, W):
+        raise ValueError(f"depth_m must be ({H}, {W}) like rgb, got {getattr(depth, 'shape', type(depth).__name__)}")
+    if not np.issubdtype(depth.dtype, np.floating):
+        raise ValueError(f"depth_m must be float metres, got {depth.dtype} (convert raw depth with frame.depth_to_metres)")
+    K = np.asarray(K) if K is not None else None
+    if K is None or K.shape != (3, 3) or not np.issubdtype(K.dtype, np.number):
+        raise ValueError(f"K must be a (3, 3) matrix, got {getattr(K, 'shape', None)}")
+    if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"K must be finite with positive focal lengths, got fx={K[0, 0]}, fy={K[1, 1]}")
+    if not (np.isfinite(depth) & (depth > 0)).any():
+        raise ValueError("depth_m has no valid (finite, positive) value")
+    if frame.label is not None:
+        label = frame.label
+        if not isinstance(label, np.ndarray) or label.shape != (H, W):
+            raise ValueError(f"label must be ({H}, {W}), got {getattr(label, 'shape', type(label).__name__)}")
+        if not (np.issubdtype(label.dtype, np.integer) or label.dtype == bool):
+            raise ValueError(f"label must hold integer class ids, got {label.dtype}")
+    if frame.masks is not None:
+        if not isinstance(frame.masks, dict):
+            raise ValueError(f"masks must be a dict {{class_id: (H, W) mask}}, got {type(frame.masks).__name__}")
+        for cid, mask in frame.masks.items():
+            if isinstance(cid, bool) or not isinstance(cid, (int, np.integer)):
+                raise ValueError(f"masks keys must be integer class ids, got {cid!r}")
+            if not isinstance(mask, np.ndarray) or mask.shape != (H, W):
+                raise ValueError(f"mask of class {cid} must be ({H}, {W}), got {getattr(mask, 'shape', type(mask).__name__)}")
+            if not (mask.dtype == bool or np.issubdtype(mask.dtype, np.integer)):
+                raise ValueError(f"mask of class {cid} must be bool or integer, got {mask.dtype}")
+
+
+@dataclass
+class _Item:
+    """One instance on its way through the pipeline."""
+
+    info: ObjectInfo
+    instance: int
+    mask: np.ndarray
+    prep: InstanceInput | None = None
+
+
+class _Timer:
+    """Accumulates wall time per stage; synchronises CUDA so that GPU work lands in its stage."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.ms = {k: 0.0 for k in STAGES}
+        self.start = self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.ms[stage] += (now - self.last) * 1e3
+        self.last = now
+
+    def done(self) -> dict[str, float]:
+        self.ms["total"] = (time.perf_counter() - self.start) * 1e3
+        return self.ms
+
+
+def _network_normalization(module: nn.Module | None) -> dict:
+    meta = getattr(module, "metadata", None) or {}
+    return meta.get("normalization") or dict(PUBLISHED_NORMALIZATION)
+
+
+class Pipeline:
+    """DenseFusion on one frame: ``Pipeline(estimator, catalog, config, refiner=..., segmenter=...)(frame)``.
+
+    Args:
+        estimator: a :class:`~densefusion_ros.models.DenseFusionEstimator` (``None`` only with
+            ``icp="only"``).
+        catalog: the objects; ``ObjectInfo.index`` is the network object index and
+            ``class_id`` the label value.
+        config: :class:`PipelineConfig`.
+        refiner: optional :class:`~densefusion_ros.models.DenseFusionRefiner`.
+        segmenter: optional segmenter (logits ``[B, objects + 1, H, W]``; channel ``j + 1`` =
+            network index ``j``). Needed unless frames carry ``label`` or ``masks``.
+
+    The modules are moved to the configured device and put in eval mode. Images are normalised
+    with each network's ``metadata["normalization"]`` (published convention when absent).
+    """
+
+    def __init__(
+        self,
+        estimator: nn.Module | None,
+        catalog: Catalog,
+        config: PipelineConfig | None = None,
+        *,
+        refiner: nn.Module | None = None,
+        segmenter: nn.Module | None = None,
+    ) -> None:
+        self.config = config or PipelineConfig()
+        self.catalog = catalog
+        self.device = resolve_device(self.config.device)
+        if estimator is None and self.config.icp != "only":
+            raise ValueError("an estimator is required unless icp='only'")
+        self.estimator = estimator.to(self.device).eval() if estimator is not None else None
+        self.refiner = refiner.to(self.device).eval() if refiner is not None else None
+        self.segmenter = segmenter.to(self.device).eval() if segmenter is not None else None
+        self.num_points = self.config.num_points or int(
+            (getattr(estimator, "metadata", None) or {}).get("num_points") or DEFAULT_NUM_POINTS
+        )
+        self._est_norm = _network_normalization(self.estimator)
+        self._seg_norm = _network_normalization(self.segmenter)
+        self._rng = np.random.default_rng()
+        self._fast_head = bool(self.config.fast_head) and _fast_head_works(self.estimator, self.device)
+        num_objects = getattr(self.estimator, "num_objects", None)
+        for info in catalog:
+            if num_objects is not None and not 0 <= info.index < num_objects:
+                log.warning(
+                    "catalog object %s has index %d outside the estimator's %d objects", info.name, info.index, num_objects
+                )
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        estimator: str | Path | None,
+        catalog: Catalog | str | Path,
+        config: PipelineConfig | None = None,
+        *,
+        refiner: str | Path | None = None,
+        segmenter: str | Path | None = None,
+    ) -> "Pipeline":
+        """Load the networks with :mod:`densefusion_ros.models` loaders and build the pipeline."""
+        from densefusion_ros import models
+
+        config = config or PipelineConfig()
+        device = resolve_device(config.device)
+        catalog = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
+        est = models.load_estimator(estimator, device=device) if estimator else None
+        ref = models.load_refiner(refiner, device=device) if refiner else None
+        seg = models.load_segmenter(segmenter, device=device) if segmenter else None
+        return cls(est, catalog, config, refiner=ref, segmenter=seg)
+
+    # ------------------------------------------------------------------------------------------
+    # public entry points
+
+    def __call__(self, frame: Frame) -> FrameResult:
+        """Estimate all poses in ``frame`` (batched unless ``config.per_object``).
+
+        Never raises on bad input: the frame's problem is in ``FrameResult.error`` and each
+        instance that could not be estimated is in ``FrameResult.skipped`` with a reason.
+        """
+        return self._run(frame, per_object=bool(self.config.per_object))
+
+    def run_per_object(self, frame: Frame) -> FrameResult:
+        """The published one-object-at-a-time inference (batch 1 per network call), same results."""
+        return self._run(frame, per_object=True)
+
+    # ------------------------------------------------------------------------------------------
+
+    def _run(self, frame: Frame, *, per_object: bool) -> FrameResult:
+        timer = _Timer(self.device)
+        result = FrameResult()
+        try:
+            validate_frame(frame)
+            if frame.masks is None and frame.label is None and self.segmenter is None:
+                raise ValueError("no segmenter, and the frame has neither label nor masks")
+        except ValueError as e:
+            result.error = f"invalid frame: {e}"
+            result.timings_ms = timer.done()
+            return result
+        with torch.inference_mode():
+            items, label = self._instances(frame, result.skipped)
+            result.label = label
+            timer.lap("segmentation")
+            items = self._preprocess(frame, items, result.skipped)
+            timer.lap("preprocess")
+            if items and self.config.icp == "only":
+                poses = [(np.eye(3), np.zeros(3), 0.0)] * len(items)
+            elif items:
+                estimate = self._estimate_loop if per_object else self._estimate_batched
+                poses = estimate(items, timer)
+            else:
+                poses = []
+            items, poses = self._threshold(items, poses, result.skipped)
+            icp_info = self._icp(items, poses, timer) if self.config.icp != "off" else [None] * len(items)
+        result.instances = [self._result(it, pose, icp) for it, pose, icp in zip(items, poses, icp_info)]
+        result.timings_ms = timer.done()
+        return result
+
+    # stage 1 + 2 ----------------------------------------------------------------------------
+
+    def _segmenter_lut(self, num_channels: int) -> np.ndarray:
+        """Segmenter channel -> class id: channel ``j + 1`` is network index ``j``; 0 and unknown -> 0."""
+        lut = np.zeros(max(num_channels, 1), np.int64)
+        for info in self.catalog:
+            if 0 <= info.index + 1 < len(lut):
+                lut[info.index + 1] = info.class_id
+        return lut
+
+    def _segment(self, rgb: np.ndarray) -> np.ndarray:
+        """Label image ``(H, W)`` int64 of class ids from the segmenter's argmax."""
+        img = normalize_image(rgb[None], self._seg_norm, device=self.device)
+        with self._autocast():
+            logits = self.segmenter(img)
+        channels = logits[0].argmax(0).cpu().numpy()
+        return self._segmenter_lut(int(logits.shape[1]))[channels]
+
+    def _instances(self, frame: Frame, skipped: list) -> tuple[list[_Item], np.ndarray | None]:
+        """Masks per instance, from ``frame.masks``, ``frame.label`` or the segmenter (in that order)."""
+        label = None
+        if frame.masks is not None:
+            per_class = [(int(cid), np.asarray(m) != 0, False) for cid, m in frame.masks.items()]
+        else:
+            labels = frame.label if frame.label is not None else self._segment(frame.rgb)
+            if frame.label is None:
+                label = labels  # report only what the segmenter made
+            ids = np.unique(labels)
+            per_class = [(int(cid), labels == cid, True) for cid in ids[ids != 0]]
+        items = []
+        min_px = max(int(self.config.min_mask_pixels), 1)
+        for cid, mask, from_label in per_class:
+            info = self.catalog.by_class_id(cid)
+            if info is None:
+                skipped.append((cid, f"class id {cid} is not in the catalog"))
+                continue
+            for k, m in enumerate(self._components(mask) if from_label else [mask]):
+                n = int(m.sum())
+                if n < min_px:  # components come largest first: the rest are smaller still
+                    if k == 0:
+                        skipped.append((cid, "empty mask" if n == 0 else f"mask has {n} pixels, need {min_px}"))
+                    break
+                items.append(_Item(info, k, m))
+        return items, label
+
+    def _components(self, mask: np.ndarray) -> list[np.ndarray]:
+        mode = self.config.instances
+        if mode == "class" or not mask.any():
+            return [mask]
+        n, cc, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        order = np.argsort(-areas, kind="stable") + 1
+        if mode == "largest":
+            order = order[:1]
+        return [cc == k for k in order]
+
+    # stage 3 ---------------------------------------------------------------------------------
+
+    def _instance_rng(self, item: _Item) -> np.random.Generator:
+        if self.config.seed is None:
+            return self._rng
+        return np.random.default_rng([int(self.config.seed), int(item.info.class_id), int(item.instance)])
+
+    def _preprocess(self, frame: Frame, items: list[_Item], skipped: list) -> list[_Item]:
+        ready = []
+        num_objects = getattr(self.estimator, "num_objects", None)
+        for item in items:
+            if num_objects is not None and not 0 <= item.info.index < num_objects and self.config.icp != "only":
+                why = f"network index {item.info.index} outside the estimator's {num_objects} objects"
+                skipped.append((item.info.class_id, why))
+                continue
+            try:
+                item.prep = prepare_instance(
+                    frame.rgb, frame.depth_m, frame.K, item.mask,
+                    num_points=self.num_points, rng=self._instance_rng(item),
+                    min_points=self.config.min_points, step=self.config.crop_step,
+                )  # fmt: skip
+            except InstanceSkipped as e:
+                skipped.append((item.info.class_id, str(e)))
+                continue
+            ready.append(item)
+        return ready
+
+    # stage 4 + 5: batched ----------------------------------------------------------------------
+
+    def _autocast(self):
+        enabled = bool(self.config.fp16 and self.device.type == "cuda")
+        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=enabled)
+
+    def _tensors(self, items: list[_Item]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        points = torch.from_numpy(np.stack([it.prep.points for it in items])).to(self.device)
+        choose = torch.from_numpy(np.stack([it.prep.choose for it in items])).to(self.device)
+        obj = torch.tensor([it.info.index for it in items], dtype=torch.int64, device=self.device)
+        return points, choose, obj
+
+    def _size_groups(self, items: list[_Item]) -> list[list[int]]:
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, it in enumerate(items):
+            groups.setdefault(it.prep.rgb.shape[:2], []).append(i)
+        return list(groups.values())
+
+    def _group_image(self, items: list[_Item], idx: list[int]) -> torch.Tensor:
+        return normalize_image(np.stack([items[i].prep.rgb for i in idx]), self._est_norm, device=self.device)
+
+    def _embed_batched(self, items, points, choose, obj) -> tuple[torch.Tensor, ...]:
+        """The color CNN once per crop-size group (it needs one H x W per batch).
+
+        Returns ``(emb [B,32,N],)`` in item order, or, for estimators without ``embed`` /
+        ``forward_head``, their full ``(quat, trans, conf, emb)`` from one forward per group.
+        """
+        split = hasattr(self.estimator, "embed") and hasattr(self.estimator, "forward_head")
+        outs: list[torch.Tensor | None] = [None] * (1 if split else 4)
+        for idx in self._size_groups(items):
+            img = self._group_image(items, idx)
+            sel = torch.tensor(idx, device=self.device)
+            with self._autocast():
+                if split:
+                    group_out = (self.estimator.embed(img, choose[sel]),)
+                else:
+                    group_out = tuple(self.estimator(img, points[sel], choose[sel], obj[sel]))
+            for k, part in enumerate(group_out):
+                if outs[k] is None:
+                    outs[k] = part.new_empty((len(items),) + tuple(part.shape[1:]), dtype=torch.float32)
+                outs[k][sel] = part.float()
+        return tuple(outs)  # type: ignore[arg-type]
+
+    def _point_chunks(self, batch: int) -> list[slice]:
+        """Instance slices for the point networks: all at once on CUDA, ``cpu_batch_points`` on CPU."""
+        limit = self.config.cpu_batch_points
+        step = batch if self.device.type != "cpu" or not limit else max(1, int(limit) // self.num_points)
+        return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
+
+    def _head(self, points, emb, obj) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with self._autocast():
+            if self._fast_head:
+                return _best_point_head(self.estimator, points, emb, obj)
+            quat, trans, conf, _ = self.estimator.forward_head(points, emb, obj)
+        return _best_hypothesis(quat.float(), trans.float(), conf.float(), points)
+
+    def _estimate_batched(self, items: list[_Item], timer: _Timer) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        points, choose, obj = self._tensors(items)
+        outs = self._embed_batched(items, points, choose, obj)
+        chunks = self._point_chunks(len(items))
+        if len(outs) == 4:
+            quat, trans, conf, emb = outs
+            R, t, best_conf = _best_hypothesis(quat, trans, conf, points)
+        else:
+            emb = outs[0]
+            parts = [self._head(points[c], emb[c], obj[c]) for c in chunks]
+            R, t, best_conf = (torch.cat(p) for p in zip(*parts))
+        timer.lap("estimator")
+        if self.refiner is not None and self.config.refine_iterations > 0:
+            parts = [self._refine_batched(points[c], emb[c], obj[c], R[c], t[c]) for c in chunks]
+            R, t = (torch.cat(p) for p in zip(*parts))
+            timer.lap("refiner")
+        R_np, t_np, c_np = R.double().cpu().numpy(), t.double().cpu().numpy(), best_conf.float().cpu().numpy()
+        return [(R_np[i], t_np[i], float(c_np[i])) for i in range(len(items))]
+
+    def _refine_batched(self, points, emb, obj, R, t) -> tuple[torch.Tensor, torch.Tensor]:
+        """K refiner iterations on a batch: ``p' = R^T (p - t)``, ``R <- R R2``, ``t <- R t2 + t``."""
+        for _ in range(self.config.refine_iterations):
+            new_points = geometry.to_object_frame_torch(points, R, t)
+            with self._autocast():
+                q2, t2 = self.refiner(new_points, emb, obj)
+            R, t = geometry.compose_torch(R, t, geometry.quat_to_matrix_torch(q2.float()), t2.float())
+        return R, t
+
+    # stage 4 + 5: published per-object loop --------------------------------------------------
+
+    def _estimate_loop(self, items: list[_Item], timer: _Timer) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """``tools/eval_ycb.py``: batch 1; the pose is kept as (w-first quaternion, t) in numpy."""
+        poses = []
+        for it in items:
+            img = normalize_image(it.prep.rgb[None], self._est_norm, device=self.device)
+            points = torch.from_numpy(it.prep.points[None]).to(self.device)
+            choose = torch.from_numpy(it.prep.choose[None]).to(self.device)
+            obj = torch.tensor([it.info.index], dtype=torch.int64, device=self.device)
+            with self._autocast():
+                pred_r, pred_t, pred_c, emb = self.estimator(img, points, choose, obj)
+            pred_r = pred_r.float() / torch.norm(pred_r.float(), dim=2, keepdim=True)
+            pred_c = pred_c.float().view(1, -1)
+            how_max, which_max = torch.max(pred_c, 1)
+            w = int(which_max[0])
+            my_r = pred_r[0, w].cpu().numpy().astype(np.float64)
+            my_t = (points[0, w] + pred_t[0, w].float()).cpu().numpy().astype(np.float64)
+            timer.lap("estimator")
+            if self.refiner is not None:
+                for _ in range(self.config.refine_iterations):
+                    my_mat = np.eye(4)
+                    my_mat[:3, :3] = geometry.quat_to_matrix(my_r)
+                    my_mat[:3, 3] = my_t
+                    R = torch.from_numpy(my_mat[:3, :3].astype(np.float32)).to(self.device).view(1, 3, 3)
+                    T = torch.from_numpy(my_t.astype(np.float32)).to(self.device).view(1, 1, 3)
+                    new_points = torch.bmm(points - T, R)
+                    with self._autocast():
+                        q2, t2 = self.refiner(new_points, emb, obj)
+                    q2 = q2.float().view(-1)
+                    my_mat_2 = np.eye(4)
+                    my_mat_2[:3, :3] = geometry.quat_to_matrix((q2 / torch.norm(q2)).cpu().numpy().astype(np.float64))
+                    my_mat_2[:3, 3] = t2.float().view(-1).cpu().numpy()
+                    my_mat_final = my_mat @ my_mat_2
+                    my_r = geometry.matrix_to_quat(my_mat_final[:3, :3])
+                    my_t = my_mat_final[:3, 3].copy()
+                timer.lap("refiner")
+            poses.append((geometry.quat_to_matrix(my_r), my_t, float(how_max[0])))
+        return poses
+
+    # stage 6 and results -----------------------------------------------------------------------
+
+    def _threshold(self, items, poses, skipped):
+        thr = self.config.score_threshold
+        if thr <= 0 or self.config.icp == "only":
+            return items, poses
+        keep_items, keep_poses = [], []
+        for it, pose in zip(items, poses):
+            if pose[2] < thr:
+                skipped.append((it.info.class_id, f"confidence {pose[2]:.3f} below {thr}"))
+            else:
+                keep_items.append(it)
+                keep_poses.append(pose)
+        return keep_items, keep_poses
+
+    def _icp(self, items: list[_Item], poses: list, timer: _Timer) -> list:
+        out = []
+        opts = self.config.icp_options
+        for i, (it, (R, t, c)) in enumerate(zip(items, poses)):
+            _, first = np.unique(it.prep.choose, return_index=True)
+            observed = it.prep.points[np.sort(first)]
+            try:
+                model = it.info.sample_points(opts.model_points)
+            except Exception as e:  # no usable mesh: keep the network pose
+                log.warning("ICP skipped for %s: %s", it.info.name, e)
+                out.append(None)
+                continue
+            if self.config.icp == "only":
+                res = icp_from_centroid(observed, model, opts)
+                poses[i] = (res.R, res.t, res.fitness)
+            else:
+                res = refine_pose(observed, model, R, t, opts)
+                poses[i] = (res.R, res.t, c)
+            out.append(res)
+        timer.lap("icp")
+        return out
+
+    def _result(self, it: _Item, pose, icp) -> InstanceResult:
+        R, t, conf = pose
+        R = np.asarray(R, np.float64)
+        return InstanceResult(
+            name=it.info.name,
+            class_id=int(it.info.class_id),
+            index=int(it.info.index),
+            instance=int(it.instance),
+            R=R,
+            t=np.asarray(t, np.float64).reshape(3),
+            quaternion_wxyz=geometry.matrix_to_quat(R),
+            confidence=float(conf),
+            box=it.prep.box.as_tuple(),
+            num_points=int(it.prep.num_valid),
+            mask=it.mask if self.config.keep_masks else None,
+            icp_fitness=None if icp is None else float(icp.fitness),
+            icp_rmse=None if icp is None else float(icp.rmse),
+        )
+
+
+PoseEstimator = Pipeline
+"""Alias: the pipeline estimates poses."""
+
+
+def _best_hypothesis(
+    quat: torch.Tensor, trans: torch.Tensor, conf: torch.Tensor, points: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Most confident point per sample: ``R [B,3,3]``, ``t = points[best] + trans[best]`` ``[B,3]``, ``conf [B]``."""
+    best_conf, best = conf[..., 0].max(dim=1)
+    rows = torch.arange(quat.shape[0], device=quat.device)
+    q = quat[rows, best]
+    q = q / q.norm(dim=-1, keepdim=True)
+    t = points[rows, best] + trans[rows, best]
+    return geometry.quat_to_matrix_torch(q), t, best_conf
+
+
+# ----------------------------------------------------------------------------------------------
+# The estimator heads, evaluated where they matter (PipelineConfig.fast_head)
+
+
+def _rows(weight: torch.Tensor) -> torch.Tensor:
+    """A 1x1 ``Conv1d`` weight ``[out, in, 1]`` as a matrix ``[out, in]``."""
+    return weight.reshape(weight.shape[0], -1)
+
+
+def _best_point_head(est: nn.Module, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor):
+    """``DenseFusionEstimator.forward_head`` + :func:`_best_hypothesis`, computing only what is used.
+
+    The fused feature is ``x = [point features (384), global (1024, the same for every point)]``
+    (``PixelwiseFusion``); each head is ``conv1 -> ReLU -> conv2 -> ReLU -> conv3 -> ReLU -> conv4``
+    with 1x1 convs. So ``conv1(x) = W_p x_p + (W_g g + b)``: the global term is computed once per
+    instance. The confidence head runs on all N points; rotation and translation heads only on
+    the argmax point; only the rows of each instance's own object are evaluated.
+
+    Returns ``R [B,3,3]``, ``t [B,3]`` (float32) and the best confidence ``[B]``.
+    """
+    B, N = points.shape[:2]
+    rows = torch.arange(B, device=points.device)
+    x = est.feat(points.transpose(1, 2), emb)  # [B, 1408, N]
+    n_pt = x.shape[1] - est.feat.conv6.out_channels
+    x_pt, g = x[:, :n_pt], x[:, n_pt:, 0]  # [B, 384, N], [B, 1024]
+
+    def first_layer(conv: nn.Conv1d, at: torch.Tensor) -> torch.Tensor:
+        w = _rows(conv.weight)
+        glob = F.linear(g, w[:, n_pt:], conv.bias)  # [B, 640]
+        return F.relu(torch.matmul(w[:, :n_pt], at) + glob.unsqueeze(-1))
+
+    def rest(prefix: str, h: torch.Tensor, k: int) -> torch.Tensor:
+        """conv2, conv3 (ReLU) and the instance's own ``k`` rows of conv4 on ``h [B, 640, n]``."""
+        for layer in ("2", "3"):
+            conv = getattr(est, f"conv{layer}_{prefix}")
+            h = F.relu(torch.matmul(_rows(conv.weight), h) + conv.bias.unsqueeze(-1))
+        conv4 = getattr(est, f"conv4_{prefix}")
+        w = _rows(conv4.weight).reshape(-1, k, h.shape[1])[obj]  # [B, k, 128]
+        b = conv4.bias.reshape(-1, k)[obj]  # [B, k]
+        return torch.bmm(w, h) + b.unsqueeze(-1)  # [B, k, n]
+
+    conf = torch.sigmoid(rest("c", first_layer(est.conv1_c, x_pt), 1))[:, 0].float()  # [B, N]
+    best_conf, best = conf.max(dim=1)
+    x_best = x_pt[rows, :, best].unsqueeze(-1)  # [B, 384, 1]
+    quat = rest("r", first_layer(est.conv1_r, x_best), 4)[..., 0].float()
+    trans = rest("t", first_layer(est.conv1_t, x_best), 3)[..., 0].float()
+    q = quat / quat.norm(dim=-1, keepdim=True)
+    t = points[rows, best] + trans
+    return geometry.quat_to_matrix_torch(q), t, best_conf
+
+
+def _fast_head_works(est: nn.Module | None, device: torch.device) -> bool:
+    """Whether :func:`_best_point_head` reproduces ``forward_head`` for this estimator (a quick check)."""
+    needed = ("forward_head", "feat", *(f"conv{i}_{h}" for i in range(1, 5) for h in "rtc"))
+    if est is None or not all(hasattr(est, name) for name in needed) or not hasattr(est.feat, "conv6"):
+        return False
+    try:
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        k = int(getattr(est, "num_objects", 1))
+        points = torch.randn(2, 16, 3, generator=gen).to(device) * 0.1 + torch.tensor([0.0, 0.0, 0.8], device=device)
+        emb = torch.log_softmax(torch.randn(2, 32, 16, generator=gen), dim=1).to(device)
+        obj = torch.tensor([0, k - 1], device=device)
+        with torch.inference_mode():
+            quat, trans, conf, _ = est.forward_head(points, emb, obj)
+            R_ref, t_ref, c_ref = _best_hypothesis(quat.float(), trans.float(), conf.float(), points)
+            R, t, c = _best_point_head(est, points, emb, obj)
+        ok = all(torch.allclose(a, b, atol=tol) for a, b, tol in ((R, R_ref, 1e-4), (t, t_ref, 1e-4), (c, c_ref, 1e-5)))
+    except Exception as e:  # an estimator layout this helper does not know
+        log.info("fast estimator head disabled: %s", e)
+        return False
+    if not ok:
+        log.warning("fast estimator head disagrees with forward_head for %s; using forward_head", type(est).__name__)
+    return ok

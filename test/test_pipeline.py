@@ -1,0 +1,291 @@
+"""The batched pipeline: equal to the published per-object loop, hand-composed refinement, bad input."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from densefusion_ros import geometry
+from densefusion_ros.bench import synthetic_catalog, synthetic_frame
+from densefusion_ros.catalog import Catalog, ObjectInfo
+from densefusion_ros.frame import Frame
+from densefusion_ros.models import build_estimator, build_refiner
+from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image
+from densefusion_ros.pipeline import FrameResult, InstanceResult, Pipeline, PipelineConfig, validate_frame
+from densefusion_ros.sampling import prepare_instance
+
+N = 64
+H, W = 240, 320
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small ops on a shared 2-core machine: intra-op threads only add barrier waits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    return build_estimator(num_objects=4, backbone="compact").eval(), build_refiner(num_objects=4).eval()
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return synthetic_catalog(4)
+
+
+@pytest.fixture(scope="module")
+def frame() -> Frame:
+    return synthetic_frame(3, height=H, width=W, seed=3, min_radius=12, max_radius=40)
+
+
+def _pipe(nets, catalog, **kw) -> Pipeline:
+    est, ref = nets
+    cfg = PipelineConfig(num_points=N, seed=kw.pop("seed", 0), min_points=kw.pop("min_points", 5), **kw)
+    return Pipeline(est, catalog, cfg, refiner=ref)
+
+
+def _assert_same(a: FrameResult, b: FrameResult, atol: float = 1e-4) -> None:
+    assert [(r.class_id, r.instance, r.box) for r in a.instances] == [(r.class_id, r.instance, r.box) for r in b.instances]
+    for x, y in zip(a.instances, b.instances):
+        np.testing.assert_allclose(x.R, y.R, atol=atol)
+        np.testing.assert_allclose(x.t, y.t, atol=atol)
+        assert abs(x.confidence - y.confidence) < 1e-5
+
+
+def test_batched_equals_per_object_loop(nets, catalog, frame):
+    pipe = _pipe(nets, catalog, refine_iterations=2)
+    # Two objects with the same crop size share one CNN batch: duplicate one mask's shape elsewhere.
+    f = replace(frame, label=frame.label.copy())
+    mask = frame.label == 1
+    rows, cols = np.nonzero(mask)
+    shifted = np.zeros_like(mask)
+    dr, dc = (H - 1 - rows.max()) - 0, -cols.min()  # move it to the bottom-left corner
+    shifted[rows + dr, cols + dc] = True
+    f.label[shifted & (f.label == 0)] = 4
+    assert pipe._fast_head  # the batched path under test uses the reduced head
+    batched, loop = pipe(f), pipe.run_per_object(f)
+    plain = _pipe(nets, catalog, refine_iterations=2, fast_head=False)
+    assert not plain._fast_head
+    assert batched.error is None and not batched.skipped, batched.skipped
+    _assert_same(plain(f), loop)
+    one_per_call = _pipe(nets, catalog, refine_iterations=2, cpu_batch_points=N)  # CPU chunks of 1 instance
+    assert len(one_per_call._point_chunks(4)) == 4
+    _assert_same(one_per_call(f), loop)
+    assert len(batched.instances) == 4
+    sizes = [(r.box[1] - r.box[0], r.box[3] - r.box[2]) for r in batched.instances]
+    assert len(set(sizes)) < len(sizes)  # at least one shared crop size
+    _assert_same(batched, loop)
+
+
+def test_batched_equals_loop_published_backbone(catalog):
+    torch.manual_seed(1)
+    est, ref = build_estimator(num_objects=4, backbone="psp_resnet18"), build_refiner(num_objects=4)
+    f = synthetic_frame(2, height=120, width=160, seed=5, min_radius=8, max_radius=18)
+    pipe = Pipeline(est, catalog, PipelineConfig(num_points=32, seed=0, min_points=5, refine_iterations=1), refiner=ref)
+    _assert_same(pipe(f), pipe.run_per_object(f))
+
+
+def test_result_types_and_conventions(nets, catalog, frame):
+    res = _pipe(nets, catalog)(frame)
+    assert isinstance(res, FrameResult) and res.ok and len(res.instances) == 3
+    assert set(res.timings_ms) == {"segmentation", "preprocess", "estimator", "refiner", "icp", "total"}
+    assert res.timings_ms["total"] >= res.timings_ms["estimator"] > 0
+    for r in res.instances:
+        assert isinstance(r, InstanceResult)
+        assert r.R.shape == (3, 3) and r.R.dtype == np.float64 and r.t.shape == (3,)
+        np.testing.assert_allclose(r.R @ r.R.T, np.eye(3), atol=1e-5)
+        np.testing.assert_allclose(geometry.quat_to_matrix(r.quaternion_wxyz), r.R, atol=1e-6)
+        np.testing.assert_allclose(r.quaternion_xyzw, geometry.wxyz_to_xyzw(r.quaternion_wxyz))
+        assert 0 < r.confidence < 1 and r.name == f"obj_{r.class_id}" and r.index == r.class_id - 1
+        assert r.mask.shape == (H, W) and r.mask.dtype == bool and r.num_points > 0
+        rmin, rmax, cmin, cmax = r.box
+        assert (rmax - rmin) % 40 == 0 and (cmax - cmin) % 40 == 0
+
+
+@pytest.mark.parametrize("iterations", [0, 3])
+def test_refinement_matches_hand_composition(nets, catalog, frame, iterations):
+    """Estimator + K refiner steps composed with numpy ``geometry.compose`` (fact sheet 4.6 / 4.8)."""
+    est, ref = nets
+    pipe = _pipe(nets, catalog, refine_iterations=iterations)
+    res = pipe(frame)
+    for r in res.instances:
+        inst = prepare_instance(
+            frame.rgb, frame.depth_m, frame.K, frame.label == r.class_id, num_points=N,
+            rng=np.random.default_rng([0, r.class_id, 0]), min_points=5,
+        )  # fmt: skip
+        img = normalize_image(inst.rgb[None], PUBLISHED_NORMALIZATION)
+        pts = torch.from_numpy(inst.points[None])
+        obj = torch.tensor([r.index])
+        with torch.no_grad():
+            q, dt, c, emb = est(img, pts, torch.from_numpy(inst.choose[None]), obj)
+        best = int(c[0, :, 0].argmax())
+        R = geometry.quat_to_matrix(q[0, best].double().numpy())
+        t = inst.points[best].astype(np.float64) + dt[0, best].double().numpy()
+        for _ in range(iterations):
+            p_obj = (inst.points.astype(np.float64) - t) @ R  # R^T (p - t)
+            with torch.no_grad():
+                q2, t2 = ref(torch.from_numpy(p_obj[None]).float(), emb, obj)
+            R, t = geometry.compose(R, t, geometry.quat_to_matrix(q2[0].double().numpy()), t2[0].double().numpy())
+        np.testing.assert_allclose(r.R, R, atol=1e-4)
+        np.testing.assert_allclose(r.t, t, atol=1e-4)
+        assert abs(r.confidence - float(c[0, best, 0])) < 1e-5
+
+
+def test_seed_repeatability(nets, catalog, frame):
+    a, b = _pipe(nets, catalog)(frame), _pipe(nets, catalog)(frame)
+    _assert_same(a, b, atol=0)
+    c = _pipe(nets, catalog, seed=1)(frame)
+    assert any(not np.allclose(x.t, y.t) for x, y in zip(a.instances, c.instances))
+    rnd = _pipe(nets, catalog, seed=None)
+    assert rnd(frame).ok
+
+
+def _bad_frames(frame: Frame) -> dict[str, Frame]:
+    ok = dict(rgb=frame.rgb, depth_m=frame.depth_m, K=frame.K, label=frame.label)
+    return {
+        "rgb dtype": Frame(**{**ok, "rgb": frame.rgb.astype(np.float32)}),
+        "rgb shape": Frame(**{**ok, "rgb": frame.rgb[..., 0]}),
+        "depth shape": Frame(**{**ok, "depth_m": frame.depth_m[:-1]}),
+        "depth dtype": Frame(**{**ok, "depth_m": (frame.depth_m * 1000).astype(np.uint16)}),
+        "K shape": Frame(**{**ok, "K": np.eye(2)}),
+        "K nan": Frame(**{**ok, "K": np.full((3, 3), np.nan)}),
+        "all-zero depth": Frame(**{**ok, "depth_m": np.zeros_like(frame.depth_m)}),
+        "NaN depth": Frame(**{**ok, "depth_m": np.full_like(frame.depth_m, np.nan)}),
+        "label shape": Frame(**{**ok, "label": frame.label[:10]}),
+        "label dtype": Frame(**{**ok, "label": frame.label.astype(np.float32)}),
+        "mask shape": Frame(**{**ok, "label": None, "masks": {1: np.ones((3, 3), bool)}}),
+        "mask key": Frame(**{**ok, "label": None, "masks": {"duck": frame.label == 1}}),
+        "mask dtype": Frame(**{**ok, "label": None, "masks": {1: (frame.label == 1).astype(np.float32)}}),
+        "rgb None": Frame(**{**ok, "rgb": None}),
+    }
+
+
+def test_bad_frames_are_skipped_with_a_reason(nets, catalog, frame):
+    pipe = _pipe(nets, catalog)
+    for name, bad in _bad_frames(frame).items():
+        with pytest.raises(ValueError):
+            validate_frame(bad)
+        res = pipe(bad)
+        assert res.error and "invalid frame" in res.error and not res.instances, name
+    validate_frame(frame)  # the good one passes
+
+
+def test_bad_instances_are_skipped_with_a_reason(nets, catalog, frame):
+    pipe = _pipe(nets, catalog, min_points=30, min_mask_pixels=20)
+    masks = {
+        1: frame.label == 1,  # fine
+        2: np.zeros((H, W), bool),  # empty
+        3: np.zeros((H, W), bool),  # too few points: 25 pixels, 20 without depth
+        9: frame.label == 3,  # class id not in the catalog
+    }
+    masks[3][100:105, 100:105] = True
+    depth = frame.depth_m.copy()
+    depth[100:104, 100:105] = np.nan
+    res = pipe(replace(frame, depth_m=depth, label=None, masks=masks))
+    assert res.ok and [r.class_id for r in res.instances] == [1]
+    reasons = dict(res.skipped)
+    assert reasons[2] == "empty mask"
+    assert "5 valid depth points" in reasons[3]
+    assert "not in the catalog" in reasons[9]
+    tiny = {1: np.zeros((H, W), bool)}
+    tiny[1][0:2, 0:3] = True
+    assert "6 pixels" in dict(pipe(replace(frame, label=None, masks=tiny)).skipped)[1]
+    # score threshold: everything below 1.0
+    res = _pipe(nets, catalog, score_threshold=0.999)(frame)
+    assert not res.instances and all("confidence" in why for _, why in res.skipped)
+    # a network index beyond the estimator's objects
+    big = Catalog([ObjectInfo("far", 1, 7, Path("none.obj"), np.ones(3))])
+    res = Pipeline(nets[0], big, PipelineConfig(num_points=N, seed=0))(frame)
+    assert not res.instances and "outside" in dict(res.skipped)[1]
+
+
+class _SpySegmenter(nn.Module):
+    """Logits that put channel ``j + 1`` (network index j) where ``label == class_ids[j]``."""
+
+    def __init__(self, label: np.ndarray, class_ids: list[int]) -> None:
+        super().__init__()
+        self.calls = 0
+        onehot = np.stack([label == 0] + [label == c for c in class_ids]).astype(np.float32)
+        self.register_buffer("logits", torch.from_numpy(onehot)[None] * 10)
+        self.num_classes = len(class_ids) + 1
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        assert img.shape[-2:] == self.logits.shape[-2:]
+        return self.logits
+
+
+def test_segmenter_channels_and_bypass(nets, frame):
+    est, ref = nets
+    # class ids differ from network indices: index j <-> class id 10 + j
+    cat = Catalog([ObjectInfo(f"o{j}", 10 + j, j, Path("none.obj"), np.ones(3)) for j in range(4)])
+    label = np.where(frame.label > 0, frame.label + 9, 0).astype(np.int64)
+    seg = _SpySegmenter(label, [10, 11, 12, 13])
+    pipe = Pipeline(est, cat, PipelineConfig(num_points=N, seed=0, min_points=5), refiner=ref, segmenter=seg)
+    res = pipe(replace(frame, label=None))
+    assert seg.calls == 1 and res.ok
+    assert sorted(r.class_id for r in res.instances) == [10, 11, 12]
+    np.testing.assert_array_equal(res.label, label)
+    # a label image or external masks bypass the segmenter
+    by_label = pipe(replace(frame, label=label))
+    by_masks = pipe(replace(frame, label=None, masks={c: label == c for c in (10, 11, 12)}))
+    assert seg.calls == 1
+    _assert_same(res, by_label, atol=0)
+    _assert_same(res, by_masks, atol=0)
+    # no segmenter and no masks: the frame is skipped with a reason
+    no_seg = Pipeline(est, cat, PipelineConfig(num_points=N))(replace(frame, label=None))
+    assert no_seg.error and "segmenter" in no_seg.error
+
+
+def test_instance_rules(nets, catalog, frame):
+    label = frame.label.copy()
+    label[label == 2] = 1  # class 1 now has two blobs
+    f = replace(frame, label=label)
+    counts = {}
+    for mode in ("class", "largest", "split"):
+        res = _pipe(nets, catalog, instances=mode)(f)
+        counts[mode] = [(r.class_id, r.instance) for r in res.instances if r.class_id == 1]
+    assert counts["class"] == [(1, 0)] and counts["largest"] == [(1, 0)]
+    assert counts["split"] == [(1, 0), (1, 1)]
+
+
+def test_icp_after_refiner_runs(nets, tmp_path, frame):
+    import trimesh
+
+    pytest.importorskip("open3d")
+    mesh = tmp_path / "box.obj"
+    trimesh.creation.box(extents=(0.05, 0.05, 0.05)).export(mesh)
+    cat = Catalog([ObjectInfo(f"o{j}", j + 1, j, mesh, np.ones(3)) for j in range(4)])
+    est, ref = nets
+    cfg = PipelineConfig(num_points=N, seed=0, min_points=5, icp="after")
+    cfg.icp_options.model_points = 300
+    cfg.icp_options.init_rotations = 4
+    res = Pipeline(est, cat, cfg, refiner=ref)(frame)
+    assert res.ok and len(res.instances) == 3 and res.timings_ms["icp"] > 0
+    assert all(r.icp_fitness is not None for r in res.instances)
+    only = Pipeline(None, cat, replace(cfg, icp="only"))(frame)
+    assert len(only.instances) == 3 and all(np.isfinite(r.t).all() for r in only.instances)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_fp32_and_fp16(nets, catalog, frame):
+    cpu = _pipe(nets, catalog)(frame)
+    try:
+        gpu = _pipe(nets, catalog, device="cuda")
+        _assert_same(gpu(frame), cpu, atol=1e-3)
+        _assert_same(gpu(frame), gpu.run_per_object(frame), atol=1e-3)
+        half = _pipe(nets, catalog, device="cuda", fp16=True)(frame)
+        assert half.ok and [r.class_id for r in half.instances] == [r.class_id for r in cpu.instances]
+        assert all(np.isfinite(r.t).all() and np.isfinite(r.R).all() for r in half.instances)
+    finally:
+        nets[0].cpu(), nets[1].cpu()  # Pipeline moved the shared module fixtures

@@ -96,3 +96,15 @@ def test_node_publishes_stamped_poses_detections_tf(node_files, ros_env):
     finally:
         out = stop(node)
     assert "Traceback" not in out, out
+
+
+def test_yaml_sets_every_declared_parameter():
+    import yaml
+
+    from densefusion_ros.resources import share_path
+    from densefusion_ros.ros.node import PARAMETERS
+
+    params = yaml.safe_load(share_path("config", "densefusion.yaml").read_text())["densefusion"]["ros__parameters"]
+    assert set(params) == set(PARAMETERS)
+    for name, value in params.items():
+        assert type(value) is type(PARAMETERS[name][0]), name

@@ -157,3 +157,48 @@ def read_sequence(path: str | Path, topics: Iterable[str] | None = None) -> Iter
         conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
         for conn, t_ns, raw in reader.messages(connections=conns):
             yield conn.topic, conn.msgtype, t_ns, bytes(raw)
+
+
+def load_frames(path: str | Path) -> list[Frame]:
+    """Decode a colour/depth/camera_info bag (raw or compressed images) into frames, in time order.
+
+    Messages are grouped by bag time; GT (when present) is not decoded here.
+    """
+    store = typestore()
+    by_time: dict[int, dict[str, object]] = {}
+    for topic, msgtype, t_ns, raw in read_sequence(path):
+        msg = store.deserialize_cdr(raw, msgtype)
+        base = topic[: -len(COMPRESSED)] if topic.endswith(COMPRESSED) else topic
+        if msgtype == "sensor_msgs/msg/CompressedImage":
+            pixels, encoding = decode_compressed(msg.format, bytes(msg.data))
+        elif msgtype == "sensor_msgs/msg/Image" and msg.encoding in _RAW:
+            pixels, encoding = _raw_pixels(msg), msg.encoding
+        elif msgtype == "sensor_msgs/msg/CameraInfo":
+            pixels, encoding = np.asarray(msg.k, np.float64).reshape(3, 3), "K"
+        else:
+            continue
+        by_time.setdefault(t_ns, {})[base] = (pixels, encoding, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+    frames = []
+    for t_ns in sorted(by_time):
+        parts = by_time[t_ns]
+        if not {COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC} <= parts.keys():
+            continue
+        (rgb, enc, stamp), (depth, denc, _), (K, _, _) = parts[COLOR_TOPIC], parts[DEPTH_TOPIC], parts[INFO_TOPIC]
+        if enc.startswith("bgr"):
+            rgb = rgb[..., 2::-1]
+        depth_m = depth.astype(np.float32) * (0.001 if depth.dtype == np.uint16 else 1.0)
+        frames.append(Frame(rgb=np.ascontiguousarray(rgb[..., :3]), depth_m=depth_m, K=K, stamp=stamp))
+    return frames
+
+
+_RAW = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
+        "mono8": (np.uint8, 1), "16UC1": (np.uint16, 1), "mono16": (np.uint16, 1), "32FC1": (np.float32, 1)}
+
+
+def _raw_pixels(msg) -> np.ndarray:
+    """Pixels of a little-endian rosbags Image, honouring ``step``."""
+    dtype, channels = _RAW[msg.encoding]
+    row_bytes = msg.width * channels * np.dtype(dtype).itemsize
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, :row_bytes]
+    image = np.ascontiguousarray(rows).view(dtype)
+    return image.reshape(msg.height, msg.width, channels) if channels > 1 else image.reshape(msg.height, msg.width)

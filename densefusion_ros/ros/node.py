@@ -60,6 +60,7 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "device": ("auto", "auto, cpu or cuda:N", True),
     "device_strict": (False, "fail at start-up instead of falling back to the CPU when the requested CUDA device is absent", True),
     "fp16": (False, "float16 autocast on CUDA", True),
+    "torch_threads": (0, "CPU threads for torch; 0 = torch's default (all cores)", True),
     "num_points": (0, "points sampled per object; 0 = the estimator checkpoint's value", True),
     "refine_iterations": (2, "refiner iterations K (the paper uses 2)", False),
     "min_mask_pixels": (50, "smaller masks are skipped", False),
@@ -199,6 +200,8 @@ class DenseFusionNode(Node):
     def _device(self) -> str:
         import torch
 
+        if self._p("torch_threads") > 0:
+            torch.set_num_threads(self._p("torch_threads"))
         device = str(self._p("device"))
         if device.startswith("cuda"):
             index = int(device.split(":")[1]) if ":" in device else 0

@@ -1,0 +1,117 @@
+"""End-to-end benchmark of the node: latency, throughput and overhead against the bare pipeline.
+
+In one run, on the same frames (the bundled sequence by default):
+1. the pipeline is called directly on every frame (the reference time per frame);
+2. ``densefusion_node`` runs in its own process while the replay streams the sequence at each
+   input rate (15 and 30 Hz by default); this process subscribes to the node's detections and
+   ``~/debug/processing_time_ms`` and measures latency (image stamp -> detections received) and
+   output rate.
+Overhead = node processing time per frame (conversion + pipeline + messages) / direct pipeline
+time - 1. Both sides use the same thread count.
+
+    python -m densefusion_ros.ros.bench_node --rates 15 30 --loops 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import rclpy
+import torch
+from std_msgs.msg import Float64
+from vision_msgs.msg import Detection3DArray
+
+from densefusion_ros.catalog import Catalog
+from densefusion_ros.pipeline import Pipeline, PipelineConfig
+from densefusion_ros.resources import share_path
+from densefusion_ros.ros.bag import load_frames
+from densefusion_ros.ros.env import apply_local_ros_env
+from densefusion_ros.ros.sync import header_stamp
+
+
+def direct_pipeline_ms(bag: str, threads: int, repeats: int) -> float:
+    torch.set_num_threads(threads)
+    pipeline = Pipeline.from_checkpoints(
+        share_path("models", "estimator.pth"), share_path("config", "objects", "demo.yaml"), PipelineConfig(seed=0),
+        refiner=share_path("models", "refiner.pth"), segmenter=share_path("models", "segmenter.pth"),
+    )
+    frames = load_frames(bag)
+    pipeline(frames[0])  # warm-up
+    times = []
+    for _ in range(repeats):
+        for frame in frames:
+            t0 = time.perf_counter()
+            pipeline(frame)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict) -> dict:
+    node = subprocess.Popen(
+        [sys.executable, "-m", "densefusion_ros.ros.node", "--ros-args", "-p", "seed:=0", "-p", "overlay:=false", "-p", "device:=cpu", "-p", f"torch_threads:={threads}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    for line in node.stdout:
+        if "ready:" in line:
+            break
+    sub = rclpy.create_node(f"bench_node_{int(rate)}")
+    latencies, arrivals, processing = [], [], []
+
+    def on_det(msg: Detection3DArray) -> None:
+        latencies.append((sub.get_clock().now().nanoseconds * 1e-9 - header_stamp(msg)) * 1e3)
+        arrivals.append(time.monotonic())
+
+    sub.create_subscription(Detection3DArray, "/densefusion/detections", on_det, 50)
+    sub.create_subscription(Float64, "/densefusion/debug/processing_time_ms", lambda m: processing.append(m.data), 50)
+    replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.replay", "--bag", bag, "--rate", str(rate), "--loops", str(loops)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sent_start = time.monotonic()
+    while replay.poll() is None or time.monotonic() - (arrivals[-1] if arrivals else sent_start) < 2.0:
+        rclpy.spin_once(sub, timeout_sec=0.05)
+        if time.monotonic() - sent_start > 600:
+            break
+    node.terminate()
+    node.wait(timeout=10)
+    sub.destroy_node()
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
+    lat = np.array(latencies or [np.nan])
+    return {
+        "rate_in": rate, "frames_out": len(arrivals), "rate_out": (len(arrivals) - 1) / span if span == span and span > 0 else 0.0,
+        "latency_p50": float(np.percentile(lat, 50)), "latency_p95": float(np.percentile(lat, 95)),
+        "processing_ms": float(np.median(processing)) if processing else float("nan"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bag", default=str(share_path("data", "demo_sequence")))
+    parser.add_argument("--rates", type=float, nargs="+", default=[15.0, 30.0])
+    parser.add_argument("--loops", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both the direct run and the node")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    apply_local_ros_env()
+    env = dict(os.environ)
+    direct = direct_pipeline_ms(args.bag, args.threads, args.repeats)
+    rclpy.init()
+    try:
+        rows = [measure_node(args.bag, r, args.loops, args.threads, env) for r in args.rates]
+    finally:
+        rclpy.try_shutdown()
+    print(f"direct pipeline: {direct:.1f} ms/frame (median, {args.threads} thread(s))")
+    print("| input Hz | output Hz | frames out | latency p50 ms | latency p95 ms | node ms/frame | overhead vs direct |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        overhead = r["processing_ms"] / direct - 1
+        print(f"| {r['rate_in']:.0f} | {r['rate_out']:.1f} | {r['frames_out']} | {r['latency_p50']:.0f} | {r['latency_p95']:.0f} | "
+              f"{r['processing_ms']:.1f} | {overhead * 100:+.1f} % |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

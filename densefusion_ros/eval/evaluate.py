@@ -1,0 +1,546 @@
+"""``densefusion-ros evaluate``: ADD, ADD-S and AUC on a BOP split, through the pipeline.
+
+Usage::
+
+    densefusion-ros evaluate --dataset DATA --split test --weights est.pth --refiner ref.pth \\
+        [--masks gt|segmenter --segmenter seg.pth] [--iterations 2] [--icp] [--out eval_out] [--max-frames 200]
+
+Every frame goes through :class:`densefusion_ros.pipeline.Pipeline` (the node's code path) once
+per mode, with a fixed pipeline seed so that all modes see the same point samples:
+
+* ``per-pixel``: the estimator's most confident hypothesis (no refiner);
+* ``iterative``: plus ``--iterations`` refiner iterations (with ``--refiner``);
+* ``...+icp``: plus Open3D ICP from that pose (with ``--icp``);
+* ``baseline``: model-free: the model's bounding-box centre at the centroid of the observed
+  points (the same instance mask and sampling rule), with a random rotation.
+
+Masks: ``gt`` passes each GT visible mask (merged per class id, since the pipeline takes one mask
+per class) as ``Frame.masks``; ``segmenter`` runs the segmentation network once per frame (its
+label image is reused for the other modes, and its time is added to each mode's timings).
+
+Per GT instance with at least ``--min-visible-px`` visible pixels, the distances ADD and ADD-S
+(:mod:`densefusion_ros.eval.metrics`, model points from the catalog mesh) are computed;
+ADD(-S) is ADD-S for symmetric objects and ADD otherwise. A GT instance without an estimate
+(lost detection) gets ``inf`` and counts as a failure. Reported per object, ``ALL`` (instances
+pooled, as the YCB-Video paper's table) and ``MEAN`` (mean of the per-object numbers):
+AUC of ADD, ADD-S and ADD(-S) up to 0.1 m (YCB-Video toolbox VOCap), ADD-S and ADD(-S) < 2 cm,
+and ADD(-S) < 0.1 x diameter (LineMOD). Writes ``results.md``, ``results.csv``,
+``results.json`` and ``accuracy.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from densefusion_ros.eval import metrics
+
+log = logging.getLogger("densefusion_ros.eval")
+
+MODES = ("per-pixel", "iterative", "per-pixel+icp", "iterative+icp", "baseline")
+STAGE_KEYS = ("segmentation", "preprocess", "estimator", "refiner", "icp", "total")
+METRIC_COLUMNS = (
+    ("auc_add", "AUC ADD"),
+    ("auc_adds", "AUC ADD-S"),
+    ("auc_add_s", "AUC ADD(-S)"),
+    ("adds_2cm", "ADD-S<2cm"),
+    ("add_s_2cm", "ADD(-S)<2cm"),
+    ("add_s_01d", "ADD(-S)<0.1d"),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``evaluate`` options to ``p``."""
+    p.add_argument("--dataset", required=True, help="BOP dataset folder")
+    p.add_argument("--split", default="test")
+    p.add_argument("--catalog", default=None, help="object catalog YAML (default: DATASET/catalog.yaml)")
+    p.add_argument("--weights", required=True, help="estimator checkpoint")
+    p.add_argument("--refiner", default=None, help="refiner checkpoint (adds the 'iterative' mode)")
+    p.add_argument("--segmenter", default=None, help="segmenter checkpoint (for --masks segmenter)")
+    p.add_argument("--masks", choices=("gt", "segmenter"), default=None, help="default: segmenter if given, else gt")
+    p.add_argument("--iterations", type=int, default=2, help="refiner iterations (published: 2 YCB, 4 LineMOD)")
+    p.add_argument("--icp", action="store_true", help="also evaluate with ICP after the network pose")
+    p.add_argument("--no-baseline", action="store_true", help="skip the model-free centroid baseline")
+    p.add_argument("--num-points", type=int, default=None, help="points per instance (default: the checkpoint's)")
+    p.add_argument("--metric-points", type=int, default=1000, help="model points for ADD / ADD-S")
+    p.add_argument("--min-visible-px", type=int, default=50, help="GT instances with fewer visible pixels are not scored")
+    p.add_argument("--max-frames", type=int, default=None, help="evenly thin the split to this many frames")
+    p.add_argument("--out", default="eval_results", help="output folder")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: cores not busy at start)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    import torch
+
+    from densefusion_ros.train.trainer import cpu_threads
+
+    torch.set_num_threads(cpu_threads(args.threads))
+    result = evaluate(
+        dataset=args.dataset,
+        split=args.split,
+        catalog=args.catalog,
+        weights=args.weights,
+        refiner=args.refiner,
+        segmenter=args.segmenter,
+        masks=args.masks,
+        iterations=args.iterations,
+        icp=args.icp,
+        baseline=not args.no_baseline,
+        num_points=args.num_points,
+        metric_points=args.metric_points,
+        min_visible_px=args.min_visible_px,
+        max_frames=args.max_frames,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    result.config["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    paths = write_reports(result, args.out)
+    print(result.markdown_summary())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = configure_parser(argparse.ArgumentParser(prog="densefusion-ros evaluate"))
+    return run(parser.parse_args(argv))
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class InstanceRecord:
+    """One scored GT instance in one mode."""
+
+    mode: str
+    scene_id: int
+    im_id: int
+    class_id: int
+    name: str
+    symmetric: bool
+    diameter: float
+    visib_fract: float
+    add: float
+    adds: float
+    confidence: float | None = None
+
+    @property
+    def add_s(self) -> float:
+        return self.adds if self.symmetric else self.add
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` returns: per-instance records, summaries and timings."""
+
+    config: dict[str, Any]
+    records: list[InstanceRecord] = field(default_factory=list)
+    timings_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # mode -> stage -> mean ms/frame
+    frames: int = 0
+
+    @property
+    def modes(self) -> list[str]:
+        seen: list[str] = []
+        for r in self.records:
+            if r.mode not in seen:
+                seen.append(r.mode)
+        for m in self.timings_ms:
+            if m not in seen:
+                seen.append(m)
+        return [m for m in MODES if m in seen] + [m for m in seen if m not in MODES]
+
+    def summary(self, mode: str) -> dict[str, dict[str, float]]:
+        """``{object name | "ALL" | "MEAN": {metric: value}}`` for one mode (percentages)."""
+        recs = [r for r in self.records if r.mode == mode]
+        names = sorted({r.name for r in recs}, key=lambda n: min(r.class_id for r in recs if r.name == n))
+        out = {n: summarize([r for r in recs if r.name == n]) for n in names}
+        if recs:
+            out["ALL"] = summarize(recs)
+            keys = [k for k, _ in METRIC_COLUMNS]
+            out["MEAN"] = {k: float(np.mean([out[n][k] for n in names])) for k in keys}
+            out["MEAN"]["n"] = float(len(recs))
+            out["MEAN"]["lost"] = float(sum(out[n]["lost"] for n in names))
+        return out
+
+    def markdown_summary(self) -> str:
+        """The ALL / MEAN comparison table of all modes."""
+        lines = [
+            "| mode | row | n | lost | " + " | ".join(h for _, h in METRIC_COLUMNS) + " | ms/frame |",
+            "|---|---|---:|---:|" + "---:|" * len(METRIC_COLUMNS) + "---:|",
+        ]
+        for mode in self.modes:
+            s = self.summary(mode)
+            ms = self.timings_ms.get(mode, {}).get("total", float("nan"))
+            for row in ("ALL", "MEAN"):
+                if row not in s:
+                    continue
+                v = s[row]
+                cells = " | ".join(_fmt(v[k]) for k, _ in METRIC_COLUMNS)
+                lines.append(f"| {mode} | {row} | {int(v['n'])} | {int(v['lost'])} | {cells} | {_fmt(ms, 1)} |")
+        return "\n".join(lines)
+
+
+def summarize(recs: list[InstanceRecord]) -> dict[str, float]:
+    """Metrics (percent) of a list of records; see the module docstring."""
+    add = np.array([r.add for r in recs], dtype=np.float64)
+    adds = np.array([r.adds for r in recs], dtype=np.float64)
+    add_s = np.array([r.add_s for r in recs], dtype=np.float64)
+    diam = np.array([r.diameter for r in recs], dtype=np.float64)
+    finite = add_s[np.isfinite(add_s)]
+    return {
+        "n": float(len(recs)),
+        "lost": float(np.sum(~np.isfinite(add_s))),
+        "auc_add": metrics.auc(add),
+        "auc_adds": metrics.auc(adds),
+        "auc_add_s": metrics.auc(add_s),
+        "adds_2cm": metrics.accuracy_below(adds, 0.02),
+        "add_s_2cm": metrics.accuracy_below(add_s, 0.02),
+        "add_s_01d": metrics.linemod_accuracy(add_s, diam),
+        "median_add_s_mm": float(np.median(finite) * 1000.0) if finite.size else float("nan"),
+    }
+
+
+def _fmt(v: float, digits: int = 2) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+
+
+def _match(gts: list[tuple[int, Any]], preds: list[Any]) -> dict[int, Any]:
+    """GT position -> prediction of the same class id.
+
+    Within a class, GT instances (largest visible mask first) are paired with predictions
+    (most confident first); the pipeline gives one prediction per class by default.
+    """
+    out: dict[int, Any] = {}
+    by_class: dict[int, list] = {}
+    for p in preds:
+        by_class.setdefault(int(p.class_id), []).append(p)
+    for cid, plist in by_class.items():
+        plist.sort(key=lambda p: -p.confidence)
+        cands = sorted(((i, g) for i, g in gts if int(g.class_id) == cid), key=lambda ig: -int(ig[1].mask.sum()))
+        for (i, _), p in zip(cands, plist):
+            out[i] = p
+    return out
+
+
+def _baseline_pose(frame, mask: np.ndarray, info, num_points: int, rng: np.random.Generator):
+    """Model-free pose: bounding-box centre at the observed points' centroid, random rotation."""
+    from scipy.spatial.transform import Rotation
+
+    from densefusion_ros.sampling import InstanceSkipped, prepare_instance
+
+    try:
+        inst = prepare_instance(frame.rgb, frame.depth_m, frame.K, mask, num_points=num_points, rng=rng)
+    except InstanceSkipped:
+        return None
+    _, first = np.unique(inst.choose, return_index=True)
+    centroid = inst.points[np.sort(first)].astype(np.float64).mean(axis=0)
+    R = Rotation.random(random_state=int(rng.integers(1 << 31))).as_matrix()
+    return R, centroid - R @ np.asarray(info.bbox_center, dtype=np.float64)
+
+
+def evaluate(
+    *,
+    dataset: str | Path,
+    split: str = "test",
+    catalog: str | Path | None = None,
+    weights: str | Path,
+    refiner: str | Path | None = None,
+    segmenter: str | Path | None = None,
+    masks: str | None = None,
+    iterations: int = 2,
+    icp: bool = False,
+    baseline: bool = True,
+    num_points: int | None = None,
+    metric_points: int = 1000,
+    min_visible_px: int = 50,
+    max_frames: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: bool = False,
+) -> EvalResult:
+    """Run every mode of the module docstring on a BOP split; returns an :class:`EvalResult`."""
+    from densefusion_ros.catalog import Catalog
+    from densefusion_ros.models.checkpoint import load_estimator, load_refiner, load_segmenter
+    from densefusion_ros.data.bop import BopDataset
+    from densefusion_ros.pipeline import Pipeline, PipelineConfig, resolve_device
+
+    masks = masks or ("segmenter" if segmenter else "gt")
+    if masks == "segmenter" and not segmenter:
+        raise SystemExit("--masks segmenter needs --segmenter CKPT")
+    cat = Catalog.load(catalog or Path(dataset) / "catalog.yaml")
+    bop = BopDataset(dataset, split, load_masks=True)
+    frame_ids = list(range(len(bop.index)))
+    if max_frames is not None and len(frame_ids) > max_frames:
+        frame_ids = sorted(set(np.linspace(0, len(frame_ids) - 1, max_frames).round().astype(int).tolist()))
+    dev = resolve_device(device)
+    est = load_estimator(weights, device=dev)
+    ref = load_refiner(refiner, device=dev) if refiner else None
+    seg = load_segmenter(segmenter, device=dev) if (segmenter and masks == "segmenter") else None
+    n_pts = num_points or int((est.metadata or {}).get("num_points") or 0) or None
+
+    base = PipelineConfig(num_points=n_pts, seed=seed, device=str(dev), keep_masks=True)
+    pipes: dict[str, Pipeline] = {"per-pixel": Pipeline(est, cat, replace(base, refine_iterations=0), segmenter=seg)}
+    if ref is not None:
+        pipes["iterative"] = Pipeline(est, cat, replace(base, refine_iterations=iterations), refiner=ref, segmenter=seg)
+    if icp:
+        try:
+            import open3d  # noqa: F401
+
+            last = "iterative" if ref is not None else "per-pixel"
+            cfg = replace(pipes[last].config, icp="after")
+            pipes[last + "+icp"] = Pipeline(est, cat, cfg, refiner=ref if last == "iterative" else None, segmenter=seg)
+        except ImportError:
+            log.warning("open3d is not installed: skipping the ICP mode")
+    num_points_used = pipes["per-pixel"].num_points
+
+    config = {
+        "dataset": str(Path(dataset).resolve()),
+        "split": split,
+        "catalog": str(cat.source),
+        "weights": str(weights),
+        "refiner": str(refiner) if refiner else None,
+        "segmenter": str(segmenter) if segmenter else None,
+        "masks": masks,
+        "iterations": iterations,
+        "icp": icp,
+        "num_points": num_points_used,
+        "metric_points": metric_points,
+        "min_visible_px": min_visible_px,
+        "seed": seed,
+        "device": str(dev),
+        "estimator_backbone": (est.metadata or {}).get("backbone"),
+        "hardware": {"machine": platform.machine(), "processor": platform.processor() or platform.machine()},
+    }
+    try:
+        import torch
+
+        config["hardware"]["torch_threads"] = torch.get_num_threads()
+        if dev.type == "cuda":
+            config["hardware"]["gpu"] = torch.cuda.get_device_name(dev)
+    except Exception:  # pragma: no cover
+        pass
+    result = EvalResult(config=config)
+    sums: dict[str, dict[str, float]] = {m: {k: 0.0 for k in STAGE_KEYS} for m in list(pipes) + (["baseline"] if baseline else [])}
+    model_pts = {o.class_id: o.sample_points(metric_points, seed=1) for o in cat}
+    iterator: Iterable[int] = frame_ids
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(frame_ids, desc="evaluate", unit="frame", dynamic_ncols=True)
+    for f in iterator:
+        scene_id, im_id = bop.index[f]
+        frame = bop.load_frame(scene_id, im_id)
+        scored = [
+            (i, g) for i, g in enumerate(frame.gt)
+            if cat.by_class_id(g.class_id) is not None and g.mask is not None and int(g.mask.sum()) >= min_visible_px
+        ]  # fmt: skip
+        if masks == "gt":
+            merged: dict[int, np.ndarray] = {}
+            for _, g in scored:
+                merged[g.class_id] = merged.get(g.class_id, np.zeros_like(g.mask)) | g.mask
+            frame = replace(frame, masks=merged, label=None)
+        else:
+            frame = replace(frame, masks=None, label=None)
+        seg_ms = 0.0
+        first_result = None
+        for mode, pipe in pipes.items():
+            res = pipe(frame)
+            if res.error:
+                log.warning("frame %s/%s: %s", scene_id, im_id, res.error)
+            if first_result is None:
+                first_result = res
+                if masks == "segmenter":
+                    seg_ms = res.timings_ms.get("segmentation", 0.0)
+                    frame = replace(frame, label=res.label)  # later modes reuse the segmentation
+            t = dict(res.timings_ms)
+            if mode != "per-pixel" and masks == "segmenter":
+                t["segmentation"] = t.get("segmentation", 0.0) + seg_ms
+                t["total"] = t.get("total", 0.0) + seg_ms
+            for k in STAGE_KEYS:
+                sums[mode][k] += float(t.get(k, 0.0))
+            preds = {i: (p.R, p.t, p.confidence) for i, p in _match(scored, list(res.instances)).items()}
+            _score(result, mode, scene_id, im_id, scored, preds, cat, model_pts)
+        if baseline and first_result is not None:
+            rng = np.random.default_rng([seed, scene_id, im_id])
+            t0 = time.perf_counter()
+            preds = {}
+            for i, p in _match(scored, list(first_result.instances)).items():
+                info = cat.by_class_id(p.class_id)
+                pose = _baseline_pose(frame, p.mask, info, num_points_used, rng) if p.mask is not None else None
+                if pose is not None:
+                    preds[i] = (pose[0], pose[1], None)
+            dt = (time.perf_counter() - t0) * 1e3 + first_result.timings_ms.get("segmentation", 0.0)
+            sums["baseline"]["total"] += dt
+            _score(result, "baseline", scene_id, im_id, scored, preds, cat, model_pts)
+        result.frames += 1
+    n = max(result.frames, 1)
+    result.timings_ms = {m: {k: v / n for k, v in s.items()} for m, s in sums.items()}
+    return result
+
+
+def _score(result: EvalResult, mode: str, scene_id: int, im_id: int, scored, preds, cat, model_pts) -> None:
+    for i, g in scored:
+        info = cat.by_class_id(g.class_id)
+        pts = model_pts[g.class_id]
+        if i in preds:
+            R, t, conf = preds[i]
+            add = metrics.add(R, t, g.R, g.t, pts)
+            adds = metrics.adds(R, t, g.R, g.t, pts)
+        else:
+            add = adds = math.inf
+            conf = None
+        result.records.append(
+            InstanceRecord(
+                mode=mode, scene_id=int(scene_id), im_id=int(im_id), class_id=int(g.class_id), name=info.name,
+                symmetric=bool(info.symmetric), diameter=float(info.diameter), visib_fract=float(g.visib_fract),
+                add=float(add), adds=float(adds), confidence=None if conf is None else float(conf),
+            )
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# reports
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, (np.floating, np.integer)):
+        return _json_safe(v.item())
+    return v
+
+
+def write_reports(result: EvalResult, out: str | Path) -> list[Path]:
+    """Write ``results.md``, ``results.csv``, ``results.json`` and ``accuracy.png``; returns the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = {m: result.summary(m) for m in result.modes}
+    # JSON
+    js = {
+        "config": result.config,
+        "frames": result.frames,
+        "summary": summaries,
+        "timings_ms": result.timings_ms,
+        "instances": [
+            {**{k: getattr(r, k) for k in ("mode", "scene_id", "im_id", "class_id", "name", "symmetric", "visib_fract", "add", "adds", "confidence")}}
+            for r in result.records
+        ],
+    }
+    p_json = out / "results.json"
+    p_json.write_text(json.dumps(_json_safe(js), indent=1))
+    # CSV
+    p_csv = out / "results.csv"
+    cols = ["n", "lost", *[k for k, _ in METRIC_COLUMNS], "median_add_s_mm"]
+    with p_csv.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["mode", "object", *cols, "ms_per_frame"])
+        for mode, s in summaries.items():
+            ms = result.timings_ms.get(mode, {}).get("total", float("nan"))
+            for obj, v in s.items():
+                w.writerow([mode, obj, *[_fmt(v.get(c, float("nan")), 4) for c in cols], _fmt(ms, 2)])
+    # Markdown
+    c = result.config
+    lines = [
+        "# DenseFusion evaluation",
+        "",
+        f"Dataset `{c.get('dataset')}` split `{c.get('split')}`: {result.frames} frames, masks from **{c.get('masks')}**, "
+        f"{c.get('num_points')} points per instance, {c.get('iterations')} refiner iterations, device {c.get('device')}.",
+        f"Estimator `{c.get('weights')}`" + (f", refiner `{c.get('refiner')}`" if c.get("refiner") else "")
+        + (f", segmenter `{c.get('segmenter')}`" if c.get("segmenter") else "") + ".",
+        "",
+        "Percentages. AUC: area under the accuracy-threshold curve up to 0.1 m (YCB-Video VOCap). ADD(-S): ADD-S for "
+        "symmetric objects, ADD otherwise. 0.1d: LineMOD threshold (10 % of the diameter). ALL pools the instances, "
+        "MEAN averages the objects. Lost detections count as failures.",
+        "",
+        "## Summary",
+        "",
+        result.markdown_summary(),
+        "",
+        "## Timings (mean ms per frame)",
+        "",
+        "| mode | " + " | ".join(STAGE_KEYS) + " | frames/s |",
+        "|---|" + "---:|" * (len(STAGE_KEYS) + 1),
+    ]
+    for mode in result.modes:
+        t = result.timings_ms.get(mode, {})
+        tot = t.get("total", float("nan"))
+        fps = 1000.0 / tot if tot and tot > 0 else float("nan")
+        lines.append(f"| {mode} | " + " | ".join(_fmt(t.get(k, float('nan')), 1) for k in STAGE_KEYS) + f" | {_fmt(fps, 2)} |")
+    for mode, s in summaries.items():
+        lines += ["", f"## {mode}", "", "| object | n | lost | " + " | ".join(h for _, h in METRIC_COLUMNS) + " | median ADD(-S) mm |",
+                  "|---|---:|---:|" + "---:|" * (len(METRIC_COLUMNS) + 1)]  # fmt: skip
+        for obj, v in s.items():
+            lines.append(
+                f"| {obj} | {int(v['n'])} | {int(v['lost'])} | " + " | ".join(_fmt(v[k]) for k, _ in METRIC_COLUMNS)
+                + f" | {_fmt(v.get('median_add_s_mm', float('nan')), 1)} |"
+            )
+    p_md = out / "results.md"
+    p_md.write_text("\n".join(lines) + "\n")
+    p_png = out / "accuracy.png"
+    plot_accuracy(result, p_png)
+    return [p_md, p_csv, p_json, p_png]
+
+
+def plot_accuracy(result: EvalResult, path: str | Path, max_threshold: float = 0.1) -> Path:
+    """Accuracy (%) versus threshold (m) of ADD(-S) (solid) and ADD-S (dashed), instances pooled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    thr = np.linspace(0.0, max_threshold, 201)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    for k, mode in enumerate(result.modes):
+        recs = [r for r in result.records if r.mode == mode]
+        if not recs:
+            continue
+        color = f"C{k}"
+        add_s = np.array([r.add_s for r in recs])
+        adds = np.array([r.adds for r in recs])
+        ax.plot(thr, metrics.accuracy_curve(add_s, thr), color=color, label=f"{mode} ADD(-S) (AUC {metrics.auc(add_s):.1f})")
+        ax.plot(thr, metrics.accuracy_curve(adds, thr), color=color, ls="--", label=f"{mode} ADD-S (AUC {metrics.auc(adds):.1f})")
+    ax.set_xlabel("threshold (m)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xlim(0, max_threshold)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{result.config.get('split', '')}: {result.frames} frames, masks {result.config.get('masks')}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Input checks and object-row selection shared by the estimator and the refiner."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_obj(obj: torch.Tensor, batch: int, num_objects: int) -> torch.Tensor:
+    """Accept ``obj`` as ``[B]`` or ``[B,1]`` (or 0-d when B=1) integer tensor; return ``[B]`` int64."""
+    if obj.dim() == 0:
+        obj = obj.reshape(1)
+    if obj.dim() == 2 and obj.shape[1] == 1:
+        obj = obj[:, 0]
+    if obj.dim() != 1 or obj.shape[0] != batch:
+        raise ValueError(f"obj must have shape [B] or [B,1] with B={batch}, got {tuple(obj.shape)}")
+    if obj.dtype.is_floating_point or obj.dtype == torch.bool:
+        raise TypeError(f"obj must be an integer tensor, got {obj.dtype}")
+    obj = obj.long()
+    if obj.numel() and (int(obj.min()) < 0 or int(obj.max()) >= num_objects):
+        raise IndexError(f"object index out of range [0, {num_objects}): {obj.tolist()}")
+    return obj
+
+
+def check_points(points: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``points`` is ``[B,N,3]``."""
+    if points.dim() != 3 or points.shape[2] != 3:
+        raise ValueError(f"points must have shape [B,N,3], got {tuple(points.shape)}")
+
+
+def select_object(out: torch.Tensor, obj: torch.Tensor, k: int) -> torch.Tensor:
+    """``out [B,K*k,N]`` -> rows of each sample's object, transposed to ``[B,N,k]``."""
+    b, _, n = out.shape
+    out = out.view(b, -1, k, n)
+    return out[torch.arange(b, device=out.device), obj].transpose(1, 2).contiguous()

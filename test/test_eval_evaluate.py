@@ -1,0 +1,109 @@
+"""``densefusion-ros evaluate`` on a tiny synthetic dataset, through the pipeline."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from densefusion_ros import cli
+from densefusion_ros.catalog import Catalog
+from densefusion_ros.eval.evaluate import EvalResult, InstanceRecord, _score, evaluate, summarize, write_reports
+from densefusion_ros.frame import GtObject
+from densefusion_ros.models.checkpoint import save_checkpoint
+from densefusion_ros.models.estimator import build_estimator
+from densefusion_ros.models.refiner import build_refiner
+from densefusion_ros.models.transforms import IMAGENET_NORMALIZATION
+from densefusion_ros.train.toy import make_toy_dataset
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine more threads only wait for each other."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = make_toy_dataset(tmp_path_factory.mktemp("toy"), splits={"test": 3}, samples_per_object=5000)
+    torch.manual_seed(0)
+    ck = tmp_path_factory.mktemp("ck")
+    names = ["lblock", "can"]
+    est = save_checkpoint(ck / "est.pth", build_estimator(num_objects=2, backbone="compact"), kind="estimator",
+                          num_points=64, object_names=names, normalization=IMAGENET_NORMALIZATION)  # fmt: skip
+    ref = save_checkpoint(ck / "ref.pth", build_refiner(num_objects=2), kind="refiner", num_points=64,
+                          object_names=names, normalization=IMAGENET_NORMALIZATION)  # fmt: skip
+    return root, est, ref
+
+
+def test_evaluate_all_modes_and_reports(setup, tmp_path):
+    root, est, ref = setup
+    res = evaluate(dataset=root, split="test", weights=est, refiner=ref, iterations=2, icp=True, metric_points=300)
+    assert res.modes == ["per-pixel", "iterative", "iterative+icp", "baseline"]
+    n_gt = len([r for r in res.records if r.mode == "per-pixel"])
+    assert n_gt >= 3 and res.frames == 3
+    for mode in res.modes:
+        recs = [r for r in res.records if r.mode == mode]
+        assert len(recs) == n_gt
+        # GT masks: every instance is estimated, distances are finite, ADD-S <= ADD
+        assert all(math.isfinite(r.add) and r.adds <= r.add + 1e-9 for r in recs)
+        s = res.summary(mode)
+        assert {"ALL", "MEAN"} <= set(s) <= {"lblock", "can", "ALL", "MEAN"}
+        assert 0.0 <= s["ALL"]["auc_add_s"] <= 100.0 and s["ALL"]["lost"] == 0
+    assert res.timings_ms["iterative"]["refiner"] > 0 and res.timings_ms["per-pixel"]["refiner"] == 0
+    assert res.timings_ms["iterative+icp"]["icp"] > 0
+    # every mode saw the same point samples: the refiner starts from the per-pixel pose
+    paths = write_reports(res, tmp_path / "out")
+    assert [p.name for p in paths] == ["results.md", "results.csv", "results.json", "accuracy.png"]
+    js = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(js["summary"]) == set(res.modes) and len(js["instances"]) == n_gt * 4
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert {r["object"] for r in rows} >= {"ALL", "MEAN"}
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| iterative | ALL |" in md and "AUC ADD(-S)" in md
+    assert (tmp_path / "out" / "accuracy.png").stat().st_size > 1000
+
+
+def test_cli_evaluate(setup, tmp_path, capsys):
+    root, est, _ = setup
+    out = tmp_path / "cli"
+    rc = cli.main(["evaluate", "--dataset", str(root), "--weights", str(est), "--out", str(out), "--max-frames", "2",
+                   "--no-baseline", "--no-progress", "--metric-points", "200"])  # fmt: skip
+    assert rc == 0
+    js = json.loads((out / "results.json").read_text())
+    assert js["frames"] == 2 and list(js["summary"]) == ["per-pixel"]
+    assert js["config"]["masks"] == "gt" and js["config"]["num_points"] == 64
+    assert "| per-pixel | ALL |" in capsys.readouterr().out
+
+
+def test_scoring_known_answers(setup):
+    root, _, _ = setup
+    cat = Catalog.load(root / "catalog.yaml")
+    pts = {o.class_id: o.sample_points(200, seed=1) for o in cat}
+    R, t = np.eye(3), np.array([0.0, 0.0, 0.6])
+    mask = np.ones((4, 4), bool)
+    gts = [(0, GtObject(1, R, t, mask)), (1, GtObject(2, R, t, mask))]
+    res = EvalResult(config={})
+    # exact pose for the lblock, a 1 cm offset for the can, nothing for a lost one
+    _score(res, "m", 0, 0, gts, {0: (R, t, 0.9), 1: (R, t + [0.01, 0, 0], 0.8)}, cat, pts)
+    _score(res, "m", 0, 1, gts[:1], {}, cat, pts)
+    a, b, lost = res.records
+    assert a.add == pytest.approx(0.0) and b.add == pytest.approx(0.01) and b.adds <= 0.01
+    assert math.isinf(lost.add) and math.isinf(lost.add_s)
+    s = res.summary("m")
+    assert s["ALL"]["n"] == 3 and s["ALL"]["lost"] == 1
+    assert s["ALL"]["add_s_2cm"] == pytest.approx(200 / 3)
+    assert s["lblock"]["add_s_2cm"] == pytest.approx(50.0) and s["can"]["add_s_2cm"] == pytest.approx(100.0)
+    assert s["MEAN"]["add_s_2cm"] == pytest.approx(75.0)
+    # LineMOD criterion: ADD(-S) below 10 % of the object's diameter
+    d_can = cat.by_name("can").diameter
+    assert s["can"]["add_s_01d"] == (100.0 if b.adds < 0.1 * d_can else 0.0)
+    rec = InstanceRecord("m", 0, 0, 2, "can", True, 0.1, 1.0, add=0.05, adds=0.001)
+    assert rec.add_s == 0.001 and summarize([rec])["median_add_s_mm"] == pytest.approx(1.0)

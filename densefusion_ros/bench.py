@@ -5,8 +5,9 @@
 8 objects (random elliptic masks, slightly raised above a tilted plane of depth). Three modes see
 the same frames, points and ``choose`` (fixed seed) and give the same poses (tests assert it):
 
-* ``batched``: the pipeline as configured by default (CNN per crop-size group, reduced estimator
-  head ``fast_head``, CPU point-network chunks ``cpu_batch_points``);
+* ``batched``: the pipeline as configured by default (CNN per crop-size group, estimator heads
+  through ``DenseFusionEstimator.forward_best`` (``fast_head``), CPU point-network chunks
+  ``cpu_batch_points``);
 * ``plain``: batching only (``fast_head=False``, ``cpu_batch_points=None``): every network call
   holds all instances (the CNN: all crops of one size);
 * ``loop``: the published one-object-at-a-time inference (:meth:`Pipeline.run_per_object`).

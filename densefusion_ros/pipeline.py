@@ -9,9 +9,10 @@ Stages of :meth:`Pipeline.__call__` (timed per stage, in ms):
    ``min_mask_pixels`` and class ids missing from the catalog are skipped with a reason.
 3. **preprocess**: :func:`densefusion_ros.sampling.prepare_instance` per instance (the shared
    crop + ``choose`` + back-projection rule); too few valid depth points -> skipped.
-4. **estimator**: the color CNN runs once per group of equal crop size (it needs one H x W per
-   batch); the point fusion and heads run once over all instances. The best hypothesis is the
-   most confident point: ``R = R(q_best / |q_best|)``, ``t = points[best] + trans[best]``.
+4. **estimator**: the color CNN (``DenseFusionEstimator.embed``) runs once per group of equal
+   crop size (it needs one H x W per batch); the point fusion and heads
+   (``DenseFusionEstimator.forward_best``) run once over all instances. The best hypothesis is
+   the most confident point: ``R = R(q_best / |q_best|)``, ``t = points[best] + trans[best]``.
 5. **refiner**: K iterations, batched over all instances: ``p' = R^T (p - t)``,
    ``(q2, t2) = refiner(p', emb, obj)``, ``R <- R R2``, ``t <- R t2 + t`` (fact sheet 4.8),
    with the estimator's embedding reused.
@@ -38,7 +39,6 @@ from typing import Literal
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from densefusion_ros import geometry
@@ -53,7 +53,6 @@ __all__ = [
     "InstanceResult",
     "FrameResult",
     "Pipeline",
-    "PoseEstimator",
     "STAGES",
     "resolve_device",
     "validate_frame",
@@ -98,11 +97,10 @@ class PipelineConfig:
             by decreasing size). External ``frame.masks`` are always one instance per entry.
         crop_step: crop sizes are multiples of this (published 40).
         keep_masks: store each instance's full-image mask in its result.
-        fast_head: batched mode only: run the confidence head on every point but the rotation
-            and translation heads only on the most confident one (the only hypothesis used),
-            and apply the first head layers' weights on the per-instance global feature once
-            instead of once per point. Same arithmetic up to float rounding (checked once
-            against ``forward_head`` when the pipeline is built; off if the check fails).
+        fast_head: batched mode only: :meth:`DenseFusionEstimator.forward_best
+            <densefusion_ros.models.DenseFusionEstimator.forward_best>` (the rotation and
+            translation heads only at the most confident point) instead of ``forward_head`` on
+            every point and an argmax. Same values up to float rounding.
         cpu_batch_points: on CPU, the point networks (estimator head, refiner) take at most
             ``max(1, cpu_batch_points // num_points)`` instances per call (None = all). Larger
             CPU batches fall out of cache and ran slower than one instance per call (bench.py);
@@ -327,7 +325,6 @@ class Pipeline:
         self._est_norm = _network_normalization(self.estimator)
         self._seg_norm = _network_normalization(self.segmenter)
         self._rng = np.random.default_rng()
-        self._fast_head = bool(self.config.fast_head) and _fast_head_works(self.estimator, self.device)
         num_objects = getattr(self.estimator, "num_objects", None)
         for info in catalog:
             if num_objects is not None and not 0 <= info.index < num_objects:
@@ -498,36 +495,21 @@ class Pipeline:
         obj = torch.tensor([it.info.index for it in items], dtype=torch.int64, device=self.device)
         return points, choose, obj
 
-    def _size_groups(self, items: list[_Item]) -> list[list[int]]:
+    def _embed_batched(self, items: list[_Item], choose: torch.Tensor) -> torch.Tensor:
+        """``emb [B,32,N]`` in item order: the color CNN once per crop-size group (one H x W per batch)."""
         groups: dict[tuple[int, int], list[int]] = {}
         for i, it in enumerate(items):
             groups.setdefault(it.prep.rgb.shape[:2], []).append(i)
-        return list(groups.values())
-
-    def _group_image(self, items: list[_Item], idx: list[int]) -> torch.Tensor:
-        return normalize_image(np.stack([items[i].prep.rgb for i in idx]), self._est_norm, device=self.device)
-
-    def _embed_batched(self, items, points, choose, obj) -> tuple[torch.Tensor, ...]:
-        """The color CNN once per crop-size group (it needs one H x W per batch).
-
-        Returns ``(emb [B,32,N],)`` in item order, or, for estimators without ``embed`` /
-        ``forward_head``, their full ``(quat, trans, conf, emb)`` from one forward per group.
-        """
-        split = hasattr(self.estimator, "embed") and hasattr(self.estimator, "forward_head")
-        outs: list[torch.Tensor | None] = [None] * (1 if split else 4)
-        for idx in self._size_groups(items):
-            img = self._group_image(items, idx)
+        emb = None
+        for idx in groups.values():
+            img = normalize_image(np.stack([items[i].prep.rgb for i in idx]), self._est_norm, device=self.device)
             sel = torch.tensor(idx, device=self.device)
             with self._autocast():
-                if split:
-                    group_out = (self.estimator.embed(img, choose[sel]),)
-                else:
-                    group_out = tuple(self.estimator(img, points[sel], choose[sel], obj[sel]))
-            for k, part in enumerate(group_out):
-                if outs[k] is None:
-                    outs[k] = part.new_empty((len(items),) + tuple(part.shape[1:]), dtype=torch.float32)
-                outs[k][sel] = part.float()
-        return tuple(outs)  # type: ignore[arg-type]
+                part = self.estimator.embed(img, choose[sel])
+            if emb is None:
+                emb = part.new_empty((len(items),) + tuple(part.shape[1:]), dtype=torch.float32)
+            emb[sel] = part.float()
+        return emb
 
     def _point_chunks(self, batch: int) -> list[slice]:
         """Instance slices for the point networks: all at once on CUDA, ``cpu_batch_points`` on CPU."""
@@ -536,29 +518,29 @@ class Pipeline:
         return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
 
     def _head(self, points, emb, obj) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The most confident hypothesis per instance: ``R [B,3,3]``, ``t [B,3]``, ``conf [B]`` (float32)."""
         with self._autocast():
-            if self._fast_head:
-                return _best_point_head(self.estimator, points, emb, obj)
-            quat, trans, conf, _ = self.estimator.forward_head(points, emb, obj)
-        return _best_hypothesis(quat.float(), trans.float(), conf.float(), points)
+            if self.config.fast_head:
+                quat, t, conf, _ = self.estimator.forward_best(points, emb, obj)
+            else:
+                out = self.estimator.forward_head(points, emb, obj)
+                conf, best = out.conf[..., 0].max(dim=1)
+                rows = torch.arange(points.shape[0], device=points.device)
+                quat, t = out.quat[rows, best], points[rows, best] + out.trans[rows, best]
+        return geometry.quat_to_matrix_torch(quat.float()), t.float(), conf.float()
 
     def _estimate_batched(self, items: list[_Item], timer: _Timer) -> list[tuple[np.ndarray, np.ndarray, float]]:
         points, choose, obj = self._tensors(items)
-        outs = self._embed_batched(items, points, choose, obj)
+        emb = self._embed_batched(items, choose)
         chunks = self._point_chunks(len(items))
-        if len(outs) == 4:
-            quat, trans, conf, emb = outs
-            R, t, best_conf = _best_hypothesis(quat, trans, conf, points)
-        else:
-            emb = outs[0]
-            parts = [self._head(points[c], emb[c], obj[c]) for c in chunks]
-            R, t, best_conf = (torch.cat(p) for p in zip(*parts))
+        parts = [self._head(points[c], emb[c], obj[c]) for c in chunks]
+        R, t, best_conf = (torch.cat(p) for p in zip(*parts))
         timer.lap("estimator")
         if self.refiner is not None and self.config.refine_iterations > 0:
             parts = [self._refine_batched(points[c], emb[c], obj[c], R[c], t[c]) for c in chunks]
             R, t = (torch.cat(p) for p in zip(*parts))
             timer.lap("refiner")
-        R_np, t_np, c_np = R.double().cpu().numpy(), t.double().cpu().numpy(), best_conf.float().cpu().numpy()
+        R_np, t_np, c_np = R.double().cpu().numpy(), t.double().cpu().numpy(), best_conf.cpu().numpy()
         return [(R_np[i], t_np[i], float(c_np[i])) for i in range(len(items))]
 
     def _refine_batched(self, points, emb, obj, R, t) -> tuple[torch.Tensor, torch.Tensor]:
@@ -573,7 +555,7 @@ class Pipeline:
     # stage 4 + 5: published per-object loop --------------------------------------------------
 
     def _estimate_loop(self, items: list[_Item], timer: _Timer) -> list[tuple[np.ndarray, np.ndarray, float]]:
-        """``tools/eval_ycb.py``: batch 1; the pose is kept as (w-first quaternion, t) in numpy."""
+        """``tools/eval_ycb.py``: batch 1; the pose is kept as (w-first quaternion, t) in numpy float64."""
         poses = []
         for it in items:
             img = normalize_image(it.prep.rgb[None], self._est_norm, device=self.device)
@@ -582,30 +564,20 @@ class Pipeline:
             obj = torch.tensor([it.info.index], dtype=torch.int64, device=self.device)
             with self._autocast():
                 pred_r, pred_t, pred_c, emb = self.estimator(img, points, choose, obj)
-            pred_r = pred_r.float() / torch.norm(pred_r.float(), dim=2, keepdim=True)
-            pred_c = pred_c.float().view(1, -1)
-            how_max, which_max = torch.max(pred_c, 1)
+            how_max, which_max = torch.max(pred_c.float().view(1, -1), 1)
             w = int(which_max[0])
-            my_r = pred_r[0, w].cpu().numpy().astype(np.float64)
+            my_r = pred_r[0, w].float().cpu().numpy().astype(np.float64)
             my_t = (points[0, w] + pred_t[0, w].float()).cpu().numpy().astype(np.float64)
             timer.lap("estimator")
             if self.refiner is not None:
                 for _ in range(self.config.refine_iterations):
-                    my_mat = np.eye(4)
-                    my_mat[:3, :3] = geometry.quat_to_matrix(my_r)
-                    my_mat[:3, 3] = my_t
-                    R = torch.from_numpy(my_mat[:3, :3].astype(np.float32)).to(self.device).view(1, 3, 3)
-                    T = torch.from_numpy(my_t.astype(np.float32)).to(self.device).view(1, 1, 3)
-                    new_points = torch.bmm(points - T, R)
+                    R = torch.from_numpy(geometry.quat_to_matrix(my_r)[None].astype(np.float32)).to(self.device)
+                    T = torch.from_numpy(my_t[None].astype(np.float32)).to(self.device)
                     with self._autocast():
-                        q2, t2 = self.refiner(new_points, emb, obj)
-                    q2 = q2.float().view(-1)
-                    my_mat_2 = np.eye(4)
-                    my_mat_2[:3, :3] = geometry.quat_to_matrix((q2 / torch.norm(q2)).cpu().numpy().astype(np.float64))
-                    my_mat_2[:3, 3] = t2.float().view(-1).cpu().numpy()
-                    my_mat_final = my_mat @ my_mat_2
-                    my_r = geometry.matrix_to_quat(my_mat_final[:3, :3])
-                    my_t = my_mat_final[:3, 3].copy()
+                        q2, t2 = self.refiner(geometry.to_object_frame_torch(points, R, T), emb, obj)
+                    R2 = geometry.quat_to_matrix(q2[0].float().cpu().numpy())
+                    R_new, my_t = geometry.compose(geometry.quat_to_matrix(my_r), my_t, R2, t2[0].float().cpu().numpy())
+                    my_r = geometry.matrix_to_quat(R_new)
                 timer.lap("refiner")
             poses.append((geometry.quat_to_matrix(my_r), my_t, float(how_max[0])))
         return poses
@@ -665,94 +637,3 @@ class Pipeline:
             icp_fitness=None if icp is None else float(icp.fitness),
             icp_rmse=None if icp is None else float(icp.rmse),
         )
-
-
-PoseEstimator = Pipeline
-"""Alias: the pipeline estimates poses."""
-
-
-def _best_hypothesis(
-    quat: torch.Tensor, trans: torch.Tensor, conf: torch.Tensor, points: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Most confident point per sample: ``R [B,3,3]``, ``t = points[best] + trans[best]`` ``[B,3]``, ``conf [B]``."""
-    best_conf, best = conf[..., 0].max(dim=1)
-    rows = torch.arange(quat.shape[0], device=quat.device)
-    q = quat[rows, best]
-    q = q / q.norm(dim=-1, keepdim=True)
-    t = points[rows, best] + trans[rows, best]
-    return geometry.quat_to_matrix_torch(q), t, best_conf
-
-
-# ----------------------------------------------------------------------------------------------
-# The estimator heads, evaluated where they matter (PipelineConfig.fast_head)
-
-
-def _rows(weight: torch.Tensor) -> torch.Tensor:
-    """A 1x1 ``Conv1d`` weight ``[out, in, 1]`` as a matrix ``[out, in]``."""
-    return weight.reshape(weight.shape[0], -1)
-
-
-def _best_point_head(est: nn.Module, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor):
-    """``DenseFusionEstimator.forward_head`` + :func:`_best_hypothesis`, computing only what is used.
-
-    The fused feature is ``x = [point features (384), global (1024, the same for every point)]``
-    (``PixelwiseFusion``); each head is ``conv1 -> ReLU -> conv2 -> ReLU -> conv3 -> ReLU -> conv4``
-    with 1x1 convs. So ``conv1(x) = W_p x_p + (W_g g + b)``: the global term is computed once per
-    instance. The confidence head runs on all N points; rotation and translation heads only on
-    the argmax point; only the rows of each instance's own object are evaluated.
-
-    Returns ``R [B,3,3]``, ``t [B,3]`` (float32) and the best confidence ``[B]``.
-    """
-    B, N = points.shape[:2]
-    rows = torch.arange(B, device=points.device)
-    x = est.feat(points.transpose(1, 2), emb)  # [B, 1408, N]
-    n_pt = x.shape[1] - est.feat.conv6.out_channels
-    x_pt, g = x[:, :n_pt], x[:, n_pt:, 0]  # [B, 384, N], [B, 1024]
-
-    def first_layer(conv: nn.Conv1d, at: torch.Tensor) -> torch.Tensor:
-        w = _rows(conv.weight)
-        glob = F.linear(g, w[:, n_pt:], conv.bias)  # [B, 640]
-        return F.relu(torch.matmul(w[:, :n_pt], at) + glob.unsqueeze(-1))
-
-    def rest(prefix: str, h: torch.Tensor, k: int) -> torch.Tensor:
-        """conv2, conv3 (ReLU) and the instance's own ``k`` rows of conv4 on ``h [B, 640, n]``."""
-        for layer in ("2", "3"):
-            conv = getattr(est, f"conv{layer}_{prefix}")
-            h = F.relu(torch.matmul(_rows(conv.weight), h) + conv.bias.unsqueeze(-1))
-        conv4 = getattr(est, f"conv4_{prefix}")
-        w = _rows(conv4.weight).reshape(-1, k, h.shape[1])[obj]  # [B, k, 128]
-        b = conv4.bias.reshape(-1, k)[obj]  # [B, k]
-        return torch.bmm(w, h) + b.unsqueeze(-1)  # [B, k, n]
-
-    conf = torch.sigmoid(rest("c", first_layer(est.conv1_c, x_pt), 1))[:, 0].float()  # [B, N]
-    best_conf, best = conf.max(dim=1)
-    x_best = x_pt[rows, :, best].unsqueeze(-1)  # [B, 384, 1]
-    quat = rest("r", first_layer(est.conv1_r, x_best), 4)[..., 0].float()
-    trans = rest("t", first_layer(est.conv1_t, x_best), 3)[..., 0].float()
-    q = quat / quat.norm(dim=-1, keepdim=True)
-    t = points[rows, best] + trans
-    return geometry.quat_to_matrix_torch(q), t, best_conf
-
-
-def _fast_head_works(est: nn.Module | None, device: torch.device) -> bool:
-    """Whether :func:`_best_point_head` reproduces ``forward_head`` for this estimator (a quick check)."""
-    needed = ("forward_head", "feat", *(f"conv{i}_{h}" for i in range(1, 5) for h in "rtc"))
-    if est is None or not all(hasattr(est, name) for name in needed) or not hasattr(est.feat, "conv6"):
-        return False
-    try:
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        k = int(getattr(est, "num_objects", 1))
-        points = torch.randn(2, 16, 3, generator=gen).to(device) * 0.1 + torch.tensor([0.0, 0.0, 0.8], device=device)
-        emb = torch.log_softmax(torch.randn(2, 32, 16, generator=gen), dim=1).to(device)
-        obj = torch.tensor([0, k - 1], device=device)
-        with torch.inference_mode():
-            quat, trans, conf, _ = est.forward_head(points, emb, obj)
-            R_ref, t_ref, c_ref = _best_hypothesis(quat.float(), trans.float(), conf.float(), points)
-            R, t, c = _best_point_head(est, points, emb, obj)
-        ok = all(torch.allclose(a, b, atol=tol) for a, b, tol in ((R, R_ref, 1e-4), (t, t_ref, 1e-4), (c, c_ref, 1e-5)))
-    except Exception as e:  # an estimator layout this helper does not know
-        log.info("fast estimator head disabled: %s", e)
-        return False
-    if not ok:
-        log.warning("fast estimator head disagrees with forward_head for %s; using forward_head", type(est).__name__)
-    return ok

@@ -1,4 +1,9 @@
-"""Shared fixtures. Every ROS process in the tests gets its environment from ``ros_env``."""
+"""Shared fixtures. Every ROS process in the tests gets its environment from ``ros_env``.
+
+Every test runs with one intra-op torch thread (``_one_torch_thread``): CI machines are small and
+shared, and two contended threads ran the tests' small ops 5-10x slower than one. Helpers that
+build random-weight networks live in ``helpers.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,33 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from densefusion_ros.ros.env import local_ros_env
 
 REPO = Path(__file__).resolve().parent.parent
 _domains = itertools.count()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op torch thread, from before the first fixture that builds a network."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread_again():
+    """Back to one thread after each test (the trainer and the node set their own count)."""
+    yield
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def toy_dataset(tmp_path_factory) -> Path:
+    """A small toy BOP dataset (``train``: 6 frames, ``test``: 3 frames, objects lblock and can), read-only."""
+    from densefusion_ros.train.toy import make_toy_dataset
+
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), splits={"train": 6, "test": 3}, samples_per_object=6000)
 
 
 @pytest.fixture

@@ -8,39 +8,20 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from densefusion_ros import cli
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.eval.evaluate import EvalResult, InstanceRecord, _score, evaluate, summarize, write_reports
 from densefusion_ros.frame import GtObject
-from densefusion_ros.models.checkpoint import save_checkpoint
-from densefusion_ros.models.estimator import build_estimator
-from densefusion_ros.models.refiner import build_refiner
 from densefusion_ros.models.transforms import IMAGENET_NORMALIZATION
-from densefusion_ros.train.toy import make_toy_dataset
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads only wait for each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from helpers import save_random_networks
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = make_toy_dataset(tmp_path_factory.mktemp("toy"), splits={"test": 3}, samples_per_object=5000)
-    torch.manual_seed(0)
-    ck = tmp_path_factory.mktemp("ck")
-    names = ["lblock", "can"]
-    est = save_checkpoint(ck / "est.pth", build_estimator(num_objects=2, backbone="compact"), kind="estimator",
-                          num_points=64, object_names=names, normalization=IMAGENET_NORMALIZATION)  # fmt: skip
-    ref = save_checkpoint(ck / "ref.pth", build_refiner(num_objects=2), kind="refiner", num_points=64,
-                          object_names=names, normalization=IMAGENET_NORMALIZATION)  # fmt: skip
-    return root, est, ref
+def setup(tmp_path_factory, toy_dataset):
+    nets = save_random_networks(tmp_path_factory.mktemp("ck"), 2, num_points=64, normalization=IMAGENET_NORMALIZATION,
+                                object_names=["lblock", "can"])  # fmt: skip
+    return toy_dataset, nets["estimator"], nets["refiner"]
 
 
 def test_evaluate_all_modes_and_reports(setup, tmp_path):

@@ -7,23 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from densefusion_ros import cli, geometry
 from densefusion_ros.bench import synthetic_frame
 from densefusion_ros.data import io
-from densefusion_ros.models import build_estimator, build_refiner, build_segmenter, save_checkpoint
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION
+from helpers import save_random_networks
 
 H, W = 120, 160
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +22,8 @@ def workdir(tmp_path_factory) -> Path:
     import trimesh
 
     d = tmp_path_factory.mktemp("infer")
-    torch.manual_seed(0)
     names = ["a", "b", "c"]
-    save_checkpoint(d / "est.pth", build_estimator(num_objects=3, backbone="compact"), num_points=48,
-                    object_names=names, normalization=PUBLISHED_NORMALIZATION)  # fmt: skip
-    save_checkpoint(d / "ref.pth", build_refiner(num_objects=3), num_points=48, normalization=PUBLISHED_NORMALIZATION)
-    save_checkpoint(d / "seg.pth", build_segmenter(num_classes=4, arch="compact"), normalization=PUBLISHED_NORMALIZATION)
+    save_random_networks(d, 3, num_points=48, normalization=PUBLISHED_NORMALIZATION, object_names=names, segmenter=True)
     trimesh.creation.box(extents=(0.04, 0.03, 0.02)).export(d / "box.obj")
     (d / "objects.yaml").write_text(
         "objects:\n" + "".join(f"  - {{name: {n}, class_id: {i + 1}, index: {i}, mesh: box.obj}}\n" for i, n in enumerate(names))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +49,6 @@ def _meta(fn, *args, **kwargs) -> nn.Module:
 
 def _nparams(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the test machine is small and shared: one intra-op thread is faster than two contended ones
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
@@ -135,9 +127,10 @@ def test_psp_layout_details():
     assert isinstance(net.final[1], nn.LogSoftmax) and net.final[1].dim == 1
 
 
-def test_psp_reference_forward():
+def test_psp_reference_forward(estimators):
     """PSP module and decoder recomputed from the fact sheet with functional ops."""
-    net = PSPNet().eval()
+    net = estimators["psp_resnet18"].cnn
+    assert isinstance(net, PSPNet)
     x = torch.randn(1, 3, 32, 48)
     with torch.no_grad():
         feats, _ = net.feats(x)
@@ -157,20 +150,12 @@ def test_psp_reference_forward():
 
 
 @pytest.mark.parametrize("name", ["compact", "psp_resnet18"])
-def test_color_backbones_log_softmax(name):
-    net = build_color_backbone(name).eval()
+def test_color_backbones_log_softmax(name, estimators):
+    net = estimators[name].cnn
     with torch.no_grad():
         out = net(torch.randn(2, 3, 40, 56))
     assert out.shape == (2, 32, 40, 56)
     torch.testing.assert_close(out.exp().sum(1), torch.ones(2, 40, 56), rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("size", [(120, 160), (37, 53), (1, 1)])
-def test_compact_backbone_any_size(size):
-    net = CompactColorNet().eval()
-    with torch.no_grad():
-        out = net(torch.randn(1, 3, *size))
-    assert out.shape == (1, 32, *size)
 
 
 def test_unknown_backbone_raises():
@@ -190,28 +175,44 @@ def _estimator_inputs(b=3, h=40, w=48, n=64, num_objects=5):
     return img, points, choose, obj
 
 
-@pytest.mark.parametrize("backbone", ["compact", "psp_resnet18"])
-def test_estimator_shapes_and_ranges(backbone, estimators):
-    model = estimators[backbone]
-    img, points, choose, obj = _estimator_inputs()
+@pytest.fixture(scope="module", params=["compact", "psp_resnet18"])
+def estimator_run(request, estimators):
+    """``(model, (img, points, choose, obj), forward output)`` for each backbone, B=3, N=64."""
+    model = estimators[request.param]
+    torch.manual_seed(2)
+    inputs = _estimator_inputs()
     with torch.no_grad():
-        quat, trans, conf, emb = model(img, points, choose, obj)
+        return model, inputs, model(*inputs)
+
+
+def test_estimator_shapes_and_ranges(estimator_run):
+    _, _, (quat, trans, conf, emb) = estimator_run
     assert quat.shape == (3, 64, 4) and trans.shape == (3, 64, 3) and conf.shape == (3, 64, 1)
     assert emb.shape == (3, 32, 64) and not emb.requires_grad
     assert bool(((conf > 0) & (conf < 1)).all())
     torch.testing.assert_close(emb.exp().sum(1), torch.ones(3, 64), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("backbone", ["compact", "psp_resnet18"])
-def test_estimator_batched_equals_per_sample(backbone, estimators):
-    model = estimators[backbone]
-    img, points, choose, obj = _estimator_inputs()
+def test_estimator_batched_equals_per_sample(estimator_run):
+    model, (img, points, choose, obj), batched = estimator_run
     with torch.no_grad():
-        batched = model(img, points, choose, obj)
         for b in range(3):
             single = model(img[b : b + 1], points[b : b + 1], choose[b : b + 1], obj[b : b + 1])
             for got, want in zip(batched, single):
                 torch.testing.assert_close(got[b : b + 1], want, rtol=1e-5, atol=1e-5)
+
+
+def test_forward_best_equals_forward_and_argmax(estimator_run):
+    model, (img, points, choose, obj), (quat, trans, conf, _) = estimator_run
+    with torch.no_grad():
+        best = model.forward_best(points, model.embed(img, choose), obj)
+    index = conf[..., 0].argmax(dim=1)
+    rows = torch.arange(3)
+    assert torch.equal(best.index, index)
+    assert torch.equal(best.conf, conf[rows, index, 0])
+    torch.testing.assert_close(best.quat, quat[rows, index], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(best.t, points[rows, index] + trans[rows, index], rtol=1e-5, atol=1e-6)
+    assert best.quat.shape == (3, 4) and best.t.shape == (3, 3) and best.conf.shape == (3,)
 
 
 def test_estimator_accepts_published_call_styles(estimators):
@@ -372,30 +373,23 @@ def test_refiner_input_errors():
 # segmentation
 
 
-@pytest.mark.parametrize("size", [(100, 100), (120, 160), (33, 47)])
-def test_compact_segmenter_any_size(size):
-    net = build_segmenter(num_classes=4, arch="compact").eval()
+# (builder, output channels, input sizes): networks that take any H x W
+_ANY_SIZE = {
+    "compact_color": (CompactColorNet, 32, [(120, 160), (37, 53), (1, 1)]),
+    "compact_seg": (partial(build_segmenter, num_classes=4, arch="compact"), 4, [(100, 100), (120, 160), (33, 47)]),
+    "segnet": (partial(SegNet, 3, 5), 5, [(64, 96), (50, 70)]),
+}
+
+
+@pytest.mark.parametrize("name", list(_ANY_SIZE))
+def test_any_input_size(name):
+    build, channels, sizes = _ANY_SIZE[name]
+    net = build().eval()
     with torch.no_grad():
-        out = net(torch.randn(2, 3, *size))
-    assert out.shape == (2, 4, *size)
-
-
-@pytest.mark.parametrize("size", [(64, 96), (50, 70)])
-def test_segnet_any_size(size):
-    net = build_segmenter(num_classes=22, arch="segnet").eval()
-    with torch.no_grad():
-        out = net(torch.randn(1, 3, *size))
-    assert out.shape == (1, 22, *size)
-
-
-def test_segnet_pad_is_invisible_for_multiples_of_32():
-    net = SegNet(3, 5).eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        out = net(x)
-        # the same image embedded in a larger one differs, but a multiple-of-32 input is not padded
-        assert torch.equal(out, net(x.clone()))
-    assert net.conv11d.out_channels == 5 and not hasattr(net, "bn11d")
+        for size in sizes:
+            assert net(torch.randn(2, 3, *size)).shape == (2, channels, *size)
+    if name == "segnet":
+        assert net.conv11d.out_channels == 5 and not hasattr(net, "bn11d")  # raw logits, no BN
 
 
 def test_build_segmenter_errors():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from densefusion_ros import cli
+from densefusion_ros import cli, geometry
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.data import synth
 from densefusion_ros.data.bop import BopDataset
@@ -35,8 +35,7 @@ def _check_gt(root: Path, split: str, depth_tol_m: float) -> int:
             if g.mask.sum() < 30:
                 continue
             # 1) Reprojection: model points of a mostly visible object land on its visible mask.
-            pts = obj.sample_points(500) @ g.R.T + g.t
-            uv = pts[:, :2] / pts[:, 2:] * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+            uv = geometry.project(geometry.transform_points(obj.sample_points(500), g.R, g.t), K)
             inside = (uv[:, 0] > -0.5) & (uv[:, 0] < W - 0.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < H - 0.5)
             px = np.round(uv[inside]).astype(int)
             dist = cv2.distanceTransform((~g.mask).astype(np.uint8), cv2.DIST_L2, 5)[px[:, 1], px[:, 0]]
@@ -53,9 +52,7 @@ def _check_gt(root: Path, split: str, depth_tol_m: float) -> int:
                 assert np.abs(shift).max() < 0.6, (obj.name, shift)  # small masks: quantisation
                 shifts.append(shift)
             # 2) Depth: back-projected mask pixels lie on the model surface in the GT pose.
-            rows, cols = np.nonzero(g.mask & (frame.depth_m > 0))
-            z = frame.depth_m[rows, cols]
-            cam = np.stack([(cols - K[0, 2]) * z / K[0, 0], (rows - K[1, 2]) * z / K[1, 1], z], axis=1)
+            cam = geometry.backproject(frame.depth_m, K, *np.nonzero(g.mask & (frame.depth_m > 0)))
             d, _ = cKDTree(obj.sample_points(20000)).query((cam - g.t) @ g.R)
             assert np.median(d) < depth_tol_m, (obj.name, np.median(d))
             checked += 1
@@ -131,7 +128,7 @@ def test_projection_matches_pinhole():
     ndc = clip[:, :3] / clip[:, 3:]
     u = (ndc[:, 0] + 1) / 2 * width - 0.5  # pixel centres at integers, row 0 at the top
     v = (1 - ndc[:, 1]) / 2 * height - 0.5
-    np.testing.assert_allclose(np.column_stack([u, v]), synth.project_points(cam, K), atol=1e-9)
+    np.testing.assert_allclose(np.column_stack([u, v]), geometry.project(cam, K), atol=1e-9)
     buf = (ndc[:, 2] + 1) / 2
     np.testing.assert_allclose(synth.depth_buffer_to_metres(buf, near, far), cam[:, 2], rtol=1e-5)
     # extrinsics: a camera 1 m above the origin looking down sees the origin on the optical axis

@@ -23,13 +23,11 @@ from densefusion_ros.train.dataset import (
     mask_noise,
     random_occluder,
 )
-from densefusion_ros.train.toy import make_toy_dataset
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    root = make_toy_dataset(tmp_path_factory.mktemp("toy"), splits={"train": 6, "test": 2}, samples_per_object=6000)
-    return root, Catalog.load(root / "catalog.yaml")
+def toy(toy_dataset):
+    return toy_dataset, Catalog.load(toy_dataset / "catalog.yaml")
 
 
 def _dataset(toy, **kw):

@@ -8,7 +8,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from densefusion_ros.train.toy import make_toy_dataset
+from densefusion_ros.models import unwrap_model
 
 
 def _free_port() -> int:
@@ -32,17 +32,17 @@ def _worker(rank: int, world: int, port: int, dataset: str, out: str) -> None:
     t = trainer.Trainer(args)
     assert t.di.world_size == world and t.di.rank == rank
     assert isinstance(t.estimator, torch.nn.parallel.DistributedDataParallel)
-    init = {k: v.detach().clone() for k, v in trainer._unwrap(t.estimator).state_dict().items()}
+    init = {k: v.detach().clone() for k, v in unwrap_model(t.estimator).state_dict().items()}
     try:
         t.fit()
-        final = trainer._unwrap(t.estimator).state_dict()
+        final = unwrap_model(t.estimator).state_dict()
         torch.save({"init": init, "final": final, "samples": t.state.samples_seen}, os.path.join(out, f"rank{rank}.pt"))
     finally:
         t.close()
 
 
-def test_ddp_gloo_two_ranks_stay_identical(tmp_path):
-    dataset = make_toy_dataset(tmp_path / "toy", splits={"train": 3, "test": 1}, samples_per_object=4000)
+def test_ddp_gloo_two_ranks_stay_identical(toy_dataset, tmp_path):
+    dataset = toy_dataset
     out = tmp_path / "out"
     out.mkdir()
     # fork: the children inherit the imported modules (spawn would re-import torch in each,

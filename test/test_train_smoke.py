@@ -1,4 +1,4 @@
-"""End-to-end CPU training smoke runs on a tiny synthetic BOP dataset: save, load, resume."""
+"""End-to-end training smoke runs on a tiny synthetic BOP dataset: save, load, resume (CPU; CUDA when present)."""
 
 from __future__ import annotations
 
@@ -9,30 +9,16 @@ import torch
 
 from densefusion_ros.models.checkpoint import load_estimator, load_refiner, load_segmenter, read_metadata
 from densefusion_ros.train import trainer
-from densefusion_ros.train.toy import make_toy_dataset
 
 FAST = [
-    "--threads", "1", "--no-progress", "--num-points", "64", "--num-model-points", "100",
+    "--device", "cpu", "--threads", "1", "--no-progress", "--num-points", "64", "--num-model-points", "100",
     "--epoch-samples", "6", "--test-samples", "3", "--batch-size", "3",
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def keep_threads():
-    """The trainer sets torch's thread count for the process; restore it for other tests."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return make_toy_dataset(tmp_path_factory.mktemp("toy"), splits={"train": 4, "test": 2}, samples_per_object=5000)
-
-
-def test_estimator_trains_saves_loads_and_resumes(toy, tmp_path):
+def test_estimator_trains_saves_loads_and_resumes(toy_dataset, tmp_path):
     out = tmp_path / "est"
-    assert trainer.main(["--stage", "estimator", "--dataset", str(toy), "--out", str(out), "--epochs", "1", *FAST]) == 0
+    assert trainer.main(["--stage", "estimator", "--dataset", str(toy_dataset), "--out", str(out), "--epochs", "1", *FAST]) == 0
     for name in ("estimator_current.pth", "estimator_best.pth", "estimator_current.state.pth", "train_log.csv"):
         assert (out / name).is_file(), name
     est = load_estimator(out / "estimator_best.pth")
@@ -46,7 +32,7 @@ def test_estimator_trains_saves_loads_and_resumes(toy, tmp_path):
 
     # resume: one more epoch continues the schedule and the log
     assert trainer.main([
-        "--stage", "estimator", "--dataset", str(toy), "--out", str(out), "--epochs", "2",
+        "--stage", "estimator", "--dataset", str(toy_dataset), "--out", str(out), "--epochs", "2",
         "--resume", str(out / "estimator_current.pth"), *FAST,
     ]) == 0  # fmt: skip
     meta2 = read_metadata(out / "estimator_current.pth")
@@ -58,7 +44,7 @@ def test_estimator_trains_saves_loads_and_resumes(toy, tmp_path):
     # resuming from a checkpoint without its .state.pth takes the schedule from the metadata
     best_epoch = read_metadata(out / "estimator_best.pth")["training"]["epochs"]
     assert trainer.main([
-        "--stage", "estimator", "--dataset", str(toy), "--out", str(out), "--epochs", str(best_epoch + 1),
+        "--stage", "estimator", "--dataset", str(toy_dataset), "--out", str(out), "--epochs", str(best_epoch + 1),
         "--resume", str(out / "estimator_best.pth"), *FAST,
     ]) == 0  # fmt: skip
     assert read_metadata(out / "estimator_current.pth")["training"]["epochs"] == best_epoch + 1
@@ -67,7 +53,7 @@ def test_estimator_trains_saves_loads_and_resumes(toy, tmp_path):
     frozen = load_estimator(out / "estimator_best.pth").state_dict()
     ref_out = tmp_path / "ref"
     assert trainer.main([
-        "--stage", "refiner", "--dataset", str(toy), "--out", str(ref_out), "--epochs", "1",
+        "--stage", "refiner", "--dataset", str(toy_dataset), "--out", str(ref_out), "--epochs", "1",
         "--init-estimator", str(out / "estimator_best.pth"), *FAST,
     ]) == 0  # fmt: skip
     ref = load_refiner(ref_out / "refiner_current.pth")
@@ -80,10 +66,10 @@ def test_estimator_trains_saves_loads_and_resumes(toy, tmp_path):
     assert all(torch.equal(frozen[k], est_again[k]) for k in est_again)
 
 
-def test_auto_refine_switches_to_the_refiner(toy, tmp_path):
+def test_auto_refine_switches_to_the_refiner(toy_dataset, tmp_path):
     out = tmp_path / "auto"
     assert trainer.main([
-        "--stage", "estimator", "--dataset", str(toy), "--out", str(out), "--epochs", "2", "--auto-refine",
+        "--stage", "estimator", "--dataset", str(toy_dataset), "--out", str(out), "--epochs", "2", "--auto-refine",
         "--decay-margin", "10", "--refine-margin", "10", *FAST,
     ]) == 0  # fmt: skip
     rows = list(csv.DictReader((out / "train_log.csv").open()))
@@ -94,9 +80,9 @@ def test_auto_refine_switches_to_the_refiner(toy, tmp_path):
     assert meta["training"]["epochs"] == 2 and meta["metrics"]["estimator_test_dis"] > 0
 
 
-def test_segmenter_and_time_budget(toy, tmp_path):
+def test_segmenter_and_time_budget(toy_dataset, tmp_path):
     out = tmp_path / "seg"
-    args = ["--stage", "segmenter", "--dataset", str(toy), "--out", str(out), "--epochs", "50", "--seg-scale", "0.5",
+    args = ["--stage", "segmenter", "--dataset", str(toy_dataset), "--out", str(out), "--epochs", "50", "--seg-scale", "0.5",
             "--max-minutes", "0.0001", *FAST]  # fmt: skip
     assert trainer.main(args) == 0
     seg = load_segmenter(out / "segmenter_current.pth")
@@ -107,6 +93,30 @@ def test_segmenter_and_time_budget(toy, tmp_path):
     assert "miou" in meta["metrics"]
 
 
-def test_refiner_stage_needs_an_estimator(toy, tmp_path):
+def test_refiner_stage_needs_an_estimator(toy_dataset, tmp_path):
     with pytest.raises(SystemExit):
-        trainer.main(["--stage", "refiner", "--dataset", str(toy), "--out", str(tmp_path / "r"), *FAST])
+        trainer.main(["--stage", "refiner", "--dataset", str(toy_dataset), "--out", str(tmp_path / "r"), *FAST])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_estimator_and_refiner_steps(toy_dataset, tmp_path):
+    """The smoke run on CUDA: training steps change the weights; the checkpoints load on the CPU."""
+    on_cuda = [a if a != "cpu" else "cuda" for a in FAST]
+    est_out, ref_out = tmp_path / "est", tmp_path / "ref"
+    common = ["--dataset", str(toy_dataset), *on_cuda]
+    assert trainer.main(["--stage", "estimator", "--out", str(est_out), "--epochs", "1", *common]) == 0
+    first = load_estimator(est_out / "estimator_current.pth")
+    assert first.metadata["training"]["hardware"]["device"].startswith("cuda")
+    assert next(first.parameters()).device.type == "cpu"
+    resume = ["--resume", str(est_out / "estimator_current.pth")]
+    assert trainer.main(["--stage", "estimator", "--out", str(est_out), "--epochs", "2", *resume, *common]) == 0
+    second = load_estimator(est_out / "estimator_current.pth")
+    assert second.metadata["training"]["samples_seen"] == 12
+    before, after = first.state_dict(), second.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    init = ["--init-estimator", str(est_out / "estimator_current.pth")]
+    assert trainer.main(["--stage", "refiner", "--out", str(ref_out), "--epochs", "1", *init, *common]) == 0
+    ref = load_refiner(ref_out / "refiner_current.pth")
+    assert ref.metadata["training"]["hardware"]["device"].startswith("cuda")
+    assert all(torch.isfinite(p).all() for p in ref.parameters())

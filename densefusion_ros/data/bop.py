@@ -27,6 +27,7 @@ import yaml
 from densefusion_ros.catalog import PYBULLET_DATA, Catalog
 from densefusion_ros.data import io
 from densefusion_ros.frame import Frame, GtObject, depth_to_metres
+from densefusion_ros.sampling import mask_box
 
 SCENE_DIR = "{split}/{scene_id:06d}"
 RGB_NAME = "rgb/{im_id:06d}.{ext}"
@@ -184,11 +185,11 @@ class BopDataset:
 
 def mask_bbox(mask: np.ndarray) -> list[int]:
     """BOP ``[x, y, w, h]`` of a boolean mask, ``[-1, -1, -1, -1]`` when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    box = mask_box(mask)
+    if box is None:
         return [-1, -1, -1, -1]
-    cols = np.flatnonzero(mask.any(axis=0))
-    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+    rmin, rmax, cmin, cmax = box
+    return [cmin, rmin, cmax - cmin, rmax - rmin]
 
 
 class BopWriter:

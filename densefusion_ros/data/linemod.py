@@ -28,10 +28,6 @@ from densefusion_ros.frame import Frame, GtObject, depth_to_metres
 #: DenseFusion's hard-coded LineMOD camera (fact sheet 4.4).
 K_LINEMOD = np.array([[572.41140, 0.0, 325.26110], [0.0, 573.57043, 242.04899], [0.0, 0.0, 1.0]])
 
-#: The 13 objects DenseFusion trains on (3 and 7 have no usable models in the benchmark).
-DEFAULT_OBJECTS = [1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15]
-
-
 def _load_yaml(path: Path) -> dict:
     # CSafeLoader when built: gt.yml of a LineMOD object is ~1 MB and the pure-Python loader is slow.
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -47,6 +47,7 @@ import numpy as np
 from densefusion_ros.catalog import Catalog, ObjectInfo
 from densefusion_ros.data.bop import BopWriter, export_models, write_catalog_copy
 from densefusion_ros.frame import GtObject
+from densefusion_ros.geometry import compose, project, transform_points
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +154,6 @@ def look_at(eye: np.ndarray, target: np.ndarray, roll_rad: float = 0.0) -> tuple
     return R_wc.T, -R_wc.T @ eye
 
 
-def project_points(points_cam: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pixels ``(N, 2)`` as ``(u, v)`` of camera points ``(N, 3)`` (z > 0)."""
-    z = np.maximum(points_cam[:, 2:3], 1e-9)
-    return (points_cam[:, :2] / z) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
-
-
 def rasterise_silhouette(
     vertices_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, width: int, height: int, supersample: int = 4
 ) -> tuple[np.ndarray, list[int]]:
@@ -168,7 +163,7 @@ def rasterise_silhouette(
     (close to the pixel-centre rule that OpenGL uses). Vertices must be in front of the camera.
     """
     mask = np.zeros((height, width), dtype=bool)
-    uv = project_points(vertices_cam, K)
+    uv = project(vertices_cam, K)
     lo, hi = uv.min(axis=0), uv.max(axis=0)
     bbox = [int(np.floor(lo[0] + 0.5)), int(np.floor(lo[1] + 0.5))]
     bbox += [int(np.floor(hi[0] + 0.5)) - bbox[0] + 1, int(np.floor(hi[1] + 0.5)) - bbox[1] + 1]
@@ -575,9 +570,8 @@ def annotate(
     h, w = seg.shape
     gts, visib, full, infos = [], [], [], []
     for pl in sorted(placed, key=lambda pl: pl.obj.class_id):
-        R = R_cw @ pl.R_wo
-        t = R_cw @ pl.t_wo + t_cw
-        verts = pl.obj.mesh.vertices @ R.T + t
+        R, t = compose(R_cw, t_cw, pl.R_wo, pl.t_wo)
+        verts = transform_points(pl.obj.mesh.vertices, R, t)
         if np.any(verts[:, 2] <= 0.01):
             continue
         mask_full, bbox_obj = rasterise_silhouette(verts, np.asarray(pl.obj.mesh.faces), K, w, h)

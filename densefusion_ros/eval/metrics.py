@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from densefusion_ros.geometry import transform_points
+
 __all__ = [
     "accuracy_below",
     "accuracy_curve",
@@ -27,14 +29,13 @@ __all__ = [
     "add_or_adds",
     "auc",
     "linemod_accuracy",
-    "transform",
     "vocap",
 ]
 
 
-def transform(pts: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Model points ``(n, 3)`` under pose ``R (3, 3), t (3,)`` -> ``(n, 3)``."""
-    return np.asarray(pts, dtype=np.float64) @ np.asarray(R, dtype=np.float64).T + np.asarray(t, dtype=np.float64).reshape(1, 3)
+def _posed(pts: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Model points ``(n, 3)`` under pose ``R (3, 3), t (3,) or (3, 1)``, float64."""
+    return transform_points(np.asarray(pts, np.float64), np.asarray(R, np.float64), np.asarray(t, np.float64).reshape(3))
 
 
 def add(R_est: np.ndarray, t_est: np.ndarray, R_gt: np.ndarray, t_gt: np.ndarray, pts: np.ndarray) -> float:
@@ -48,7 +49,7 @@ def add(R_est: np.ndarray, t_est: np.ndarray, R_gt: np.ndarray, t_gt: np.ndarray
     Returns:
         ``mean_i || (R_est p_i + t_est) - (R_gt p_i + t_gt) ||``.
     """
-    return float(np.linalg.norm(transform(pts, R_est, t_est) - transform(pts, R_gt, t_gt), axis=1).mean())
+    return float(np.linalg.norm(_posed(pts, R_est, t_est) - _posed(pts, R_gt, t_gt), axis=1).mean())
 
 
 def adds(R_est: np.ndarray, t_est: np.ndarray, R_gt: np.ndarray, t_gt: np.ndarray, pts: np.ndarray) -> float:
@@ -60,8 +61,8 @@ def adds(R_est: np.ndarray, t_est: np.ndarray, R_gt: np.ndarray, t_gt: np.ndarra
         ``mean_i min_j || (R_gt p_i + t_gt) - (R_est p_j + t_est) ||``: for each GT-transformed
         point the nearest estimate-transformed point (YCB-Video toolbox and bop_toolkit direction).
     """
-    est = transform(pts, R_est, t_est)
-    gt = transform(pts, R_gt, t_gt)
+    est = _posed(pts, R_est, t_est)
+    gt = _posed(pts, R_gt, t_gt)
     dist, _ = cKDTree(est).query(gt, k=1)
     return float(dist.mean())
 

@@ -1,11 +1,13 @@
 """DenseFusion networks and their checkpoints (no ROS imports).
 
 * :func:`build_estimator` / :class:`DenseFusionEstimator`: per-pixel fusion pose estimator
-  (published ``PoseNet``), color backbone ``"psp_resnet18"`` (published) or ``"compact"``.
+  (published ``PoseNet``), color backbone ``"psp_resnet18"`` (published) or ``"compact"``;
+  ``forward_best`` gives only the most confident hypothesis (:class:`BestHypothesis`).
 * :func:`build_refiner` / :class:`DenseFusionRefiner`: iterative refiner (``PoseRefineNet``).
 * :func:`build_segmenter`: ``"compact"`` CPU segmenter or the published ``"segnet"``.
 * :func:`load_estimator`, :func:`load_refiner`, :func:`load_segmenter`, :func:`save_checkpoint`,
-  :func:`read_metadata`, :class:`CheckpointError`: the one place where files are read and written.
+  :func:`read_metadata`, :class:`CheckpointError`: the one place where files are read and written;
+  :func:`unwrap_model` strips DataParallel / DDP / ``torch.compile`` wrappers.
 * :func:`normalize_image`: image normalisation matching a checkpoint's ``metadata["normalization"]``.
 
 Conventions: quaternions are w-first ``[w, x, y, z]``; points in metres, camera frame; RGB input.
@@ -21,14 +23,16 @@ from .checkpoint import (
     remap_state_dict,
     save_checkpoint,
     to_published_state_dict,
+    unwrap_model,
 )
-from .estimator import DenseFusionEstimator, EstimatorOutput, build_estimator
+from .estimator import BestHypothesis, DenseFusionEstimator, EstimatorOutput, build_estimator
 from .psp import PSPNet
 from .refiner import DenseFusionRefiner, RefinerOutput, build_refiner
 from .segmentation import CompactSegNet, SegNet, build_segmenter
 from .transforms import IMAGENET_NORMALIZATION, PUBLISHED_NORMALIZATION, check_normalization, normalize_image
 
 __all__ = [
+    "BestHypothesis",
     "COLOR_BACKBONES",
     "CheckpointError",
     "CompactColorNet",
@@ -54,4 +58,5 @@ __all__ = [
     "remap_state_dict",
     "save_checkpoint",
     "to_published_state_dict",
+    "unwrap_model",
 ]

@@ -18,7 +18,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .blocks import ConvNormAct, FuseUp, GlobalGate, ResidualBlock, channels_last, log_softmax_channels, upsample_bilinear
+from .blocks import (
+    ConvNormAct,
+    FuseUp,
+    GlobalGate,
+    ResidualBlock,
+    channels_last,
+    init_conv_weights,
+    log_softmax_channels,
+    upsample_bilinear,
+)
 from .psp import psp_resnet18
 
 __all__ = [
@@ -64,11 +73,7 @@ class CompactColorNet(nn.Module):
         self.up1 = FuseUp(c3, c1, 64)
         self.up2 = FuseUp(64, c0, 32)
         self.head = nn.Conv2d(32, self.out_channels, 1)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d) and not m.weight.is_meta:  # meta: shapes only, skip init
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_conv_weights(self)
 
     def forward_features(self, img: torch.Tensor) -> torch.Tensor:
         """``[B,3,H,W] -> [B,32,ceil(H/2),ceil(W/2)]`` decoder features before the head."""

@@ -12,6 +12,7 @@ __all__ = [
     "GlobalGate",
     "ResidualBlock",
     "channels_last",
+    "init_conv_weights",
     "log_softmax_channels",
     "upsample_bilinear",
 ]
@@ -36,6 +37,18 @@ def log_softmax_channels(x: torch.Tensor) -> torch.Tensor:
     """``log_softmax(x, dim=1)`` for ``[B,C,H,W]``, computed over the contiguous channel axis of a
     channels-last tensor (faster on a CPU); the result keeps channels-last strides."""
     return F.log_softmax(channels_last(x).permute(0, 2, 3, 1), dim=-1).permute(0, 3, 1, 2)
+
+
+def init_conv_weights(module: nn.Module) -> None:
+    """Kaiming-normal (fan-out, ReLU) weights and zero biases for every ``Conv2d`` in ``module``.
+
+    Modules built on the meta device (shapes only, see ``checkpoint``) are left alone.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class ConvNormAct(nn.Sequential):

@@ -50,6 +50,7 @@ __all__ = [
     "remap_state_dict",
     "save_checkpoint",
     "to_published_state_dict",
+    "unwrap_model",
 ]
 
 FORMAT = "densefusion_ros"
@@ -116,14 +117,15 @@ def to_published_state_dict(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
     Loading it with the official ``PoseNet`` / ``PoseRefineNet`` / ``SegNet`` classes works for
     the published-layout models (``psp_resnet18`` backbone, refiner, ``segnet``).
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     sd = model.state_dict()
     if not isinstance(model, DenseFusionEstimator):
         return OrderedDict((k, v) for k, v in sd.items())
     return OrderedDict(((_PUBLISHED_CNN_PREFIX + k[4:]) if k.startswith("cnn.") else k, v) for k, v in sd.items())
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside DataParallel / DistributedDataParallel / ``torch.compile`` wrappers."""
     while True:
         if hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):  # torch.compile
             model = model._orig_mod
@@ -380,6 +382,32 @@ def _check_kind(contents: _Contents, kind: str, path: PathLike, what: str, count
 # ----------------------------------------------------------------------------------------------
 # public loaders
 
+_WHAT = {"estimator": "a DenseFusion estimator", "refiner": "a DenseFusion refiner", "segmenter": "a segmenter"}
+_VARIANT_NAME = {"estimator": "color backbone", "segmenter": "segmenter arch"}
+
+
+def _load(path: PathLike, kind: str, count: int | None, device: torch.device | str) -> nn.Module:
+    """Read ``path``, check that it holds ``kind`` with ``count`` objects / classes, build and fill the model."""
+    contents = _read(path)
+    what = _WHAT[kind]
+    k = _check_kind(contents, kind, path, what, count)
+    unit, param = ("classes", "num_classes") if kind == "segmenter" else ("objects", "num_objects")
+    if count is not None and count != k:
+        raise CheckpointError(f"{path}: holds {what} for {k} {unit} but {param}={count} was requested")
+    variant = None
+    if kind != "refiner":
+        key, known = ("backbone", COLOR_BACKBONES) if kind == "estimator" else ("arch", SEGMENTER_ARCHS)
+        variant = contents.meta.get(key) or contents.identity.variant
+        if variant not in known:
+            raise CheckpointError(
+                f"{path}: unknown {_VARIANT_NAME[kind]} {variant!r} (known: {sorted(known)}); "
+                f"the file looks like {_describe(contents)}"
+            )
+    model = _meta_model(kind, variant, k)
+    described = ", ".join(x for x in (variant, f"{k} {unit}") if x)
+    _load_strict(model, contents.state_dict, path, f"{what} ({described})", contents)
+    return _finish(model, {**contents.meta, **_counts_meta(kind, k, variant)}, device)
+
 
 def load_estimator(
     path: PathLike, num_objects: int | None = None, device: torch.device | str = "cpu"
@@ -398,20 +426,7 @@ def load_estimator(
     Raises:
         CheckpointError: unreadable file, wrong kind, wrong object count, or key/shape mismatch.
     """
-    contents = _read(path)
-    what = "a DenseFusion estimator"
-    k = _check_kind(contents, "estimator", path, what, num_objects)
-    if num_objects is not None and num_objects != k:
-        raise CheckpointError(f"{path}: holds an estimator for {k} objects but num_objects={num_objects} was requested")
-    backbone = contents.meta.get("backbone") or contents.identity.variant
-    if backbone not in COLOR_BACKBONES:
-        raise CheckpointError(
-            f"{path}: unknown color backbone {backbone!r} (known: {sorted(COLOR_BACKBONES)}); "
-            f"the file looks like {_describe(contents)}"
-        )
-    model = _meta_model("estimator", backbone, k)
-    _load_strict(model, contents.state_dict, path, f"{what} ({backbone}, {k} objects)", contents)
-    return _finish(model, {**contents.meta, **_counts_meta("estimator", k, backbone)}, device)
+    return _load(path, "estimator", num_objects, device)
 
 
 def load_refiner(path: PathLike, num_objects: int | None = None, device: torch.device | str = "cpu") -> DenseFusionRefiner:
@@ -420,14 +435,7 @@ def load_refiner(path: PathLike, num_objects: int | None = None, device: torch.d
     ``num_objects=None`` reads it from the file (published: ``conv3_r.weight.shape[0] / 4``).
     Raises :class:`CheckpointError` like :func:`load_estimator`.
     """
-    contents = _read(path)
-    what = "a DenseFusion refiner"
-    k = _check_kind(contents, "refiner", path, what, num_objects)
-    if num_objects is not None and num_objects != k:
-        raise CheckpointError(f"{path}: holds a refiner for {k} objects but num_objects={num_objects} was requested")
-    model = _meta_model("refiner", None, k)
-    _load_strict(model, contents.state_dict, path, f"{what} ({k} objects)", contents)
-    return _finish(model, {**contents.meta, **_counts_meta("refiner", k, None)}, device)
+    return _load(path, "refiner", num_objects, device)
 
 
 def load_segmenter(path: PathLike, num_classes: int | None = None, device: torch.device | str = "cpu") -> nn.Module:
@@ -436,17 +444,7 @@ def load_segmenter(path: PathLike, num_classes: int | None = None, device: torch
     ``num_classes`` (objects + background) is read from the file when ``None``.
     Raises :class:`CheckpointError` like :func:`load_estimator`.
     """
-    contents = _read(path)
-    what = "a segmenter"
-    c = _check_kind(contents, "segmenter", path, what, num_classes)
-    if num_classes is not None and num_classes != c:
-        raise CheckpointError(f"{path}: holds a segmenter for {c} classes but num_classes={num_classes} was requested")
-    arch = contents.meta.get("arch") or contents.identity.variant
-    if arch not in SEGMENTER_ARCHS:
-        raise CheckpointError(f"{path}: unknown segmenter arch {arch!r} (known: {list(SEGMENTER_ARCHS)})")
-    model = _meta_model("segmenter", arch, c)
-    _load_strict(model, contents.state_dict, path, f"{what} ({arch}, {c} classes)", contents)
-    return _finish(model, {**contents.meta, **_counts_meta("segmenter", c, arch)}, device)
+    return _load(path, "segmenter", num_classes, device)
 
 
 def read_metadata(path: PathLike) -> dict[str, Any]:
@@ -510,7 +508,7 @@ def save_checkpoint(
         training: free-form dict (data, command line, epochs, ...); plain Python values only.
         metrics: free-form dict of evaluation results.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     actual = _kind_of(model)
     if kind is not None and kind != actual:
         raise ValueError(f"kind={kind!r} but the model is a {actual} ({type(model).__name__})")

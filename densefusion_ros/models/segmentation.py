@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvNormAct, FuseUp, GlobalGate, channels_last, upsample_bilinear
+from .blocks import ConvNormAct, FuseUp, GlobalGate, channels_last, init_conv_weights, upsample_bilinear
 
 __all__ = ["CompactSegNet", "SegNet", "SEGMENTER_ARCHS", "build_segmenter"]
 
@@ -92,11 +92,7 @@ class CompactSegNet(nn.Module):
         self.dec1 = FuseUp(64, c1, 32)
         self.dec0 = FuseUp(32, c0, 16)
         self.classifier = nn.Conv2d(16, num_classes, 1)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d) and not m.weight.is_meta:  # meta: shapes only, skip init
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_conv_weights(self)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         h, w = img.shape[-2:]

@@ -37,6 +37,7 @@ from densefusion_ros.catalog import Catalog
 from densefusion_ros.data import io
 from densefusion_ros.data.bop import DEPTH_NAME, MASK_VISIB_NAME, BopDataset
 from densefusion_ros.frame import depth_to_metres
+from densefusion_ros.geometry import transform_points
 from densefusion_ros.models.transforms import normalize_image
 from densefusion_ros.sampling import InstanceSkipped, crop_box, mask_box, prepare_instance
 
@@ -360,7 +361,7 @@ class PoseDataset(Dataset):
         pool = self._pools[ref.obj_index]
         sel = rng.choice(len(pool), size=self.num_model_points, replace=len(pool) < self.num_model_points)
         model_points = pool[sel].astype(np.float32)
-        target = (model_points @ R.T + t).astype(np.float32)
+        target = transform_points(model_points, R, t).astype(np.float32)
         points = inst.points
         if aug.noise_trans > 0:
             shift = rng.uniform(-aug.noise_trans, aug.noise_trans, 3).astype(np.float32)
@@ -597,9 +598,4 @@ def collate_segmentation(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> li
     for img, lab in samples:
         groups.setdefault(tuple(img.shape[-2:]), []).append((img, lab))
     return [(torch.stack([g[0] for g in grp]), torch.stack([g[1] for g in grp])) for grp in groups.values()]
-
-
-def epoch_keys(n: int, epoch: int) -> list[tuple[int, int]]:
-    """``[(i, epoch) for i < n]``: deterministic keys for evaluation loops."""
-    return [(i, epoch) for i in range(n)]
 

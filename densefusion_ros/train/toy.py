@@ -19,6 +19,7 @@ import yaml
 
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.frame import GtObject
+from densefusion_ros.geometry import project, transform_points
 
 __all__ = ["make_toy_dataset", "TOY_K"]
 
@@ -114,7 +115,7 @@ def _render_frame(catalog, samples, K, shape, rng, objects_per_frame):
     owner = np.full((H, W), -1)
     lo, hi = objects_per_frame
     chosen = rng.choice(len(catalog.objects), size=int(rng.integers(lo, hi + 1)), replace=False)
-    gts, fulls, cols = [], [], []
+    gts, fulls = [], []
     placed: list[np.ndarray] = []
     for k, oi in enumerate(chosen):
         obj = catalog.objects[int(oi)]
@@ -125,9 +126,8 @@ def _render_frame(catalog, samples, K, shape, rng, objects_per_frame):
             if all(np.linalg.norm(t[:2] - p[:2]) > 0.07 for p in placed):
                 break
         placed.append(t)
-        cam = pts @ R.T + t
-        u = np.round(cam[:, 0] / cam[:, 2] * K[0, 0] + K[0, 2]).astype(int)
-        v = np.round(cam[:, 1] / cam[:, 2] * K[1, 1] + K[1, 2]).astype(int)
+        cam = transform_points(pts, R, t)
+        u, v = np.round(project(cam, K)).astype(int).T
         full = np.zeros((H, W), bool)
         for du in (0, 1):
             for dv in (0, 1):

@@ -72,6 +72,7 @@ from torch.utils.data import DataLoader
 
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.geometry import to_object_frame_torch
+from densefusion_ros.models.checkpoint import unwrap_model
 from densefusion_ros.train.losses import estimator_loss, refiner_loss
 
 log = logging.getLogger("densefusion_ros.train")
@@ -190,10 +191,6 @@ def _any_rank(flag: bool, di: DistInfo, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def _group_size(g) -> int:
     return int(g["obj"].shape[0]) if isinstance(g, dict) else int(g[0].shape[0])
 
@@ -242,9 +239,9 @@ def cpu_threads(requested: int | None, world_size: int = 1) -> int:
 
 
 def _resolve_device(name: str, di: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    from densefusion_ros.pipeline import resolve_device
+
+    device = resolve_device(name)
     if device.type == "cuda" and di.enabled:
         device = torch.device("cuda", di.local_rank)
     if device.type == "cuda":
@@ -408,7 +405,7 @@ class Trainer:
             return
         ids = [self.device.index] if self.device.type == "cuda" else None
         stage = self.state.stage
-        model = _unwrap(self._train_model())
+        model = unwrap_model(self._train_model())
         wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         setattr(self, stage, wrapped)
 
@@ -512,7 +509,7 @@ class Trainer:
 
     def _estimator_step(self, b: dict[str, torch.Tensor], *, raw: bool = False):
         """Estimator forward and loss; ``raw`` bypasses the DDP wrapper (evaluation)."""
-        est = _unwrap(self.estimator) if raw else self.estimator
+        est = unwrap_model(self.estimator) if raw else self.estimator
         pred_r, pred_t, pred_c, emb = est(b["img"], b["points"], b["choose"], b["obj"])
         out = estimator_loss(pred_r, pred_t, pred_c, b["target"], b["model_points"], b["points"], b["symmetric"], self.state.w)
         return out, emb
@@ -612,7 +609,7 @@ class Trainer:
     def _refined_dis(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
         """Test distance after ``--iterations`` refiner steps (no grad, unwrapped modules)."""
         points, target, emb, dis = self._refine_start(b)
-        refiner = _unwrap(self.refiner)
+        refiner = unwrap_model(self.refiner)
         for _ in range(self.args.iterations):
             q2, t2 = refiner(points, emb, b["obj"])
             r = refiner_loss(q2, t2, target, b["model_points"], points, b["symmetric"])
@@ -637,7 +634,7 @@ class Trainer:
             for g in groups:
                 if st.stage == "segmenter":
                     img, label = g[0].to(self.device), g[1].to(self.device)
-                    logits = _unwrap(self.segmenter)(img)
+                    logits = unwrap_model(self.segmenter)(img)
                     s_ce += float(nn.functional.cross_entropy(logits, label, reduction="sum"))
                     pred = logits.argmax(1)
                     s_dis += float((pred != label).float().sum())
@@ -677,12 +674,12 @@ class Trainer:
         """
         if not self.di.enabled:
             return
-        for buf in _unwrap(self._train_model()).buffers():
+        for buf in unwrap_model(self._train_model()).buffers():
             dist.broadcast(buf.data, src=0)
 
     # -- schedule ---------------------------------------------------------------------------
 
-    def _after_test(self, test_dis: float) -> bool:
+    def _after_test(self) -> bool:
         """Published decay and refine switches; returns whether a switch to the refiner happened."""
         st, a = self.state, self.args
         if st.stage == "segmenter":
@@ -701,7 +698,7 @@ class Trainer:
                 log.info("test dis %.4f < refine margin %.4f: switching to the refiner", st.best_test, a.refine_margin)
             st.estimator_checkpoint = str(self.out / "estimator_best.pth")
             st.estimator_test = st.best_test
-            self.estimator = _unwrap(self.estimator)
+            self.estimator = unwrap_model(self.estimator)
             self._enter_refine_schedule()
             self.refiner = build_refiner(num_objects=self.num_objects).to(self.device).train()
             self._freeze_estimator()
@@ -752,7 +749,7 @@ class Trainer:
         from densefusion_ros.models.checkpoint import save_checkpoint
 
         st = self.state
-        model = _unwrap(self._train_model())
+        model = unwrap_model(self._train_model())
         metrics = {"test_dis": test.get("test_dis"), "best_test_dis": st.best_test, "epoch": st.epoch}
         metrics.update({k: v for k, v in test.items() if k != "test_dis"})
         if st.estimator_test is not None:
@@ -820,7 +817,7 @@ class Trainer:
                 if improved:
                     self._save("best", test)
                 self._save("current", test)
-            switched = self._after_test(test["test_dis"])
+            switched = self._after_test()
             if switched and self.di.main:
                 self._save("current", {"test_dis": math.inf})
             if stopped:

@@ -202,3 +202,29 @@ def _raw_pixels(msg) -> np.ndarray:
     rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, :row_bytes]
     image = np.ascontiguousarray(rows).view(dtype)
     return image.reshape(msg.height, msg.width, channels) if channels > 1 else image.reshape(msg.height, msg.width)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m densefusion_ros.ros.bag --dataset D --split demo --out data/demo_sequence``."""
+    import argparse
+
+    from densefusion_ros.data.bop import BopDataset
+
+    parser = argparse.ArgumentParser(description="Write a BOP split as a rosbag2 RGB-D sequence with ground truth.")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--split", default="demo")
+    parser.add_argument("--catalog", default=None, help="default: DATASET/catalog.yaml")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--max-frames", type=int, default=0)
+    args = parser.parse_args(argv)
+    dataset = BopDataset(args.dataset, split=args.split)
+    index = dataset.index[: args.max_frames or None]
+    catalog = Catalog.load(args.catalog or Path(args.dataset) / "catalog.yaml")
+    count = write_sequence(args.out, (dataset.load_frame(s, i) for s, i in index), catalog, rate_hz=args.rate)
+    print(f"wrote {count} frames to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Rebuild everything the demo bundles, with this project's own tools, from nothing:
+# synthetic data -> segmenter, estimator, refiner -> held-out evaluation -> demo rosbag.
+# On the 2-core CPU machine this took about 2 hours (see models/README.md); with a GPU pass
+# --device cuda through DEVICE=cuda. Outputs: models/*.pth, models/README.md numbers (by hand),
+# data/demo_sequence/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+DATA=${DATA:-.data/demo}
+RUNS=${RUNS:-.data/runs}
+DEVICE=${DEVICE:-cpu}
+CAT=config/objects/demo.yaml
+
+# 1. Data: train (seed 1, 160 scenes x 10 views), test for model selection (seed 1000),
+#    eval for the model card (seed 3000, never used in training or selection), demo sequence (seed 2000).
+$PY -m densefusion_ros.cli synth --objects $CAT --out $DATA --split train --scenes 60 --frames-per-scene 10 --seed 1 --quiet
+$PY -m densefusion_ros.cli synth --objects $CAT --out $DATA --split train --scenes 100 --scene-offset 60 --frames-per-scene 10 --seed 1 --quiet
+$PY -m densefusion_ros.cli synth --objects $CAT --out $DATA --split test --scenes 8 --frames-per-scene 10 --seed 1000 --quiet
+$PY -m densefusion_ros.cli synth --objects $CAT --out $DATA --split eval --scenes 10 --frames-per-scene 10 --seed 3000 --quiet
+$PY -m densefusion_ros.cli synth --objects $CAT --out $DATA --split demo --scenes 3 --frames-per-scene 10 --seed 2000 --quiet
+
+# 2. Networks (the two first run side by side, one core each).
+$PY -m densefusion_ros.cli train --stage segmenter --dataset $DATA --catalog $CAT --out $RUNS/seg --seg-scale 0.5 \
+    --lr 1e-3 --max-minutes 40 --threads 1 --workers 0 --test-samples 40 --device $DEVICE --no-progress &
+$PY -m densefusion_ros.cli train --stage estimator --dataset $DATA --catalog $CAT --out $RUNS/est --backbone compact \
+    --num-points 250 --lr 3e-4 --epoch-samples 1200 --max-minutes 55 --threads 1 --workers 0 --test-samples 150 \
+    --device $DEVICE --no-progress
+wait
+$PY -m densefusion_ros.cli train --stage refiner --dataset $DATA --catalog $CAT --out $RUNS/ref \
+    --init-estimator $RUNS/est/estimator_best.pth --num-points 250 --epoch-samples 1200 --max-minutes 25 \
+    --threads 2 --workers 0 --test-samples 150 --device $DEVICE --no-progress
+cp $RUNS/est/estimator_best.pth models/estimator.pth
+cp $RUNS/ref/refiner_best.pth models/refiner.pth
+cp $RUNS/seg/segmenter_best.pth models/segmenter.pth
+
+# 3. Held-out evaluation with masks from the segmentation network (numbers for models/README.md).
+$PY -m densefusion_ros.cli evaluate --dataset $DATA --split eval --weights models/estimator.pth \
+    --refiner models/refiner.pth --segmenter models/segmenter.pth --masks segmenter --icp --out out/eval_segmenter
+$PY -m densefusion_ros.cli evaluate --dataset $DATA --split eval --weights models/estimator.pth \
+    --refiner models/refiner.pth --masks gt --out out/eval_gt_masks
+
+# 4. The demo sequence: the held-out demo split as a compressed rosbag2 with ground truth.
+rm -rf data/demo_sequence
+$PY -m densefusion_ros.ros.bag --dataset $DATA --split demo --catalog $CAT --out data/demo_sequence

@@ -30,9 +30,15 @@ wait
 $PY -m densefusion_ros.cli train --stage refiner --dataset $DATA --catalog $CAT --out $RUNS/ref \
     --init-estimator $RUNS/est/estimator_best.pth --num-points 250 --epoch-samples 1200 --max-minutes 25 \
     --threads 2 --workers 0 --test-samples 150 --device $DEVICE --no-progress
-cp $RUNS/est/estimator_best.pth models/estimator.pth
-cp $RUNS/ref/refiner_best.pth models/refiner.pth
-cp $RUNS/seg/segmenter_best.pth models/segmenter.pth
+# Bundle with float16 storage (half the size; loaded back as float32).
+$PY - "$RUNS" <<'PY'
+import sys
+from densefusion_ros import models
+runs = sys.argv[1]
+for kind, load in (("estimator", models.load_estimator), ("refiner", models.load_refiner), ("segmenter", models.load_segmenter)):
+    src = {"estimator": "est", "refiner": "ref", "segmenter": "seg"}[kind]
+    models.save_checkpoint(f"models/{kind}.pth", load(f"{runs}/{src}/{kind}_best.pth"), kind=kind, half=True)
+PY
 
 # 3. Held-out evaluation with masks from the segmentation network (numbers for models/README.md).
 $PY -m densefusion_ros.cli evaluate --dataset $DATA --split eval --weights models/estimator.pth \

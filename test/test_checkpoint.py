@@ -237,3 +237,22 @@ def test_save_checkpoint_validation(tmp_path):
     with pytest.raises(ValueError, match="kind"):
         save_checkpoint(tmp_path / "a.pth", model, kind="estimator", normalization=IMAGENET_NORMALIZATION)
     assert not list(tmp_path.iterdir())
+
+
+def test_half_storage_round_trip(tmp_path):
+    import torch
+
+    from densefusion_ros.models import build_refiner, load_refiner, save_checkpoint
+    from densefusion_ros.models.transforms import IMAGENET_NORMALIZATION
+
+    torch.manual_seed(0)
+    ref = build_refiner(num_objects=2).eval()
+    full = save_checkpoint(tmp_path / "full.pth", ref, kind="refiner", normalization=IMAGENET_NORMALIZATION)
+    half = save_checkpoint(tmp_path / "half.pth", ref, kind="refiner", normalization=IMAGENET_NORMALIZATION, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_refiner(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    points, emb, obj = torch.randn(3, 50, 3), torch.randn(3, 32, 50), torch.tensor([0, 1, 0])
+    with torch.no_grad():
+        for a, b in zip(ref(points, emb, obj), loaded(points, emb, obj)):
+            assert torch.allclose(a, b, atol=1e-2, rtol=1e-2)

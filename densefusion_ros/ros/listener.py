@@ -80,6 +80,7 @@ class Listener(Node):
                 pts = info.sample_points(500)
                 err = adds(R, t, Rg, tg, pts) if info.symmetric else add(R, t, Rg, tg, pts)
                 obj["add_mm" if not info.symmetric else "adds_mm"] = round(err * 1e3, 1)
+                obj["dt_mm"] = round(float(np.linalg.norm(t - tg)) * 1e3, 1)
                 obj["ok"] = bool(err < 0.1 * info.diameter)
             row["objects"].append(obj)
         row["missed"] = sorted(set(gts) - {d.results[0].hypothesis.class_id for d in msg.detections})
@@ -108,6 +109,8 @@ class Listener(Node):
             "poses": sum(len(r["objects"]) for r in self.rows),
             "poses_with_gt": len(judged),
             "add_s_below_0.1d": round(sum(o["ok"] for o in judged) / len(judged), 3) if judged else None,
+            "median_add_s_mm": float(np.median([o.get("add_mm", o.get("adds_mm")) for o in judged])) if judged else None,
+            "median_translation_error_mm": float(np.median([o["dt_mm"] for o in judged])) if judged else None,
             "missed": sum(len(r["missed"]) for r in self.rows),
             "overlays_written": self.overlays,
         }

@@ -1,7 +1,6 @@
 """rosbag2 sequences written with rosbags, read back, and replayed to another process over DDS."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -45,8 +44,8 @@ def test_write_and_read_sequence(tmp_path, catalog, compressed):
 
 def test_replay_streams_decoded_images(tmp_path, catalog, ros_env):
     write_sequence(tmp_path / "bag", frames(), catalog)
-    recorder = spawn(["test/nodes/image_recorder.py", "10"], ros_env)
-    time.sleep(2.0)  # the recorder's start-up and discovery
+    recorder = spawn(["test/nodes/image_recorder.py", "15"], ros_env)
+    assert recorder.stdout.readline().strip() == "ready"
     replay = spawn(["-m", "densefusion_ros.ros.replay", "--bag", str(tmp_path / "bag"), "--rate", "5", "--loops", "3"], ros_env)
     rep_out, _ = replay.communicate(timeout=60)
     assert replay.returncode == 0, rep_out

@@ -51,10 +51,17 @@ def _decode(topic: str, msgtype: str, raw: bytes) -> tuple[str, Any]:
 class Replay(Node):
     """Publishes a bag's messages on their topics."""
 
-    def __init__(self, bag: str, rate_hz: float, loops: int, topics: list[str] | None) -> None:
+    def __init__(self, bag: str, rate_hz: float, loops: int, topics: list[str] | None, wait_s: float = 5.0) -> None:
         super().__init__("densefusion_replay")
-        self.bag, self.rate_hz, self.loops, self.topics = bag, rate_hz, loops, topics
+        self.bag, self.rate_hz, self.loops, self.topics, self.wait_s = bag, rate_hz, loops, topics, wait_s
         self._pubs: dict[str, Any] = {}
+
+    def _wait_for_subscribers(self) -> None:
+        """Give discovery time to match the subscribers, so the first frames are not lost."""
+        deadline = time.monotonic() + self.wait_s
+        while time.monotonic() < deadline and any(p.get_subscription_count() == 0 for p in self._pubs.values()):
+            time.sleep(0.05)
+        time.sleep(0.2)
 
     def run(self) -> int:
         messages = [(t, *_decode(topic, msgtype, raw)) for topic, msgtype, t, raw in read_sequence(self.bag, self.topics)]
@@ -71,7 +78,7 @@ class Replay(Node):
             offsets = [(t - times[0]) / 1e9 for t in times]
         span = offsets[-1] + (offsets[1] - offsets[0] if len(offsets) > 1 else 1.0 / 30)
         self.get_logger().info(f"replaying {self.bag}: {len(times)} frames x {self.loops} loops, topics {sorted(self._pubs)}")
-        time.sleep(1.0)  # let discovery match the subscribers before the first frame
+        self._wait_for_subscribers()
         sent = 0
         start = time.monotonic()
         for loop in range(self.loops):
@@ -96,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=30.0, help="frames per second; 0 = the bag's own timing")
     parser.add_argument("--loops", type=int, default=1)
     parser.add_argument("--topics", nargs="*", help="topics to publish (default: all)")
+    parser.add_argument("--wait-for-subscribers", type=float, default=5.0, metavar="S",
+                        help="wait up to S seconds until every topic has a subscriber before the first frame")
     args = parser.parse_args(rclpy.utilities.remove_ros_args(sys.argv if argv is None else argv)[1:])
     rclpy.init(args=sys.argv if argv is None else argv)
-    node = Replay(args.bag, args.rate, args.loops, args.topics)
+    node = Replay(args.bag, args.rate, args.loops, args.topics, args.wait_for_subscribers)
     try:
         return node.run()
     except KeyboardInterrupt:

@@ -28,6 +28,7 @@ def main() -> int:
     node.create_subscription(CameraInfo, "/camera/camera/color/camera_info", lambda m: got["info"].append({"stamp": stamp(m), "k": list(m.k)}), 10)
     node.create_subscription(Detection3DArray, "/ground_truth/detections",
                              lambda m: got["gt"].append({"stamp": stamp(m), "names": [d.results[0].hypothesis.class_id for d in m.detections]}), 10)
+    print("ready", flush=True)
     end = time.monotonic() + duration
     while time.monotonic() < end:
         rclpy.spin_once(node, timeout_sec=0.1)

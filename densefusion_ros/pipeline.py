@@ -95,6 +95,8 @@ class PipelineConfig:
             component; drops segmentation specks that would inflate the crop box) or
             ``"split"`` (every component of at least ``min_mask_pixels`` is an instance, numbered
             by decreasing size). External ``frame.masks`` are always one instance per entry.
+            Default ``"largest"``: with the bundled segmenter it raised ADD-S AUC on held-out
+            frames from 72.7 (``"class"``) to the figures in models/README.md.
         crop_step: crop sizes are multiples of this (published 40).
         keep_masks: store each instance's full-image mask in its result.
         fast_head: batched mode only: :meth:`DenseFusionEstimator.forward_best
@@ -119,7 +121,7 @@ class PipelineConfig:
     fp16: bool = False
     icp: Literal["off", "after", "only"] = "off"
     icp_options: IcpOptions = field(default_factory=IcpOptions)
-    instances: Literal["class", "largest", "split"] = "class"
+    instances: Literal["class", "largest", "split"] = "largest"
     crop_step: int = CROP_STEP
     keep_masks: bool = True
     fast_head: bool = True

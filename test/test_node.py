@@ -1,36 +1,28 @@
-"""densefusion_node in its own process, fed by a publisher process, observed by a recorder process."""
+"""densefusion_node in its own process, fed by a publisher process, observed by a recorder process.
+
+The publisher starts once the node subscribes and the recorder is connected, so no frame is lost to discovery.
+"""
 
 import json
+import signal
+import subprocess
 import time
 
 import numpy as np
 import pytest
-import torch
-import trimesh
 
 from conftest import spawn
-from densefusion_ros.models import build_estimator, build_refiner, save_checkpoint
-from densefusion_ros.models.transforms import IMAGENET_NORMALIZATION
+from densefusion_ros.ros import synthetic
 
 
 @pytest.fixture
 def node_files(tmp_path):
     """A one-object catalog (a 10x6x4 cm box) and random-weight compact networks."""
-    trimesh.creation.box(extents=(0.10, 0.06, 0.04)).export(tmp_path / "box.obj")
-    (tmp_path / "catalog.yaml").write_text("objects:\n  - {name: box, class_id: 1, index: 0, mesh: box.obj}\n")
-    torch.manual_seed(0)
-    est = build_estimator(num_objects=1, backbone="compact")
-    save_checkpoint(tmp_path / "est.pth", est, kind="estimator", num_points=100, object_names=["box"], normalization=IMAGENET_NORMALIZATION)
-    save_checkpoint(tmp_path / "ref.pth", build_refiner(num_objects=1), kind="refiner", num_points=100, object_names=["box"], normalization=IMAGENET_NORMALIZATION)
-    return tmp_path
+    return synthetic.make_random_models(tmp_path / "models")
 
 
-def start_node(files, env, *extra):
-    node = spawn(
-        ["-m", "densefusion_ros.ros.node", "--ros-args",
-         "-p", f"estimator_weights:={files / 'est.pth'}", "-p", f"refiner_weights:={files / 'ref.pth'}",
-         "-p", f"catalog:={files / 'catalog.yaml'}", "-p", "label_topic:=/test/label", "-p", "device:=cpu",
-         "-p", "seed:=0", *extra], env)
+def start_node(models, env, *extra):
+    node = spawn(synthetic.node_command(models, "device:=cpu", *extra), env)
     lines = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -53,19 +45,24 @@ def stop(proc):
         return proc.communicate()[0]
 
 
-def run_phase(env, scenario, frames, overlay):
-    recorder = spawn(["test/nodes/output_recorder.py", str(4 + frames * 0.5 + 4), *(["--overlay"] if overlay else [])], env)
-    publisher = spawn(["test/nodes/frame_publisher.py", scenario, str(frames)], env)
-    pub_out, _ = publisher.communicate(timeout=60)
-    rec_out, _ = recorder.communicate(timeout=60)
+def run_phase(env, tmp_path, case, frames, overlay):
+    """Publish ``frames`` sets of ``case`` (test/nodes/case_publisher.py) once the node and a recorder are connected."""
+    (tmp_path / f"{case}.json").write_text(json.dumps([{"case": case, "count": frames, "period": 0.5}]))
+    recorder = spawn(["test/nodes/pose_recorder.py", *(["--overlay"] if overlay else [])], env)
+    publisher = spawn(["test/nodes/case_publisher.py", str(tmp_path / f"{case}.json")], env, stdin=subprocess.PIPE)
+    assert recorder.stdout.readline().strip() == "ready"
+    pub_out, _ = publisher.communicate("go\n", timeout=120)
+    time.sleep(1.5)  # the last frame processed, one more diagnostics period
+    recorder.send_signal(signal.SIGTERM)
+    rec_out, _ = recorder.communicate(timeout=30)
     stamps = [tuple(json.loads(line)["stamp"]) for line in pub_out.splitlines() if line.startswith("{")]
     return stamps, json.loads(rec_out.strip().splitlines()[-1])
 
 
-def test_node_publishes_stamped_poses_detections_tf(node_files, ros_env):
+def test_node_publishes_stamped_poses_detections_tf(node_files, ros_env, tmp_path):
     node = start_node(node_files, ros_env)
     try:
-        stamps, got = run_phase(ros_env, "object", 6, overlay=False)
+        stamps, got = run_phase(ros_env, tmp_path, "valid", 6, overlay=False)
         assert len(stamps) == 6
         assert 2 <= len(got["poses"]) <= 6
         # one PoseArray and one Detection3DArray per processed frame, each with its source stamp
@@ -73,7 +70,7 @@ def test_node_publishes_stamped_poses_detections_tf(node_files, ros_env):
         for msg in got["poses"]:
             assert tuple(msg["stamp"]) in stamps
             assert msg["frame"] == "camera_color_optical_frame"
-            assert msg["n"] == 1
+            assert len(msg["q"]) == 1
             q = np.array(msg["q"][0])
             assert abs(np.dot(q, q) - 1) < 1e-3 and np.all(np.isfinite(msg["t"][0]))
         for msg in got["detections"]:
@@ -84,11 +81,11 @@ def test_node_publishes_stamped_poses_detections_tf(node_files, ros_env):
         assert {(t["parent"], t["child"]) for t in got["tf"]} == {("camera_color_optical_frame", "box_0")}
         assert {tuple(t["stamp"]) for t in got["tf"]} <= set(stamps)
         assert got["markers"] >= 1
-        assert got["overlay"] == [] and got["diagnostics"].get("overlays published") == "0"
+        assert got["overlay"] == [] and got["values"]["densefusion: pipeline"]["overlays published"] == "0"
 
-        stamps, got = run_phase(ros_env, "empty", 3, overlay=True)
+        stamps, got = run_phase(ros_env, tmp_path, "valid_empty", 3, overlay=True)
         assert len(got["poses"]) >= 1
-        assert all(p["n"] == 0 for p in got["poses"]), "nothing there: empty PoseArray"
+        assert all(p["q"] == [] for p in got["poses"]), "nothing there: empty PoseArray"
         assert all(d["dets"] == [] for d in got["detections"])
         assert all(tuple(p["stamp"]) in stamps for p in got["poses"])
         assert got["overlay"], "overlay is published while subscribed"

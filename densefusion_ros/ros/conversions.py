@@ -28,7 +28,15 @@ def use_system_module(module: str) -> bool:
 HAVE_CV_BRIDGE = use_system_module("cv_bridge")
 
 
-class ImageConversionError(ValueError):
+class InputError(ValueError):
+    """An input message that cannot be used; ``reason`` is a short key (for drop counters), the text says why."""
+
+    def __init__(self, text: str, reason: str = "format"):
+        super().__init__(text)
+        self.reason = reason
+
+
+class ImageConversionError(InputError):
     """An Image message that cannot be read as the expected kind of image; the text says why."""
 
 
@@ -49,49 +57,61 @@ DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 LABEL_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1")
 
 
-def image_to_numpy(msg: Image, *, max_pixels: int = 4096 * 4096) -> np.ndarray:
-    """The pixels of ``msg`` as ``(H, W)`` or ``(H, W, C)`` in the message's own encoding.
+def check_image(msg: Image, encodings: tuple[str, ...] | None = None, *, max_pixels: int = 4096 * 4096,
+                role: str = "image") -> None:
+    """Raise :class:`ImageConversionError` unless ``msg``'s header fields describe a readable image.
 
-    Honours ``step`` (row padding) and ``is_bigendian``. Raises :class:`ImageConversionError` for
-    unknown encodings, empty or oversized images, and ``step``/size fields that contradict the data.
+    Reads no pixel, so it costs the same for every size: the encoding (one of ``encodings``, by
+    default any known one), non-zero width and height, at most ``max_pixels`` pixels, ``step`` at
+    least one row of pixels, and ``len(data) == step * height`` as sensor_msgs/Image defines it.
+    ``role`` names the image in the text ("colour", "depth", ...).
     """
     enc = msg.encoding
-    if enc not in ENCODINGS:
-        raise ImageConversionError(f"unsupported encoding '{enc}' (supported: {', '.join(ENCODINGS)})")
+    allowed = ENCODINGS if encodings is None else encodings
+    if enc not in allowed:
+        raise ImageConversionError(f"{role} image has encoding {enc[:40]!r}, expected one of {', '.join(allowed)}", "encoding")
     dtype, channels = ENCODINGS[enc]
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
-        raise ImageConversionError(f"empty image {w}x{h}")
+        raise ImageConversionError(f"{role} image is empty ({w}x{h})", "empty")
     if h * w > max_pixels:
-        raise ImageConversionError(f"image {w}x{h} exceeds max_pixels={max_pixels}")
+        raise ImageConversionError(f"{role} image {w}x{h} has more than max_pixels={max_pixels} pixels", "too large")
     row_bytes = w * channels * dtype.itemsize
     if step < row_bytes:
-        raise ImageConversionError(f"step {step} < width*pixel size {row_bytes} for {enc} {w}x{h}")
-    data = msg.data
-    size = len(data)
-    if HAVE_CV_BRIDGE and size >= step * h:
+        raise ImageConversionError(f"{role} image step {step} is less than one row ({w} px x {channels * dtype.itemsize} bytes "
+                                   f"= {row_bytes}) for {enc}", "step")
+    size = len(msg.data)
+    if size != step * h:
+        raise ImageConversionError(f"{role} image data has {size} bytes but {enc} {w}x{h} with step {step} needs "
+                                   f"step*height = {step * h}", "data size")
+
+
+def image_to_numpy(msg: Image, *, max_pixels: int = 4096 * 4096, encodings: tuple[str, ...] | None = None,
+                   role: str = "image") -> np.ndarray:
+    """The pixels of ``msg`` as ``(H, W)`` or ``(H, W, C)`` in the message's own encoding.
+
+    Checks the message with :func:`check_image` first, then honours ``step`` (row padding) and
+    ``is_bigendian``. Raises :class:`ImageConversionError` for anything unreadable.
+    """
+    check_image(msg, encodings, max_pixels=max_pixels, role=role)
+    dtype, channels = ENCODINGS[msg.encoding]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if HAVE_CV_BRIDGE:
         from cv_bridge import CvBridge, CvBridgeError
 
         try:
             return np.asarray(CvBridge().imgmsg_to_cv2(msg, desired_encoding="passthrough"))
         except (CvBridgeError, TypeError, ValueError) as e:
-            raise ImageConversionError(str(e)) from e
-    if size < step * (h - 1) + row_bytes:
-        raise ImageConversionError(f"data has {size} bytes, {enc} {w}x{h} with step {step} needs {step * h}")
-    buf = np.frombuffer(data, dtype=np.uint8, count=step * h if size >= step * h else size)
-    if size < step * h:  # the last row may be unpadded
-        buf = np.concatenate([buf, np.zeros(step * h - size, np.uint8)])
-    rows = buf.reshape(h, step)[:, :row_bytes]
+            raise ImageConversionError(f"{role} image: {e}") from e
+    row_bytes = w * channels * dtype.itemsize
+    rows = np.frombuffer(msg.data, dtype=np.uint8, count=step * h).reshape(h, step)[:, :row_bytes]
     out = np.ascontiguousarray(rows).view(dtype.newbyteorder(">" if msg.is_bigendian else "<"))
-    out = out.astype(dtype, copy=False).reshape((h, w, channels) if channels > 1 else (h, w))
-    return out
+    return out.astype(dtype, copy=False).reshape((h, w, channels) if channels > 1 else (h, w))
 
 
 def color_to_rgb(msg: Image, **kwargs) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB from an rgb8 / bgr8 / rgba8 / bgra8 Image."""
-    if msg.encoding not in COLOR_ENCODINGS:
-        raise ImageConversionError(f"colour image has encoding '{msg.encoding}', expected one of {COLOR_ENCODINGS}")
-    img = image_to_numpy(msg, **kwargs)
+    img = image_to_numpy(msg, encodings=COLOR_ENCODINGS, role="colour", **kwargs)
     if msg.encoding.startswith("bgr"):
         img = img[..., 2::-1]
     return np.ascontiguousarray(img[..., :3])
@@ -99,9 +119,7 @@ def color_to_rgb(msg: Image, **kwargs) -> np.ndarray:
 
 def depth_to_metres_msg(msg: Image, **kwargs) -> tuple[np.ndarray, str]:
     """``(H, W)`` float32 metres from 16UC1 (mm) or 32FC1 (m), plus the source encoding."""
-    if msg.encoding not in DEPTH_ENCODINGS:
-        raise ImageConversionError(f"depth image has encoding '{msg.encoding}', expected one of {DEPTH_ENCODINGS}")
-    raw = image_to_numpy(msg, **kwargs)
+    raw = image_to_numpy(msg, encodings=DEPTH_ENCODINGS, role="depth", **kwargs)
     if raw.dtype == np.uint16:
         return raw.astype(np.float32) * np.float32(0.001), msg.encoding
     return raw.astype(np.float32, copy=False), msg.encoding
@@ -109,9 +127,7 @@ def depth_to_metres_msg(msg: Image, **kwargs) -> tuple[np.ndarray, str]:
 
 def label_to_numpy(msg: Image, **kwargs) -> np.ndarray:
     """``(H, W)`` integer label image (class ids, 0 = background) from mono8 / 16UC1."""
-    if msg.encoding not in LABEL_ENCODINGS:
-        raise ImageConversionError(f"label image has encoding '{msg.encoding}', expected one of {LABEL_ENCODINGS}")
-    return image_to_numpy(msg, **kwargs).astype(np.int32)
+    return image_to_numpy(msg, encodings=LABEL_ENCODINGS, role="label", **kwargs).astype(np.int32)
 
 
 def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
@@ -130,16 +146,31 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
 
 
 def camera_info_to_k(msg: CameraInfo) -> np.ndarray:
-    """The 3x3 intrinsics from ``CameraInfo.k``; raises ValueError when unusable (zeros, NaN)."""
+    """The 3x3 intrinsics from ``CameraInfo.k``; raises :class:`InputError` when unusable.
+
+    Unusable: not finite, focal lengths not positive (an all-zero K means "uncalibrated"), or a
+    last row other than ``[0, 0, 1]``.
+    """
     K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"camera_info K is unusable (fx={K[0, 0]}, fy={K[1, 1]})")
+    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0 or not np.allclose(K[2], (0.0, 0.0, 1.0)):
+        what = "all zeros (uncalibrated camera?)" if not np.any(K) else f"fx={K[0, 0]:g}, fy={K[1, 1]:g}, last row {K[2].tolist()}"
+        raise InputError(f"camera_info K is unusable: {what}", "intrinsics")
     return K
 
 
 def pose_msg(R: np.ndarray, t: np.ndarray) -> Pose:
-    """A geometry_msgs Pose (quaternion x, y, z, w) from a rotation matrix and translation (m)."""
-    qx, qy, qz, qw = wxyz_to_xyzw(matrix_to_quat(R)).tolist()
+    """A geometry_msgs Pose (quaternion x, y, z, w) from a rotation matrix and translation (m).
+
+    The quaternion is normalised here, so every published orientation has unit norm; a
+    non-finite ``R`` or ``t`` raises ValueError (the node withholds such poses before).
+    """
+    if not (np.all(np.isfinite(R)) and np.all(np.isfinite(t))):
+        raise ValueError(f"pose is not finite: R={np.asarray(R).tolist()}, t={np.asarray(t).tolist()}")
+    q = wxyz_to_xyzw(matrix_to_quat(R))
+    norm = float(np.linalg.norm(q))
+    if not np.isfinite(norm) or norm < 0.5:
+        raise ValueError(f"rotation {np.asarray(R).tolist()} gives no unit quaternion")
+    qx, qy, qz, qw = (q / norm).tolist()
     return Pose(
         position=Point(x=float(t[0]), y=float(t[1]), z=float(t[2])),
         orientation=Quaternion(x=qx, y=qy, z=qz, w=qw),

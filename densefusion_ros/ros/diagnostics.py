@@ -5,6 +5,9 @@
 * :class:`TimestampStatus`: ERROR when a stamp was zero, in the future or older than allowed.
 * :class:`BudgetStatus`: WARN when a processing time exceeds its budget, ERROR after
   ``error_after`` cycles in a row over it (Autoware's processing-time convention).
+* :class:`SyncStatus`: ERROR when inputs arrive but no synchronised set forms, naming the input
+  that is missing or whose stamps are off by more than the slop.
+* :class:`DropLog`: per-reason drop counters with one rate-limited log line per reason.
 
 Each ``status()`` returns a ``(level, message, values)`` triple; levels are
 :data:`OK`, :data:`WARN`, :data:`ERROR` as in ``diagnostic_msgs/DiagnosticStatus``. Pure Python.
@@ -14,7 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
+from typing import Callable, Sequence
 
 OK, WARN, ERROR = 0, 1, 2
 
@@ -27,10 +31,13 @@ class FrequencyStatus:
         self._span = window * period
         self._ticks: deque = deque(maxlen=100_000)
         self._lock = threading.Lock()
+        self.last: float | None = None
 
     def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         with self._lock:
-            self._ticks.append(time.monotonic() if now is None else now)
+            self._ticks.append(now)
+            self.last = now
 
     def rate(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
@@ -40,9 +47,12 @@ class FrequencyStatus:
             return len(self._ticks) / self._span
 
     def status(self, now: float | None = None) -> tuple[int, str, dict[str, str]]:
+        now = time.monotonic() if now is None else now
         hz = self.rate(now)
         values = {"frequency (Hz)": f"{hz:.2f}", "expected min (Hz)": f"{self.min_hz:.2f}", "expected max (Hz)": f"{self.max_hz:.2f}",
                   "tolerance": f"{self.tolerance}", "window (s)": f"{self._span:.1f}"}
+        if self.last is not None:
+            values["seconds since last event"] = f"{now - self.last:.1f}"
         if hz == 0.0:
             return ERROR, "no events recorded", values
         if hz < self.min_hz * (1 - self.tolerance):
@@ -104,3 +114,89 @@ class BudgetStatus:
         if self.over_in_a_row:
             return WARN, "over budget", values
         return OK, "within budget", values
+
+
+class SyncStatus:
+    """Whether synchronised input sets form; if not, which input is missing or off in time.
+
+    ``message(i, stamp)`` for every input message, ``synced()`` for every set formed. ERROR when
+    inputs arrived within ``stall_after`` seconds but no set did (``unmatched`` then holds the
+    explanation, else None), or when nothing arrived for that long.
+    """
+
+    def __init__(self, names: Sequence[str], topics: Sequence[str], slop: float, stall_after: float = 2.0):
+        self.names, self.topics, self.slop, self.stall_after = list(names), list(topics), slop, stall_after
+        self.stamps: list[float | None] = [None] * len(names)
+        self.arrived: list[float] = [-1e18] * len(names)
+        self.last_set = time.monotonic()
+        self.sets = 0
+        self.unmatched: str | None = None
+
+    def message(self, index: int, stamp: float, now: float | None = None) -> None:
+        self.stamps[index] = stamp
+        self.arrived[index] = time.monotonic() if now is None else now
+
+    def synced(self, now: float | None = None) -> None:
+        self.sets += 1
+        self.last_set = time.monotonic() if now is None else now
+
+    def status(self, now: float | None = None) -> tuple[int, str, dict[str, str]]:
+        now = time.monotonic() if now is None else now
+        quiet = now - self.last_set
+        values = {"sets": str(self.sets), "seconds since last set": f"{quiet:.1f}", "sync_slop (s)": f"{self.slop:g}"}
+        first = self.stamps[0]
+        for name, stamp in zip(self.names[1:], self.stamps[1:]):
+            if stamp is not None and first is not None:
+                values[f"{name} stamp - color stamp (s)"] = f"{stamp - first:+.3f}"
+        recent = [now - t <= self.stall_after for t in self.arrived]
+        self.unmatched = None
+        if quiet <= self.stall_after:
+            return OK, "synchronised sets form", values
+        if not any(recent):
+            return ERROR, f"no input for {quiet:.1f} s", values
+        missing = [f"{n} ({t})" for n, t, r in zip(self.names, self.topics, recent) if not r]
+        off = [f"{n} stamps are {abs(s - first):.3f} s {'behind' if s < first else 'ahead of'} colour"
+               for n, s in zip(self.names[1:], self.stamps[1:]) if s is not None and first is not None and abs(s - first) > self.slop]
+        if missing:
+            why = f"no messages on {', '.join(missing)}"
+        elif off:
+            why = "; ".join(off) + f" (sync_slop {self.slop:g} s)"
+        else:
+            why = "stamps agree within sync_slop but sets do not match (sync_queue_size too small?)"
+        self.unmatched = f"no synchronised input set for {quiet:.1f} s: {why}"
+        return ERROR, self.unmatched, values
+
+
+class DropLog:
+    """Per-reason counters of dropped frames; one log line per reason per ``throttle`` seconds.
+
+    Each line ends with the count so far, so a rate-limited log still tells how many were lost.
+    """
+
+    def __init__(self, log: Callable[[str], None], throttle: Callable[[], float] | float = 5.0):
+        self._log = log
+        self._throttle = throttle if callable(throttle) else (lambda: throttle)
+        self._last: dict[str, float] = {}
+        self.counts: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def drop(self, reason: str, text: str = "", *, log: bool = True) -> None:
+        """Count one frame dropped for ``reason``; ``log=False`` for expected drops (latest frame wins)."""
+        with self._lock:
+            self.counts[reason] += 1
+            count = self.counts[reason]
+        if log:
+            self.warn(reason, f"frame dropped [{reason}]: {text} (dropped so far for this reason: {count})")
+
+    def warn(self, key: str, text: str, now: float | None = None) -> bool:
+        """Log ``text`` unless ``key`` was logged less than ``throttle`` seconds ago; returns whether it logged."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if now - self._last.get(key, -1e18) < self._throttle():
+                return False
+            self._last[key] = now
+        self._log(text)
+        return True
+
+    def total(self) -> int:
+        return sum(self.counts.values())

@@ -7,24 +7,29 @@ arrives while the worker is busy replaces the waiting one (counted as dropped), 
 than ``max_input_age`` are dropped. Every processed frame yields exactly one message on
 ``~/poses`` and ``~/detections`` (empty when nothing is found), stamped with the colour image's
 stamp and frame, so a consumer can tell "nothing there" from "node stalled".
+
+Bad input never reaches the worker or an output: each set is checked on arrival (stamps, and
+:func:`~densefusion_ros.ros.inputs.check_set` on the headers) and again when decoded
+(:func:`~densefusion_ros.ros.inputs.decode_set`); a dropped set is counted per reason in
+/diagnostics and logged once per ``log_throttle`` seconds per reason. Only finite poses with a
+proper rotation are published, with unit quaternions. Start-up errors, devices and signals are
+handled in :mod:`densefusion_ros.ros.process`.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
+import traceback
 from collections import defaultdict, deque
-from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
-import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -33,22 +38,15 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
-from densefusion_ros.catalog import Catalog
 from densefusion_ros.frame import Frame
-from densefusion_ros.models import CheckpointError
 from densefusion_ros.overlay import draw_overlay
-from densefusion_ros.pipeline import FrameResult, Pipeline, PipelineConfig
-from densefusion_ros.resources import share_path
-from densefusion_ros.ros import compat, outputs
-from densefusion_ros.ros.conversions import (
-    ImageConversionError,
-    camera_info_to_k,
-    color_to_rgb,
-    depth_to_metres_msg,
-    label_to_numpy,
-    numpy_to_image,
+from densefusion_ros.pipeline import FrameResult
+from densefusion_ros.ros import compat, outputs, process
+from densefusion_ros.ros.conversions import numpy_to_image
+from densefusion_ros.ros.diagnostics import (
+    OK, WARN, BudgetStatus, DropLog, FrequencyStatus, SyncStatus, TimestampStatus,
 )
-from densefusion_ros.ros.diagnostics import OK, WARN, BudgetStatus, FrequencyStatus, TimestampStatus
+from densefusion_ros.ros.inputs import Rejected, check_set, decode_set
 from densefusion_ros.ros.sync import header_stamp
 
 # name: (default, description, read_only)
@@ -90,6 +88,10 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
 }
 
 
+INPUTS = ("color", "depth", "camera_info", "label")
+BUSY = "busy (latest frame wins)"
+
+
 class DenseFusionNode(Node):
     """Synchronised RGB-D to 6D poses; see the module docstring."""
 
@@ -97,22 +99,17 @@ class DenseFusionNode(Node):
         super().__init__("densefusion", **kwargs)
         for name, (default, description, read_only) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
-        self.catalog, self.pipeline = self._load()
+        self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
         self._warm_up()
         self._stats = _Stats()
-        hz = self._p("expected_input_hz")
-        self._input_freq = {name: FrequencyStatus(hz, hz) for name in ("color", "depth", "camera_info", "label")}
-        self._output_freq = FrequencyStatus(0.0, hz)  # any rate up to the camera's is fine
-        self._stamps = TimestampStatus(max_future=0.5, max_age=self._p("max_input_age"))
-        self._budget = BudgetStatus(self._p("processing_budget_ms"))
-        self._last_log: dict[str, float] = {}
+        self._drops = DropLog(self.get_logger().warning, lambda: self._p("log_throttle"))
         self._slot: tuple | None = None
         self._cv = threading.Condition()
         self._stop = False
+        self._last_accepted = -1.0
         self._trigger_armed = False
         self._trigger_done = threading.Event()
         self._trigger_result = ""
-        self._last_stamp = -1.0
 
         self.pub_poses = self.create_publisher(PoseArray, "~/poses", 10)
         self.pub_detections = self.create_publisher(Detection3DArray, "~/detections", 10)
@@ -128,7 +125,8 @@ class DenseFusionNode(Node):
         topics = [(Image, self._p("color_topic")), (Image, self._p("depth_topic")), (CameraInfo, self._p("camera_info_topic"))]
         if self._p("label_topic"):
             topics.append((Image, self._p("label_topic")))
-        self._input_names = ["color", "depth", "camera_info", "label"][: len(topics)]
+        self._input_names = INPUTS[: len(topics)]
+        self._init_diagnostics([t for _, t in topics])
         self._subs = compat.synchronize(
             self, topics, self._on_synced, qos=qos, queue_size=self._p("sync_queue_size"), slop=self._p("sync_slop"),
             on_message=self._on_input,
@@ -148,40 +146,6 @@ class DenseFusionNode(Node):
     def _p(self, name: str) -> Any:
         return self.get_parameter(name).value
 
-    def _load(self) -> tuple[Catalog, Pipeline]:
-        def bundled(param: str, default: Path) -> Path | None:
-            value = self._p(param)
-            if value == "none":
-                return None
-            if value:
-                return Path(value).expanduser()
-            return default if default.is_file() else None
-
-        catalog_path = bundled("catalog", share_path("config", "objects", "demo.yaml"))
-        estimator = bundled("estimator_weights", share_path("models", "estimator.pth"))
-        if catalog_path is None or estimator is None:
-            raise FileNotFoundError(
-                f"no {'catalog' if catalog_path is None else 'estimator weights'}: set the "
-                f"'{'catalog' if catalog_path is None else 'estimator_weights'}' parameter"
-            )
-        refiner = bundled("refiner_weights", share_path("models", "refiner.pth"))
-        segmenter = None if self._p("label_topic") else bundled("segmenter_weights", share_path("models", "segmenter.pth"))
-        for path in (catalog_path, estimator, refiner, segmenter):
-            if path is not None and not path.is_file():
-                raise FileNotFoundError(f"{path} does not exist")
-        config = PipelineConfig(
-            num_points=self._p("num_points") or None,
-            refine_iterations=self._p("refine_iterations"),
-            min_mask_pixels=self._p("min_mask_pixels"),
-            min_points=self._p("min_points"),
-            score_threshold=self._p("score_threshold"),
-            seed=None if self._p("seed") < 0 else self._p("seed"),
-            device=self._device(),
-            fp16=self._p("fp16"),
-        )
-        catalog = Catalog.load(catalog_path)
-        return catalog, Pipeline.from_checkpoints(estimator, catalog, config, refiner=refiner, segmenter=segmenter)
-
     def _warm_up(self) -> None:
         """Load meshes and run each network once, so that the first real frame is not slow."""
         for info in self.catalog:
@@ -197,31 +161,53 @@ class DenseFusionNode(Node):
         if self.pipeline.segmenter is not None:
             self.pipeline(Frame(rgb=rgb, depth_m=depth, K=K))
 
-    def _device(self) -> str:
-        import torch
+    def _init_diagnostics(self, topics: list[str]) -> None:
+        hz = self._p("expected_input_hz")
+        self._input_freq = {name: FrequencyStatus(hz, hz) for name in self._input_names}
+        self._output_freq = FrequencyStatus(0.0, hz)  # any rate up to the camera's is fine
+        self._stamps = TimestampStatus(max_future=0.5, max_age=self._p("max_input_age"))
+        self._budget = BudgetStatus(self._p("processing_budget_ms"))
+        self._sync = SyncStatus(self._input_names, topics, self._p("sync_slop"))
 
-        if self._p("torch_threads") > 0:
-            torch.set_num_threads(self._p("torch_threads"))
-        device = str(self._p("device"))
-        if device.startswith("cuda"):
-            index = int(device.split(":")[1]) if ":" in device else 0
-            if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-                if self._p("device_strict"):
-                    raise RuntimeError(f"device {device} requested (device_strict) but CUDA has {torch.cuda.device_count()} devices")
-                self.get_logger().warning(f"device {device} is not available; running on the CPU")
-                return "cpu"
-        return device
-
-    # ---------------------------------------------------------------- inputs
+    # ---------------------------------------------------------------- inputs (executor threads)
     def _on_input(self, index: int, msg: Any) -> None:
         self._input_freq[self._input_names[index]].tick()
+        self._sync.message(index, header_stamp(msg))
 
     def _on_synced(self, *msgs: Any) -> None:
+        """Check a set (stamps and headers only) and put it in the worker's slot."""
+        self._sync.synced()
+        try:
+            stamp = self._check_stamp(msgs[0])
+            check_set(*msgs, max_pixels=self._p("max_pixels"))
+        except Rejected as e:
+            self._drops.drop(e.reason, e.text)
+            return
+        except Exception as e:  # noqa: BLE001 - an exception here would end the executor's spin
+            self._drops.drop("exception", f"unexpected {type(e).__name__}: {e}\n{traceback.format_exc()}")
+            return
+        self._last_accepted = stamp
         with self._cv:
             if self._slot is not None:
-                self._stats.dropped["busy (latest frame wins)"] += 1
+                self._drops.drop(BUSY, log=False)  # by design; counted in /diagnostics, not logged
             self._slot = msgs
             self._cv.notify()
+
+    def _check_stamp(self, color: Image) -> float:
+        now = self.get_clock().now().nanoseconds * 1e-9
+        stamp = header_stamp(color)
+        self._stamps.max_age = self._p("max_input_age")
+        problem = self._stamps.check(stamp, now)
+        if problem == "zero":
+            raise Rejected("stamp zero", "colour stamp is zero (driver not stamping?)")
+        if problem == "future":
+            raise Rejected("stamp future", f"colour stamp {stamp:.3f} is {stamp - now:.3f} s ahead of now "
+                                           f"(at most {self._stamps.max_future:g} s allowed; clocks out of sync?)")
+        if problem == "stale":
+            raise Rejected("stamp stale", f"colour stamp {stamp:.3f} is {now - stamp:.3f} s old (max_input_age {self._stamps.max_age:g} s)")
+        if stamp <= self._last_accepted:
+            raise Rejected("stamp out of order", f"colour stamp {stamp:.3f} is not after the previous frame's {self._last_accepted:.3f}")
+        return stamp
 
     def _on_trigger(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self._trigger_done.clear()
@@ -241,86 +227,36 @@ class DenseFusionNode(Node):
             if msgs is None:
                 continue
             if not self._p("continuous") and not self._trigger_armed:
+                self._stats.untriggered += 1
                 continue
-            try:
-                self._process(*msgs)
-            except Exception as e:  # noqa: BLE001 - one bad frame must never stop the node
-                self._drop("exception", f"frame dropped: unexpected {type(e).__name__}: {e}")
+            self._handle(msgs)
 
-    def _drop(self, reason: str, text: str) -> None:
-        self._stats.dropped[reason] += 1
-        now = time.monotonic()
-        if now - self._last_log.get(reason, -1e9) >= self._p("log_throttle"):
-            self._last_log[reason] = now
-            self.get_logger().warning(f"{text} (dropped so far for this reason: {self._stats.dropped[reason]})")
-
-    def _frame(self, color: Image, depth: Image, info: CameraInfo, label: Image | None) -> Frame | None:
-        """Convert and check the inputs; None (with a logged reason) drops the frame."""
-        now = self.get_clock().now().nanoseconds * 1e-9
-        stamp = header_stamp(color)
-        self._stamps.max_age = self._p("max_input_age")
-        problem = self._stamps.check(stamp, now)
-        if problem is not None:
-            self._drop(f"{problem} stamp", f"frame dropped: {problem} stamp ({now - stamp:+.2f} s behind now, max_input_age {self._stamps.max_age} s)")
-            return None
-        if stamp <= self._last_stamp:
-            self._drop("out of order", f"frame dropped: stamp {stamp:.3f} is not after the last processed {self._last_stamp:.3f}")
-            return None
+    def _handle(self, msgs: tuple) -> None:
+        """Process one set; any failure drops the frame with a reason and the node goes on."""
         try:
-            max_pixels = self._p("max_pixels")
-            rgb = color_to_rgb(color, max_pixels=max_pixels)
-            depth_m, depth_encoding = depth_to_metres_msg(depth, max_pixels=max_pixels)
-            K = camera_info_to_k(info)
-            label_img = label_to_numpy(label, max_pixels=max_pixels) if label is not None else None
-        except (ImageConversionError, ValueError) as e:
-            self._drop("bad input", f"frame dropped: {e}")
-            return None
-        if rgb.shape[:2] != depth_m.shape:
-            self._drop("size", f"frame dropped: colour {rgb.shape[1]}x{rgb.shape[0]} and depth {depth_m.shape[1]}x{depth_m.shape[0]} differ (is depth aligned to colour?)")
-            return None
-        if info.width and info.height and (info.height, info.width) != rgb.shape[:2]:
-            self._drop("size", f"frame dropped: camera_info is {info.width}x{info.height}, colour is {rgb.shape[1]}x{rgb.shape[0]}")
-            return None
-        if depth.header.frame_id and color.header.frame_id and depth.header.frame_id != color.header.frame_id:
-            self._drop("frame", f"frame dropped: depth frame '{depth.header.frame_id}' is not colour frame '{color.header.frame_id}' (use aligned depth)")
-            return None
-        if label_img is not None and label_img.shape != rgb.shape[:2]:
-            self._drop("size", f"frame dropped: label {label_img.shape[1]}x{label_img.shape[0]} differs from colour {rgb.shape[1]}x{rgb.shape[0]}")
-            return None
-        valid = depth_m[np.isfinite(depth_m) & (depth_m > 0)]
-        if valid.size == 0:
-            self._drop("no depth", "frame dropped: depth has no valid (finite, positive) value")
-            return None
-        median = float(np.median(valid))
-        if median > self._p("max_depth"):
-            hint = "32FC1 must be metres" if depth_encoding == "32FC1" else "16UC1 must be millimetres"
-            self._drop("depth units", f"frame dropped: median depth {median:.1f} m > max_depth ({hint})")
-            return None
-        return Frame(rgb=rgb, depth_m=depth_m, K=K, label=label_img, stamp=header_stamp(color))
+            self._process(*msgs)
+        except Rejected as e:
+            self._drops.drop(e.reason, e.text)
+        except torch.cuda.OutOfMemoryError as e:
+            torch.cuda.empty_cache()
+            self._drops.drop("cuda out of memory", f"CUDA out of memory ({str(e).splitlines()[0][:200]}); cache emptied, going on")
+        except Exception as e:  # noqa: BLE001 - one bad frame must never stop the node
+            if not self._stop:  # publishing into a node being destroyed is expected at shutdown
+                self._drops.drop("exception", f"unexpected {type(e).__name__}: {e}\n{traceback.format_exc()}")
 
     def _process(self, color: Image, depth: Image, info: CameraInfo, label: Image | None = None) -> None:
         t0 = time.perf_counter()
-        frame = self._frame(color, depth, info, label)
-        if frame is None:
-            return
+        frame = decode_set(color, depth, info, label, max_pixels=self._p("max_pixels"), max_depth=self._p("max_depth"))
         result = self.pipeline(frame)
         if result.error is not None:
-            self._drop("bad input", f"frame dropped: {result.error}")
-            return
-        instances = [i for i in result.instances if _valid_pose(i.R, i.t)]
+            raise Rejected("pipeline", result.error)
+        instances = [i for i in result.instances if valid_pose(i.R, i.t)]
         if len(instances) != len(result.instances):
-            self._drop("invalid pose", "non-finite pose withheld")
-        header = color.header
-        self.pub_poses.publish(outputs.pose_array(header, instances))
-        self.pub_detections.publish(outputs.detections(header, instances, self.catalog))
-        if self._p("publish_tf"):
-            self.tf.send(outputs.transforms(header, instances, self._p("tf_prefix")).transforms)
-        if self._p("publish_markers"):
-            self.pub_markers.publish(outputs.markers(header, instances, self.catalog))
-        if self._p("overlay") and self.pub_overlay.get_subscription_count() > 0:
-            self.pub_overlay.publish(numpy_to_image(draw_overlay(frame.rgb, frame.K, instances, self.catalog), "rgb8", header))
-            self._stats.overlays += 1
-        self._last_stamp = frame.stamp
+            self._stats.withheld += len(result.instances) - len(instances)
+            self._drops.warn("invalid pose", f"{len(result.instances) - len(instances)} non-finite or improper pose(s) withheld")
+        if self._stop:
+            return
+        self._publish(color.header, frame, instances)
         processing_ms = (time.perf_counter() - t0) * 1e3
         latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - frame.stamp) * 1e3
         self._output_freq.tick()
@@ -333,17 +269,31 @@ class DenseFusionNode(Node):
             self._trigger_result = ", ".join(f"{outputs.instance_id(i)} ({i.confidence:.2f})" for i in instances) or "nothing found"
             self._trigger_done.set()
 
+    def _publish(self, header: Header, frame: Frame, instances: list) -> None:
+        self.pub_poses.publish(outputs.pose_array(header, instances))
+        self.pub_detections.publish(outputs.detections(header, instances, self.catalog))
+        if self._p("publish_tf"):
+            self.tf.send(outputs.transforms(header, instances, self._p("tf_prefix")).transforms)
+        if self._p("publish_markers"):
+            self.pub_markers.publish(outputs.markers(header, instances, self.catalog))
+        if self._p("overlay") and self.pub_overlay.get_subscription_count() > 0:
+            self.pub_overlay.publish(numpy_to_image(draw_overlay(frame.rgb, frame.K, instances, self.catalog), "rgb8", header))
+            self._stats.overlays += 1
+
     # ---------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
         """One status per concern, named ``densefusion: ...``, as diagnostic_updater would."""
-        tasks = [(f"input {name}", f.status()) for name, f in self._input_freq.items() if name in self._input_names]
+        tasks = [(f"input {name}", f.status()) for name, f in self._input_freq.items()]
+        tasks.append(("input sync", self._sync.status()))
+        if self._sync.unmatched:
+            self._drops.warn("input sync", self._sync.unmatched)
         tasks.append(("output poses", self._output_freq.status()))
         tasks.append(("input timestamps", self._stamps.status()))
         tasks.append(("processing time", self._budget.status()))
         level, message = (OK, "ok")
         if self._input_freq["color"].rate() > 0 and self._output_freq.rate() == 0 and self._p("continuous"):
             level, message = (WARN, "inputs arrive but no frame is processed")
-        values = self._stats.summary()
+        values = self._stats.summary(self._sync.sets, self._drops.counts)
         values.update({"device": str(self.pipeline.device), **{f"backend {k}": v for k, v in compat.backends().items()}})
         tasks.append(("pipeline", (level, message, values)))
         hardware = str(self.pipeline.device)
@@ -355,15 +305,19 @@ class DenseFusionNode(Node):
         self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=status))
 
     def shutdown(self) -> None:
-        """Stop the worker thread (called before destroy_node)."""
+        """Stop the worker thread (called before destroy_node); waits at most 1 s for a frame in progress."""
         with self._cv:
             self._stop = True
             self._cv.notify_all()
-        self._worker.join(timeout=2.0)
+        self._worker.join(timeout=1.0)
 
 
-def _valid_pose(R: np.ndarray, t: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(R)) and np.all(np.isfinite(t)) and abs(np.linalg.det(R) - 1.0) < 1e-3)
+def valid_pose(R: np.ndarray, t: np.ndarray, tol: float = 1e-3) -> bool:
+    """Finite rotation and translation, ``R`` orthonormal with ``det(R) = 1`` (within ``tol``)."""
+    R, t = np.asarray(R, np.float64), np.asarray(t, np.float64)
+    if R.shape != (3, 3) or t.shape != (3,) or not (np.all(np.isfinite(R)) and np.all(np.isfinite(t))):
+        return False
+    return bool(abs(np.linalg.det(R) - 1.0) < tol and np.abs(R.T @ R - np.eye(3)).max() < tol)
 
 
 class _Stats:
@@ -372,7 +326,8 @@ class _Stats:
     def __init__(self) -> None:
         self.frames = 0
         self.overlays = 0
-        self.dropped: dict[str, int] = defaultdict(int)
+        self.withheld = 0
+        self.untriggered = 0
         self.stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=100))
 
     def processed(self, result: FrameResult, processing_ms: float, latency_ms: float) -> None:
@@ -382,37 +337,22 @@ class _Stats:
         self.stage_ms["node total"].append(processing_ms)
         self.stage_ms["latency stamp->published"].append(latency_ms)
 
-    def summary(self) -> dict[str, str]:
-        out = {"frames processed": str(self.frames), "overlays published": str(self.overlays)}
+    def summary(self, sets: int, dropped: dict[str, int]) -> dict[str, str]:
+        """``sets received = frames processed + dropped (all reasons) + skipped waiting for a trigger (+ 1 in the slot)``."""
+        out = {"sets received": str(sets), "frames processed": str(self.frames), "overlays published": str(self.overlays),
+               "poses withheld (invalid)": str(self.withheld), "skipped (waiting for trigger)": str(self.untriggered)}
         for stage, values in list(self.stage_ms.items()):
             if values:
                 out[f"{stage} (ms, mean)"] = f"{float(np.mean(values)):.1f}"
-        for reason, count in list(self.dropped.items()):
+        for reason, count in list(dropped.items()):
             out[f"dropped: {reason}"] = str(count)
         return out
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = DenseFusionNode()
-    except (FileNotFoundError, CheckpointError, RuntimeError, ValueError) as e:
-        rclpy.logging.get_logger("densefusion").fatal(f"cannot start: {e}")
-        rclpy.try_shutdown()
-        return 2
-    # Two threads: the synchronised inputs must keep flowing while a ~/trigger call waits.
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+def main(args: list[str] | None = None) -> NoReturn:
+    """Run the node until SIGINT or SIGTERM; exit code 0, or 2 when it cannot start."""
+    process.exit_now(process.run(DenseFusionNode, args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,0 +1,118 @@
+"""Publishes input sets for the node, one named case after another, then exits.
+
+usage: case_publisher.py CASES_JSON   (starts once the node subscribes and a line arrives on stdin)
+CASES_JSON: a list of {"case": NAME, "count": N, "period": SECONDS}; NAME is a key of CASES
+(a valid set, or one with a single defect) or "pause" (publish nothing for count * period s).
+Every published set is printed as a JSON line {"case", "stamp": [sec, nanosec], "t": wall time}.
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.qos import QoSProfile
+
+from densefusion_ros.ros import synthetic
+from densefusion_ros.ros.conversions import numpy_to_image
+
+H, W = 120, 160
+SCENE = synthetic.scene(H, W)
+
+
+def replace(name, encoding, array):
+    """Replace message ``name`` by an image of ``array`` with the same header."""
+    def apply(m):
+        header = m[name].header
+        m[name] = numpy_to_image(array, encoding, header)
+    return apply
+
+
+def depth32(value):
+    return replace("depth", "32FC1", np.full((H, W), value, np.float32))
+
+
+def set_field(name, **fields):
+    def apply(m):
+        for k, v in fields.items():
+            setattr(m[name], k, v)
+    return apply
+
+
+# name -> function(msgs) applying the defect in place (msgs: dict of the four messages)
+CASES = {
+    "valid": lambda m: None,
+    "valid_empty": lambda m: (replace("label", "mono8", np.zeros((H, W), np.uint8))(m),
+                              replace("depth", "16UC1", np.full((H, W), 600, np.uint16))(m)),
+    "valid_padded": lambda m: m.update(color=synthetic.padded(m["color"], 13), depth=synthetic.padded(m["depth"], 6),
+                                       label=synthetic.padded(m["label"], 3)),
+    "color_encoding_unknown": set_field("color", encoding="yuv_garbage"),
+    "depth_encoding_wrong": set_field("depth", encoding="mono8"),
+    "color_step_contradicts_data": set_field("color", step=W * 3 + 16),
+    "depth_step_too_small": set_field("depth", step=W * 2 - 2),
+    "depth_other_size": replace("depth", "16UC1", np.full((H // 2, W // 2), 600, np.uint16)),
+    "depth_other_frame": lambda m: setattr(m["depth"].header, "frame_id", "camera_depth_optical_frame"),
+    "depth_tenth_mm": replace("depth", "16UC1", np.full((H, W), 20000, np.uint16)),
+    "depth_float_mm": depth32(600.0),
+    "depth_zero": replace("depth", "16UC1", np.zeros((H, W), np.uint16)),
+    "depth_nan": depth32(np.nan),
+    "depth_inf": depth32(np.inf),
+    "k_zero": lambda m: setattr(m["camera_info"], "k", [0.0] * 9),
+    "color_empty": replace("color", "rgb8", np.zeros((0, 0, 3), np.uint8)),
+    "label_other_size": replace("label", "mono8", np.zeros((H + 8, W), np.uint8)),
+    "color_over_max_pixels": replace("color", "rgb8", np.zeros((H * 2 + 2, W * 2, 3), np.uint8)),
+    "color_huge_dims_little_data": set_field("color", width=100_000, height=100_000, step=300_000),
+    "no_camera_info": lambda m: m.pop("camera_info"),
+    "camera_info_late": lambda m: None,  # stamp shifted below
+    "stamp_future": lambda m: None,
+    "stamp_out_of_order": lambda m: None,
+}
+STAMP_SHIFT = {"stamp_future": 10.0, "stamp_out_of_order": -0.3}
+
+
+def to_time(t: float) -> Time:
+    ns = int(round(t * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def main() -> int:
+    cases = json.load(open(sys.argv[1]))
+    rclpy.init()
+    node = rclpy.create_node("case_publisher")
+    pubs = synthetic.publishers(node, QoSProfile(depth=10))
+    if not synthetic.wait_for_subscribers(node, pubs, timeout=90.0):
+        print("no subscriber", flush=True)
+        return 1
+    sys.stdin.readline()
+    time.sleep(0.3)
+    last_valid = 0.0
+    for spec in cases:
+        name, count, period = spec["case"], int(spec.get("count", 1)), float(spec.get("period", 0.5))
+        if name == "pause":
+            print(json.dumps({"case": "pause", "t": time.time()}), flush=True)
+            time.sleep(count * period)
+            continue
+        for _ in range(count):
+            now = node.get_clock().now().nanoseconds * 1e-9
+            stamp = now + STAMP_SHIFT.get(name, 0.0) if name != "stamp_out_of_order" else last_valid - 0.3
+            msgs = synthetic.input_set(SCENE, to_time(stamp))
+            CASES[name](msgs)
+            if name == "camera_info_late":
+                msgs["camera_info"].header.stamp = to_time(stamp - 0.45)
+            for key in ("color", "depth", "camera_info", "label"):
+                if key in msgs:
+                    pubs[key].publish(msgs[key])
+            if name.startswith("valid"):
+                last_valid = stamp
+            t = msgs["color"].header.stamp
+            print(json.dumps({"case": name, "stamp": [t.sec, t.nanosec], "t": time.time()}), flush=True)
+            time.sleep(period)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Image / CameraInfo / Pose conversions at the ROS boundary: every malformed field gives ImageConversionError."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sensor_msgs.msg import CameraInfo, Image
+
+from densefusion_ros.geometry import quat_to_matrix
+from densefusion_ros.ros import synthetic
+from densefusion_ros.ros.conversions import (
+    ENCODINGS,
+    ImageConversionError,
+    InputError,
+    camera_info_to_k,
+    color_to_rgb,
+    depth_to_metres_msg,
+    image_to_numpy,
+    numpy_to_image,
+    pose_msg,
+)
+
+
+def raw(h, w, enc, step, data, big=0):
+    msg = Image(height=h, width=w, encoding=enc, step=step, is_bigendian=big)
+    msg.data = bytes(data)
+    return msg
+
+
+def test_padded_step_is_decoded():
+    rgb = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    depth = np.arange(35, dtype=np.uint16).reshape(5, 7) * 100
+    assert np.array_equal(color_to_rgb(synthetic.padded(numpy_to_image(rgb, "rgb8"), 11)), rgb)
+    metres, enc = depth_to_metres_msg(synthetic.padded(numpy_to_image(depth, "16UC1"), 3))  # odd padding for 2-byte pixels
+    assert enc == "16UC1" and np.allclose(metres, depth / 1000.0)
+
+
+def test_bgr_and_big_endian():
+    rgb = np.random.default_rng(0).integers(0, 255, (4, 6, 3), dtype=np.uint8)
+    assert np.array_equal(color_to_rgb(numpy_to_image(rgb[..., ::-1], "bgr8")), rgb)
+    depth = np.array([[1, 258], [65535, 600]], np.uint16)
+    msg = raw(2, 2, "16UC1", 4, depth.astype(">u2").tobytes(), big=1)
+    assert np.array_equal(image_to_numpy(msg), depth)
+
+
+@pytest.mark.parametrize("msg, reason, text", [
+    (raw(2, 2, "yuv422", 4, b"\0" * 8), "encoding", "encoding 'yuv422'"),
+    (raw(0, 0, "rgb8", 0, b""), "empty", "empty (0x0)"),
+    (raw(100_000, 100_000, "rgb8", 300_000, b"\0" * 10), "too large", "100000x100000 has more than max_pixels"),
+    (raw(2, 4, "16UC1", 7, b"\0" * 14), "step", "step 7 is less than one row"),
+    (raw(2, 4, "rgb8", 16, b"\0" * 24), "data size", "data has 24 bytes but rgb8 4x2 with step 16 needs step*height = 32"),
+    (raw(2, 4, "rgb8", 12, b"\0" * 25), "data size", "needs step*height = 24"),
+    (raw(2, 4, "rgb8", 12, b""), "data size", "data has 0 bytes"),
+])
+def test_malformed_images_name_the_problem(msg, reason, text):
+    with pytest.raises(ImageConversionError) as e:
+        image_to_numpy(msg)
+    assert e.value.reason == reason and text in str(e.value)
+
+
+def test_role_encodings():
+    with pytest.raises(ImageConversionError, match="colour image has encoding '32FC1'"):
+        color_to_rgb(numpy_to_image(np.zeros((2, 2), np.float32), "32FC1"))
+    with pytest.raises(ImageConversionError, match="depth image has encoding 'rgb8'"):
+        depth_to_metres_msg(numpy_to_image(np.zeros((2, 2, 3), np.uint8), "rgb8"))
+
+
+@pytest.mark.parametrize("k, text", [
+    ([0.0] * 9, "all zeros"), ([np.nan, 0, 1, 0, 1, 1, 0, 0, 1], "fx=nan"), ([500, 0, 1, 0, -5, 1, 0, 0, 1], "fy=-5"),
+    ([500, 0, 1, 0, 500, 1, 0, 0, 0], "last row"), ([np.inf, 0, 1, 0, 500, 1, 0, 0, 1], "fx=inf"),
+])
+def test_unusable_k(k, text):
+    info = CameraInfo()
+    info.k = [float(v) for v in k]
+    with pytest.raises(InputError, match="camera_info K is unusable") as e:
+        camera_info_to_k(info)
+    assert text in str(e.value) and e.value.reason == "intrinsics"
+
+
+def test_pose_msg_quaternion_is_unit_and_matches():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        q = rng.normal(size=4)
+        R = quat_to_matrix(q / np.linalg.norm(q))
+        noisy = R + rng.normal(scale=1e-4, size=(3, 3))  # not exactly orthonormal
+        p = pose_msg(noisy, np.array([0.1, 0.2, 0.3]))
+        xyzw = np.array([p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w])
+        assert abs(xyzw @ xyzw - 1) < 1e-12
+        assert np.allclose(quat_to_matrix(np.roll(xyzw, 1)), R, atol=1e-3)
+    with pytest.raises(ValueError):
+        pose_msg(np.full((3, 3), np.nan), np.zeros(3))
+
+
+@st.composite
+def images(draw):
+    if draw(st.booleans()):  # well-formed, with random padding and byte order
+        enc = draw(st.sampled_from(sorted(ENCODINGS)))
+        dtype, channels = ENCODINGS[enc]
+        h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+        step = w * channels * dtype.itemsize + draw(st.integers(0, 5))
+        return raw(h, w, enc, step, draw(st.binary(min_size=step * h, max_size=step * h)), big=draw(st.booleans()))
+    enc = draw(st.one_of(st.sampled_from(sorted(ENCODINGS)), st.text(max_size=8)))
+    h, w = draw(st.integers(0, 12)), draw(st.integers(0, 12))
+    if draw(st.booleans()):
+        h, w = draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1))
+    step = draw(st.integers(0, 2**32 - 1) | st.integers(0, 64))
+    data = draw(st.binary(max_size=600))
+    return raw(h, w, enc, step, data, big=draw(st.booleans()))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(images())
+def test_any_header_gives_an_array_or_image_conversion_error(msg):
+    try:
+        out = image_to_numpy(msg)
+    except ImageConversionError as e:
+        assert e.reason in {"encoding", "empty", "too large", "step", "data size"}
+        return
+    dtype, channels = ENCODINGS[msg.encoding]
+    assert out.dtype == dtype and out.shape[:2] == (msg.height, msg.width)
+    assert out.shape == ((msg.height, msg.width, channels) if channels > 1 else (msg.height, msg.width))
+    assert len(msg.data) == msg.step * msg.height

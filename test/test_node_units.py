@@ -1,0 +1,147 @@
+"""The node's fault handlers, in-process: CUDA OOM, invalid poses, checks before the slot, drop log, sync status."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+import rclpy
+import torch
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+
+from densefusion_ros.pipeline import FrameResult, InstanceResult
+from densefusion_ros.ros import synthetic
+from densefusion_ros.ros.diagnostics import ERROR, OK, DropLog, SyncStatus
+from densefusion_ros.ros.env import local_ros_env
+from densefusion_ros.ros.node import DenseFusionNode, valid_pose
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("units")
+    models = synthetic.make_random_models(tmp)
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in local_ros_env(domain_id=1 + (os.getpid() * 13 + 151) % 200, log_dir=tmp / "log").items():
+            mp.setenv(k, v)
+        ctx = rclpy.Context()
+        rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
+        params = {"estimator_weights": str(models["estimator"]), "refiner_weights": str(models["refiner"]),
+                  "catalog": str(models["catalog"]), "label_topic": synthetic.TOPICS["label"], "device": "cpu", "seed": 0}
+        n = DenseFusionNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        try:
+            yield n
+        finally:
+            n.shutdown()
+            n.destroy_node()
+            rclpy.try_shutdown(context=ctx)
+
+
+def fresh_set(node, **changes):
+    msgs = synthetic.input_set(synthetic.scene(120, 160), node.get_clock().now().to_msg())
+    for name, fn in changes.items():
+        fn(msgs[name])
+    time.sleep(0.002)  # strictly increasing stamps
+    return tuple(msgs[k] for k in ("color", "depth", "camera_info", "label"))
+
+
+def capture(node, monkeypatch):
+    sent = []
+    monkeypatch.setattr(node.pub_poses, "publish", sent.append)
+    return sent
+
+
+def test_cuda_oom_drops_frame_empties_cache_and_goes_on(node, monkeypatch):
+    sent = capture(node, monkeypatch)
+    real = node.pipeline
+    calls = {"pipeline": 0, "empty_cache": 0}
+
+    def flaky(frame):
+        calls["pipeline"] += 1
+        if calls["pipeline"] == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(frame)
+
+    monkeypatch.setattr(node, "pipeline", flaky)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.__setitem__("empty_cache", calls["empty_cache"] + 1))
+    before = node._stats.frames
+    node._handle(fresh_set(node))
+    assert node._drops.counts["cuda out of memory"] == 1 and calls["empty_cache"] == 1
+    assert node._stats.frames == before and sent == []
+    node._handle(fresh_set(node))
+    assert node._stats.frames == before + 1 and len(sent) == 1 and len(sent[0].poses) == 1
+
+
+def test_invalid_poses_are_withheld_and_quaternions_are_unit(node, monkeypatch):
+    sent = capture(node, monkeypatch)
+    rot = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    bad = {"nan": (np.full((3, 3), np.nan), np.zeros(3)), "reflection": (np.diag([1.0, 1, -1]), np.zeros(3)),
+           "scaled": (rot * 1.01, np.zeros(3)), "inf t": (rot, np.array([0, 0, np.inf]))}
+    good = rot + 2e-4  # slightly off an exact rotation: still published, with a unit quaternion
+
+    def fake(frame):
+        poses = [*bad.values(), (good, np.array([0.0, 0.0, 0.5]))]
+        return FrameResult(instances=[InstanceResult(name="box", class_id=1, index=0, instance=k, R=R, t=t, quaternion_wxyz=np.zeros(4),
+                                                     confidence=0.5, box=(0, 10, 0, 10), num_points=100) for k, (R, t) in enumerate(poses)])
+
+    monkeypatch.setattr(node, "pipeline", fake)
+    withheld = node._stats.withheld
+    node._handle(fresh_set(node))
+    assert node._stats.withheld == withheld + len(bad)
+    (msg,) = sent
+    (pose,) = msg.poses
+    q = np.array([pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w])
+    assert abs(q @ q - 1) < 1e-9 and pose.position.z == 0.5
+
+
+def test_valid_pose():
+    assert valid_pose(np.eye(3), np.zeros(3))
+    assert not valid_pose(np.diag([1.0, 1, -1]), np.zeros(3))  # det -1
+    assert not valid_pose(np.eye(3) * 1.1, np.zeros(3))
+    assert not valid_pose(np.eye(3), np.array([np.nan, 0, 0]))
+    assert not valid_pose(np.eye(3)[:2], np.zeros(3))
+
+
+def test_bad_sets_are_dropped_before_the_slot(node):
+    good = fresh_set(node)
+    bad = fresh_set(node, depth=lambda m: setattr(m, "encoding", "bgr8"))
+    older = fresh_set(node)
+    newest = fresh_set(node)
+    with node._cv:  # the worker cannot take the slot meanwhile (the condition's lock is re-entrant)
+        busy = node._drops.counts["busy (latest frame wins)"]
+        node._on_synced(*good)
+        node._on_synced(*bad)
+        assert node._slot[0] is good[0] and node._drops.counts["depth encoding"] == 1
+        node._on_synced(*newest)
+        node._on_synced(*older)  # stamp before the accepted one
+        assert node._slot[0] is newest[0] and node._drops.counts["stamp out of order"] == 1
+        assert node._drops.counts["busy (latest frame wins)"] == busy + 1
+
+
+def test_drop_log_is_rate_limited_per_reason():
+    lines = []
+    log = DropLog(lines.append, throttle=5.0)
+    for _ in range(3):
+        log.drop("depth units", "median depth 20 m")
+    log.drop("color encoding", "colour image has encoding 'x'")
+    assert log.counts == {"depth units": 3, "color encoding": 1} and log.total() == 4
+    assert lines == ["frame dropped [depth units]: median depth 20 m (dropped so far for this reason: 1)",
+                     "frame dropped [color encoding]: colour image has encoding 'x' (dropped so far for this reason: 1)"]
+    assert log.warn("depth units", "again", now=time.monotonic() + 6.0)
+
+
+def test_sync_status_names_missing_or_late_input():
+    s = SyncStatus(["color", "depth", "camera_info"], ["/c", "/d", "/i"], slop=0.05, stall_after=2.0)
+    t = time.monotonic()
+    for k in range(30):
+        s.message(0, 100.0 + k * 0.1, now=t + k * 0.1)
+        s.message(1, 100.0 + k * 0.1, now=t + k * 0.1)
+    level, msg, _ = s.status(now=t + 3.0)
+    assert level == ERROR and msg.endswith("no messages on camera_info (/i)") and s.unmatched == msg
+    s.message(2, 102.9 - 0.45, now=t + 3.0)
+    level, msg, values = s.status(now=t + 3.0)
+    assert level == ERROR and "camera_info stamps are 0.450 s behind colour (sync_slop 0.05 s)" in msg
+    assert values["camera_info stamp - color stamp (s)"] == "-0.450"
+    s.synced(now=t + 3.1)
+    assert s.status(now=t + 3.2)[0] == OK and s.unmatched is None
+    assert s.status(now=t + 10.0)[1].startswith("no input for")

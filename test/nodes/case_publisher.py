@@ -6,6 +6,11 @@ CASES_JSON: a list of {"case": NAME, "count": N, "period": SECONDS}; NAME is a k
 Every published set is printed as a JSON line {"case", "stamp": [sec, nanosec], "t": wall time}.
 """
 
+import os
+
+# Started by the tests with the `ros_env` fixture: loopback-only discovery and a domain of its own.
+assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST", "run through the ros_env fixture"
+
 import json
 import sys
 import time

@@ -1,5 +1,10 @@
 """Receives colour, depth and camera_info from a replay and prints what arrived as JSON."""
 
+import os
+
+# Started by the tests with the `ros_env` fixture: loopback-only discovery and a domain of its own.
+assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST", "run through the ros_env fixture"
+
 import json
 import sys
 import time

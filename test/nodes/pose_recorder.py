@@ -7,6 +7,11 @@ Prints "ready" once the node's ~/poses publisher is matched. Output: {"poses": [
 "values": {status name: latest key-values}}.
 """
 
+import os
+
+# Started by the tests with the `ros_env` fixture: loopback-only discovery and a domain of its own.
+assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST", "run through the ros_env fixture"
+
 import json
 import signal
 import sys

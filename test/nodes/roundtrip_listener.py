@@ -1,5 +1,10 @@
 """Waits for one Detection3DArray and one TFMessage, prints them as JSON and exits 0 (or 1 on timeout)."""
 
+import os
+
+# Started by the tests with the `ros_env` fixture: loopback-only discovery and a domain of its own.
+assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST", "run through the ros_env fixture"
+
 import json
 import sys
 import time

@@ -1,5 +1,10 @@
 """Publishes Detection3DArray and TFMessage until killed (a separate process for the DDS test)."""
 
+import os
+
+# Started by the tests with the `ros_env` fixture: loopback-only discovery and a domain of its own.
+assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST", "run through the ros_env fixture"
+
 import sys
 import time
 

@@ -256,3 +256,20 @@ def test_half_storage_round_trip(tmp_path):
     with torch.no_grad():
         for a, b in zip(ref(points, emb, obj), loaded(points, emb, obj)):
             assert torch.allclose(a, b, atol=1e-2, rtol=1e-2)
+
+
+def test_garbage_tensor_mappings_raise_checkpoint_error(tmp_path):
+    import pytest
+    import torch
+
+    from densefusion_ros.models import CheckpointError, load_estimator, read_metadata
+
+    for i, payload in enumerate([{"conv4_c.weight": torch.zeros(3)}, {"x": torch.zeros(1)}, {}]):
+        path = tmp_path / f"g{i}.pth"
+        torch.save(payload, path)
+        with pytest.raises(CheckpointError, match=str(path.name)):
+            load_estimator(path)
+        try:
+            read_metadata(path)
+        except CheckpointError:
+            pass

@@ -276,6 +276,16 @@ def _counts_meta(kind: str | None, count: int | None, variant: str | None) -> di
 
 
 def _read(path: PathLike) -> _Contents:
+    """Read and identify a checkpoint; anything malformed becomes a :class:`CheckpointError`."""
+    try:
+        return _read_unchecked(path)
+    except CheckpointError:
+        raise
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed checkpoint ({type(e).__name__}: {e})") from e
+
+
+def _read_unchecked(path: PathLike) -> _Contents:
     payload = _torch_load(path)
     if isinstance(payload, Mapping) and payload.get("format") == FORMAT:
         version = payload.get("version")

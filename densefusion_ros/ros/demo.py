@@ -39,7 +39,7 @@ def _forward(proc: subprocess.Popen, tag: str, ready: threading.Event | None = N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="overlay images and summary.json go here")
-    parser.add_argument("--loops", type=int, default=2, help="times the sequence is replayed")
+    parser.add_argument("--loops", type=int, default=10, help="times the sequence is replayed (30 frames each)")
     parser.add_argument("--rate", type=float, default=30.0, help="replay rate, frames per second")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)

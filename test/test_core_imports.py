@@ -1,4 +1,7 @@
-"""The ROS-free core imports with rclpy and every ROS message package made unimportable."""
+"""The ROS-free core imports with rclpy and every ROS message package made unimportable.
+
+No ROS process is started here, so the loopback-only `ros_env` fixture is not needed.
+"""
 
 import subprocess
 import sys

@@ -13,13 +13,17 @@ the same frames, points and ``choose`` (fixed seed) and give the same poses (tes
 * ``loop``: the published one-object-at-a-time inference (:meth:`Pipeline.run_per_object`).
 
 Ratios are ``loop / mode`` measured in the same process with the modes interleaved run by run,
-CPU always, CUDA fp32 and fp16 when available. Segmentation is not timed (frames carry label
-images): it is the same single full-image pass in every mode.
+CPU always, CUDA fp32 and fp16 when available. Segmentation is the same single full-image pass in
+every mode, so the frames carry label images and the compact segmenter is timed on its own
+(``seg ms``); ``fps`` is end to end, ``1000 / (seg ms + batched total ms)``. With ``--compile``
+(CUDA) a fourth mode runs the batched pipeline with ``torch.compile``'d networks (``--compile-mode``,
+default ``reduce-overhead``: CUDA graphs), after an untimed compile warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -102,6 +106,12 @@ class _Row:
     batched: dict[str, float]
     loop: dict[str, float]
     plain: dict[str, float]
+    seg_ms: float
+    compiled: dict[str, float] | None = None
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / (self.seg_ms + self.batched["total"])
 
 
 def _time_modes(modes: dict, frame: Frame, repeats: int, warmup: int) -> dict[str, dict[str, float]]:
@@ -118,26 +128,57 @@ def _time_modes(modes: dict, frame: Frame, repeats: int, warmup: int) -> dict[st
     return {name: {k: statistics.median(v) for k, v in st.items()} for name, st in samples.items()}
 
 
+def _time_segmenter(pipe, frame: Frame, repeats: int, warmup: int) -> float:
+    """Median ms of the segmentation stage alone (one full-frame pass, argmax, label to the CPU)."""
+    times = []
+    for r in range(warmup + repeats):
+        t0 = time.perf_counter()
+        pipe.segment(frame.rgb)
+        if r >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _compiled(module: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """A copy of ``module`` whose submodules run through ``torch.compile`` (the methods the pipeline
+    calls, ``embed`` and ``forward_best``, stay Python; the layers under them are compiled)."""
+    out = copy.deepcopy(module)
+    for child in out.children():
+        child.compile(mode=mode, dynamic=False)
+    return out
+
+
 def _bench_one(device: str, fp16: bool, backbone: str, counts, args) -> list[_Row]:
-    from densefusion_ros.models import build_estimator, build_refiner
+    from densefusion_ros.models import build_estimator, build_refiner, build_segmenter
     from densefusion_ros.pipeline import Pipeline, PipelineConfig
 
     num_objects = max(counts)
     torch.manual_seed(0)
     est = build_estimator(num_objects=num_objects, backbone=backbone).eval()
     ref = build_refiner(num_objects=num_objects).eval()
+    seg = build_segmenter(num_classes=num_objects + 1).eval()
     config = PipelineConfig(
         num_points=args.num_points, refine_iterations=args.iterations, seed=0, device=device, fp16=fp16,
         min_points=1, min_mask_pixels=1,
     )  # fmt: skip
-    pipe = Pipeline(est, synthetic_catalog(num_objects), config, refiner=ref)
+    pipe = Pipeline(est, synthetic_catalog(num_objects), config, refiner=ref, segmenter=seg)
     plain = Pipeline(est, pipe.catalog, replace(config, fast_head=False, cpu_batch_points=None), refiner=ref)
+    modes = {"batched": pipe, "plain": plain, "loop": pipe.run_per_object}
+    if args.compile and device.startswith("cuda"):
+        modes["compiled"] = Pipeline(
+            _compiled(est, args.compile_mode), pipe.catalog, config, refiner=_compiled(ref, args.compile_mode)
+        )
     rows = []
     for n in counts:
         frame = synthetic_frame(n, height=args.height, width=args.width, seed=args.seed + n)
-        modes = {"batched": pipe, "plain": plain, "loop": pipe.run_per_object}
+        if "compiled" in modes:
+            for _ in range(3):  # compile (and record CUDA graphs) for this shape, untimed
+                modes["compiled"](frame)
         t = _time_modes(modes, frame, args.repeats, args.warmup)
-        rows.append(_Row(device, "fp16" if fp16 else "fp32", backbone, n, t["batched"], t["loop"], t["plain"]))
+        seg_ms = _time_segmenter(pipe, frame, args.repeats, args.warmup)
+        rows.append(
+            _Row(device, "fp16" if fp16 else "fp32", backbone, n, t["batched"], t["loop"], t["plain"], seg_ms, t.get("compiled"))
+        )
         if args.verbose:
             print(_format_row(rows[-1]), flush=True)
     return rows
@@ -147,7 +188,7 @@ def _format_header() -> str:
     head = f"{'device':<6} {'prec':<4} {'backbone':<12} {'obj':>3} |"
     for k in ("estimator", "refiner", "total"):
         head += f" {k + ' b/l ms':>19} {'x':>5} |"
-    return head + f" {'plain ms':>9} {'x':>5}"
+    return head + f" {'plain ms':>9} {'x':>5} | {'seg ms':>7} {'fps':>6} | {'compiled ms':>11}"
 
 
 def _format_row(r: _Row) -> str:
@@ -156,7 +197,8 @@ def _format_row(r: _Row) -> str:
         b, l = r.batched[k], r.loop[k]
         line += f" {b:>9.1f}/{l:<9.1f} {l / b if b > 0 else float('nan'):>5.2f} |"
     p = r.plain["total"]
-    return line + f" {p:>9.1f} {r.loop['total'] / p if p > 0 else float('nan'):>5.2f}"
+    line += f" {p:>9.1f} {r.loop['total'] / p if p > 0 else float('nan'):>5.2f} | {r.seg_ms:>7.1f} {r.fps:>6.1f} |"
+    return line + (f" {r.compiled['total']:>11.1f}" if r.compiled else f" {'-':>11}")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -172,6 +214,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--devices", default="auto", help="'auto' (cpu + cuda if present), or e.g. 'cpu'")
     parser.add_argument("--no-fp16", action="store_true", help="skip the CUDA fp16 runs")
+    parser.add_argument("--compile", action="store_true", help="CUDA: also time torch.compile'd networks")
+    parser.add_argument("--compile-mode", default="reduce-overhead", help="torch.compile mode for --compile")
     parser.add_argument("-v", "--verbose", action="store_true", help="print rows as they finish")
 
 
@@ -190,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"# cuda: {torch.cuda.get_device_name(0)}")
     print("# b = batched pipeline, l = published per-object loop, x = l / b (higher = batched faster);")
     print("# plain = batching only (fast_head=False, cpu_batch_points=None): total ms and l / plain")
+    print("# seg ms = the compact segmenter alone; fps = 1000 / (seg ms + batched total): end to end")
     print(_format_header(), flush=True)
     start = time.perf_counter()
     for device in devices:

@@ -412,10 +412,12 @@ class Pipeline:
                 lut[info.index + 1] = info.class_id
         return lut
 
-    def _segment(self, rgb: np.ndarray) -> np.ndarray:
-        """Label image ``(H, W)`` int64 of class ids from the segmenter's argmax."""
+    def segment(self, rgb: np.ndarray) -> np.ndarray:
+        """Label image ``(H, W)`` int64 of class ids from the segmenter's argmax (stage 1 alone)."""
+        if self.segmenter is None:
+            raise ValueError("this pipeline has no segmenter")
         img = normalize_image(rgb[None], self._seg_norm, device=self.device)
-        with self._autocast():
+        with torch.inference_mode(), self._autocast():
             logits = self.segmenter(img)
         channels = logits[0].argmax(0).cpu().numpy()
         return self._segmenter_lut(int(logits.shape[1]))[channels]
@@ -426,7 +428,7 @@ class Pipeline:
         if frame.masks is not None:
             per_class = [(int(cid), np.asarray(m) != 0, False) for cid, m in frame.masks.items()]
         else:
-            labels = frame.label if frame.label is not None else self._segment(frame.rgb)
+            labels = frame.label if frame.label is not None else self.segment(frame.rgb)
             if frame.label is None:
                 label = labels  # report only what the segmenter made
             ids = np.unique(labels)

@@ -49,6 +49,19 @@ def test_estimator_trains_saves_loads_and_resumes(toy_dataset, tmp_path):
     ]) == 0  # fmt: skip
     assert read_metadata(out / "estimator_current.pth")["training"]["epochs"] == best_epoch + 1
 
+    # fine-tuning: --init-estimator starts a fresh schedule from those weights (lr 0: the
+    # parameters stay; batch-norm statistics may move)
+    tune = tmp_path / "tune"
+    assert trainer.main([
+        "--stage", "estimator", "--dataset", str(toy_dataset), "--out", str(tune), "--epochs", "1", "--lr", "0",
+        "--init-estimator", str(out / "estimator_best.pth"), *FAST,
+    ]) == 0  # fmt: skip
+    tuned = load_estimator(tune / "estimator_current.pth")
+    assert tuned.metadata["training"]["epochs"] == 1 and tuned.metadata["training"]["samples_seen"] == 6
+    assert tuned.metadata["training"]["estimator_checkpoint"].endswith("estimator_best.pth")
+    start = dict(load_estimator(out / "estimator_best.pth").named_parameters())
+    assert all(torch.equal(start[k], v) for k, v in tuned.named_parameters())
+
     # the refiner stage starts from the frozen estimator at the decayed learning rate
     frozen = load_estimator(out / "estimator_best.pth").state_dict()
     ref_out = tmp_path / "ref"

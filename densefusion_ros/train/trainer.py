@@ -117,7 +117,11 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-jitter", action="store_true", help="no colour jitter")
     p.add_argument("--seg-scale", type=float, default=1.0, help="segmenter: resize frames by this factor")
     p.add_argument("--resume", default=None, help="checkpoint to continue from (its .state.pth restores the schedule)")
-    p.add_argument("--init-estimator", default=None, help="refiner stage: the trained estimator (frozen)")
+    p.add_argument(
+        "--init-estimator", default=None,
+        help="refiner stage: the trained estimator (frozen); estimator stage: start from these weights "
+        "(fine-tuning, e.g. from a published or bundled checkpoint) with a fresh schedule",
+    )  # fmt: skip
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=None, help="stop cleanly (test, save) after this wall time")
@@ -315,9 +319,11 @@ class Trainer:
             else:
                 self.segmenter = build_segmenter(num_classes=self.num_objects + 1, arch=a.seg_arch)
         elif stage == "estimator":
-            if a.resume:
-                self.estimator = load_estimator(a.resume, num_objects=self.num_objects)
+            if a.resume or a.init_estimator:
+                self.estimator = load_estimator(a.resume or a.init_estimator, num_objects=self.num_objects)
                 self.normalization = dict(self.estimator.metadata.get("normalization") or self.normalization)
+                if not a.resume:
+                    st.estimator_checkpoint = str(a.init_estimator)  # recorded as "initialised from"
             else:
                 self.estimator = build_estimator(num_objects=self.num_objects, backbone=a.backbone)
         else:  # refiner

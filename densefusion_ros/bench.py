@@ -15,7 +15,7 @@ the same frames, points and ``choose`` (fixed seed) and give the same poses (tes
 Ratios are ``loop / mode`` measured in the same process with the modes interleaved run by run,
 CPU always, CUDA fp32 and fp16 when available. Segmentation is the same single full-image pass in
 every mode, so the frames carry label images and the compact segmenter is timed on its own
-(``seg ms``); ``fps`` is end to end, ``1000 / (seg ms + batched total ms)``. With ``--compile``
+(``seg ms``, at ``--seg-scale``); ``fps`` is end to end, ``1000 / (seg ms + batched total ms)``. With ``--compile``
 (CUDA) a fourth mode runs the batched pipeline with ``torch.compile``'d networks (``--compile-mode``,
 default ``reduce-overhead``: CUDA graphs), after an untimed compile warm-up.
 """
@@ -157,6 +157,7 @@ def _bench_one(device: str, fp16: bool, backbone: str, counts, args) -> list[_Ro
     est = build_estimator(num_objects=num_objects, backbone=backbone).eval()
     ref = build_refiner(num_objects=num_objects).eval()
     seg = build_segmenter(num_classes=num_objects + 1).eval()
+    seg.metadata = {"input_scale": args.seg_scale}  # as the bundled segmenter (trained at --seg-scale 0.5)
     config = PipelineConfig(
         num_points=args.num_points, refine_iterations=args.iterations, seed=0, device=device, fp16=fp16,
         min_points=1, min_mask_pixels=1,
@@ -214,6 +215,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--devices", default="auto", help="'auto' (cpu + cuda if present), or e.g. 'cpu'")
     parser.add_argument("--no-fp16", action="store_true", help="skip the CUDA fp16 runs")
+    parser.add_argument("--seg-scale", type=float, default=0.5, help="segmenter input scale (bundled: 0.5)")
     parser.add_argument("--compile", action="store_true", help="CUDA: also time torch.compile'd networks")
     parser.add_argument("--compile-mode", default="reduce-overhead", help="torch.compile mode for --compile")
     parser.add_argument("-v", "--verbose", action="store_true", help="print rows as they finish")

@@ -326,6 +326,7 @@ class Pipeline:
         )
         self._est_norm = _network_normalization(self.estimator)
         self._seg_norm = _network_normalization(self.segmenter)
+        self._seg_scale = float((getattr(segmenter, "metadata", None) or {}).get("input_scale") or 1.0)
         self._rng = np.random.default_rng()
         num_objects = getattr(self.estimator, "num_objects", None)
         for info in catalog:
@@ -413,12 +414,22 @@ class Pipeline:
         return lut
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
-        """Label image ``(H, W)`` int64 of class ids from the segmenter's argmax (stage 1 alone)."""
+        """Label image ``(H, W)`` int64 of class ids from the segmenter's argmax (stage 1 alone).
+
+        A segmenter trained on resized frames (``metadata["input_scale"]``, e.g. 0.5) sees the
+        frame resized the same way; its logits are upsampled bilinearly before the argmax.
+        """
         if self.segmenter is None:
             raise ValueError("this pipeline has no segmenter")
+        height, width = rgb.shape[:2]
+        if self._seg_scale != 1.0:
+            size = (max(1, round(width * self._seg_scale)), max(1, round(height * self._seg_scale)))
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)  # as SegmentationDataset
         img = normalize_image(rgb[None], self._seg_norm, device=self.device)
         with torch.inference_mode(), self._autocast():
             logits = self.segmenter(img)
+            if logits.shape[-2:] != (height, width):
+                logits = torch.nn.functional.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
         channels = logits[0].argmax(0).cpu().numpy()
         return self._segmenter_lut(int(logits.shape[1]))[channels]
 

@@ -144,6 +144,10 @@ def test_segmenters_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), seg(x))
     assert loaded.metadata["num_classes"] == 4 and loaded.metadata["arch"] == "compact"
+    assert loaded.metadata["input_scale"] == 1.0
+    # the scale a segmenter was trained at survives re-saving
+    again = save_checkpoint(tmp_path / "seg2.pth", loaded, input_scale=0.5)
+    assert load_segmenter(save_checkpoint(tmp_path / "seg3.pth", load_segmenter(again))).metadata["input_scale"] == 0.5
 
 
 def test_vanilla_segnet_state_dict_without_bn_counters(tmp_path):

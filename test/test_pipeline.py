@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -235,6 +236,26 @@ def test_segmenter_channels_and_bypass(nets, frame):
     # no segmenter and no masks: the frame is skipped with a reason
     no_seg = Pipeline(est, cat, PipelineConfig(num_points=N))(replace(frame, label=None))
     assert no_seg.error and "segmenter" in no_seg.error
+
+
+def test_segmenter_runs_at_its_training_scale(catalog, frame):
+    """``input_scale`` 0.5: the network sees the frame at half size; labels come back full size."""
+    from densefusion_ros.models import build_segmenter
+
+    torch.manual_seed(0)
+    seg = build_segmenter(num_classes=5).eval()
+    seg.metadata = {"input_scale": 0.5, "normalization": dict(PUBLISHED_NORMALIZATION)}
+    seen = []
+    seg.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape[-2:])))
+    label = Pipeline(build_estimator(num_objects=4, backbone="compact"), catalog, PipelineConfig(), segmenter=seg).segment(frame.rgb)
+    h, w = frame.rgb.shape[:2]
+    assert seen == [(h // 2, w // 2)] and label.shape == (h, w)
+    small = cv2.resize(frame.rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    with torch.no_grad():
+        logits = seg(normalize_image(small[None], PUBLISHED_NORMALIZATION))
+        up = nn.functional.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+    lut = np.array([0] + [catalog.by_index(j).class_id for j in range(4)])
+    np.testing.assert_array_equal(label, lut[up[0].argmax(0).numpy()])
 
 
 def test_instance_rules(nets, catalog, frame):

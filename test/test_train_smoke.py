@@ -103,7 +103,7 @@ def test_segmenter_and_time_budget(toy_dataset, tmp_path):
     meta = read_metadata(out / "segmenter_current.pth")
     # --max-minutes stopped the first epoch after one batch, saved, and exited
     assert meta["training"]["epochs"] == 0 and meta["training"]["samples_seen"] == 3
-    assert "miou" in meta["metrics"]
+    assert "miou" in meta["metrics"] and meta["input_scale"] == 0.5  # the pipeline segments at this scale
 
 
 def test_refiner_stage_needs_an_estimator(toy_dataset, tmp_path):

@@ -501,6 +501,7 @@ def save_checkpoint(
     training: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     half: bool = False,
+    input_scale: float | None = None,
 ) -> Path:
     """Write ``model`` in this package's format (see module docstring); returns the path.
 
@@ -520,6 +521,8 @@ def save_checkpoint(
         metrics: free-form dict of evaluation results.
         half: store floating-point weights as float16 (half the file size; the loaders cast
             them back to the model's float32, so inference runs as before within ~1e-3).
+        input_scale: segmenters only: the image scale they were trained at (``--seg-scale``);
+            the pipeline resizes frames by it before segmenting (default: as before, else 1).
     """
     model = unwrap_model(model)
     actual = _kind_of(model)
@@ -549,6 +552,7 @@ def save_checkpoint(
         "normalization": check_normalization(normalization),
         "training": dict(training) if training is not None else dict(old.get("training") or {}),
         "metrics": dict(metrics) if metrics is not None else dict(old.get("metrics") or {}),
+        **({"input_scale": float(input_scale or old.get("input_scale") or 1.0)} if actual == "segmenter" else {}),
         "state_dict": OrderedDict(
             (k, v.detach().cpu().to(torch.float16 if half and v.is_floating_point() else v.dtype).clone())
             for k, v in model.state_dict().items()

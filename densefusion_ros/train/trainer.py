@@ -246,9 +246,8 @@ def _resolve_device(name: str, di: DistInfo) -> torch.device:
     from densefusion_ros.pipeline import resolve_device
 
     device = resolve_device(name)
-    if device.type == "cuda" and di.enabled:
-        device = torch.device("cuda", di.local_rank)
     if device.type == "cuda":
+        device = torch.device("cuda", di.local_rank if di.enabled else (device.index or 0))
         torch.cuda.set_device(device)
     return device
 
@@ -767,6 +766,7 @@ class Trainer:
             num_points=None if st.stage == "segmenter" else self.args.num_points,
             object_names=self.object_names, normalization=self.normalization,
             training=self._metadata(), metrics=metrics,
+            input_scale=self.args.seg_scale if st.stage == "segmenter" else None,
         )  # fmt: skip
         if which == "current":
             blob = {"state": json.dumps(asdict(st)), "optimizer": self.optimizer.state_dict()}

@@ -59,6 +59,29 @@ def run_phase(env, tmp_path, case, frames, overlay):
     return stamps, json.loads(rec_out.strip().splitlines()[-1])
 
 
+@pytest.mark.parametrize("executor", ["events", "multi_threaded"])
+def test_trigger_estimates_the_next_frame_only(node_files, ros_env, tmp_path, executor):
+    """``continuous:=false``: frames arrive but only a ~/trigger call has one estimated, and answers with it."""
+    node = start_node(node_files, ros_env, "continuous:=false", f"executor:={executor}")
+    try:
+        (tmp_path / "valid.json").write_text(json.dumps([{"case": "valid", "count": 10, "period": 0.5}]))
+        recorder = spawn(["test/nodes/pose_recorder.py"], ros_env)
+        publisher = spawn(["test/nodes/case_publisher.py", str(tmp_path / "valid.json")], ros_env, stdin=subprocess.PIPE)
+        assert recorder.stdout.readline().strip() == "ready"
+        client = spawn(["test/nodes/trigger_client.py", "/densefusion/trigger", "2.0"], ros_env)
+        publisher.communicate("go\n", timeout=120)
+        answer = json.loads(client.communicate(timeout=60)[0].strip().splitlines()[-1])
+        time.sleep(1.5)
+        recorder.send_signal(signal.SIGTERM)
+        got = json.loads(recorder.communicate(timeout=30)[0].strip().splitlines()[-1])
+    finally:
+        stop(node)
+    assert answer["success"] and answer["message"].startswith("box_0 ("), answer
+    # the one triggered frame was estimated and published; the other nine were only received
+    assert len(got["poses"]) == 1 and len(got["detections"]) == 1
+    assert got["detections"][0]["dets"][0]["id"] == "box_0"
+
+
 def test_node_publishes_stamped_poses_detections_tf(node_files, ros_env, tmp_path):
     node = start_node(node_files, ros_env)
     try:

@@ -29,7 +29,10 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import ParameterDescriptor
+import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -81,6 +84,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "overlay": (True, "publish ~/overlay (computed only while someone subscribes)", False),
     "continuous": (True, "estimate every frame; false = only after a ~/trigger call", False),
     "trigger_timeout": (5.0, "seconds a ~/trigger call waits for the next processed frame", False),
+    "executor": ("events", "rclpy executor: events (rclpy's EventsExecutor, the least work per message) or "
+                 "multi_threaded", True),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
     "expected_input_hz": (30.0, "camera rate the input frequency diagnostics expect (tolerance 10 %)", False),
     "processing_budget_ms": (200.0, "per-frame processing budget: WARN above it, ERROR after 10 frames in a row", False),
@@ -131,7 +136,13 @@ class DenseFusionNode(Node):
             self, topics, self._on_synced, qos=qos, queue_size=self._p("sync_queue_size"), slop=self._p("sync_slop"),
             on_message=self._on_input,
         )
-        self.create_service(Trigger, "~/trigger", self._on_trigger, callback_group=MutuallyExclusiveCallbackGroup())
+        if self._p("executor") == "events":
+            # ~/trigger blocks until the next processed frame and the events executor has one thread:
+            # the service gets its own (hidden) node and thread so that inputs keep flowing meanwhile
+            self._trigger_host: _ServiceHost | None = _ServiceHost(self, "trigger", Trigger, self._on_trigger)
+        else:
+            self._trigger_host = None
+            self.create_service(Trigger, "~/trigger", self._on_trigger, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(self._p("diagnostics_period"), self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="densefusion_worker", daemon=True)
         self._worker.start()
@@ -304,12 +315,46 @@ class DenseFusionNode(Node):
         ]
         self.pub_diag.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=status))
 
+    def create_executor(self) -> Executor:
+        """The executor :func:`process.run` spins this node with (the ``executor`` parameter)."""
+        if self._p("executor") == "events":
+            return EventsExecutor()
+        return MultiThreadedExecutor(num_threads=2)  # inputs keep flowing while ~/trigger waits
+
     def shutdown(self) -> None:
         """Stop the worker thread (called before destroy_node); waits at most 1 s for a frame in progress."""
         with self._cv:
             self._stop = True
             self._cv.notify_all()
+        if self._trigger_host is not None:
+            self._trigger_host.close()
         self._worker.join(timeout=1.0)
+
+
+class _ServiceHost:
+    """A service of ``owner`` (``<owner's full name>/<name>``) served by a hidden helper node on its own thread."""
+
+    def __init__(self, owner: Node, name: str, srv_type: Any, callback: Any) -> None:
+        self._stop = False
+        self.node = rclpy.create_node(
+            f"_{owner.get_name()}_{name}", namespace=owner.get_namespace(), context=owner.context,
+            use_global_arguments=False,  # a process-wide __node remap must not rename it onto the owner
+        )  # fmt: skip
+        self.node.create_service(srv_type, f"{owner.get_fully_qualified_name()}/{name}", callback)
+        self.executor = SingleThreadedExecutor(context=owner.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, name=f"densefusion_{name}", daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop and self.node.context.ok():
+            self.executor.spin_once(timeout_sec=0.1)
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join(timeout=1.0)
+        self.executor.shutdown(timeout_sec=0.5)
+        self.node.destroy_node()
 
 
 def valid_pose(R: np.ndarray, t: np.ndarray, tol: float = 1e-3) -> bool:

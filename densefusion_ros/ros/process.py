@@ -157,7 +157,8 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None, name: str 
     node, executor = None, None
     try:
         node = make_node()
-        executor = MultiThreadedExecutor(num_threads=2)  # inputs keep flowing while ~/trigger waits
+        make_executor = getattr(node, "create_executor", None)
+        executor = make_executor() if make_executor is not None else MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         signals.spinning = True
         while signals.received is None and rclpy.ok():

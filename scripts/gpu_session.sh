@@ -45,14 +45,14 @@ fi
 stamp "estimator fine-tuning"
 $PY -m densefusion_ros.cli train --stage estimator --dataset "$DATA" --catalog "$DATA/catalog.yaml" --out "$RUNS/est" \
     --init-estimator models/estimator.pth --num-points 250 --batch-size 32 --lr 3e-4 --epoch-samples 16000 \
-    --test-samples 300 --max-minutes "$EST_MIN" --workers "$WORKERS" --device "$DEVICE" --no-progress 2>&1 | tail -25
+    --test-samples 300 --preload-crops --max-minutes "$EST_MIN" --workers "$WORKERS" --device "$DEVICE" --no-progress 2>&1 | tail -25
 cp "$RUNS/est/train_log.csv" "$OUT/estimator_log.csv"
 bundle estimator "$RUNS/est"
 
 stamp "refiner"
 $PY -m densefusion_ros.cli train --stage refiner --dataset "$DATA" --catalog "$DATA/catalog.yaml" --out "$RUNS/ref" \
     --init-estimator "$RUNS/est/estimator_best.pth" --num-points 250 --batch-size 32 --lr 1e-3 --epoch-samples 8000 \
-    --test-samples 300 --max-minutes "$REF_MIN" --workers "$WORKERS" --device "$DEVICE" --no-progress 2>&1 | tail -15
+    --test-samples 300 --preload-crops --max-minutes "$REF_MIN" --workers "$WORKERS" --device "$DEVICE" --no-progress 2>&1 | tail -15
 cp "$RUNS/ref/train_log.csv" "$OUT/refiner_log.csv"
 bundle refiner "$RUNS/ref"
 stamp "done"

@@ -36,10 +36,10 @@ $PY -m densefusion_ros.cli train --stage refiner --dataset $DATA --catalog $CAT 
 if [ "$GPU" = 1 ]; then  # the GPU step of the bundled weights (replaces the CPU refiner)
     $PY -m densefusion_ros.cli train --stage estimator --dataset $DATA --catalog $CAT --out $RUNS/est_gpu \
         --init-estimator $RUNS/est/estimator_best.pth --num-points 250 --batch-size 32 --lr 3e-4 --epoch-samples 16000 \
-        --test-samples 300 --max-minutes 5.2 --workers 14 --device cuda --no-progress
+        --test-samples 300 --preload-crops --max-minutes 5.2 --workers 14 --device cuda --no-progress
     $PY -m densefusion_ros.cli train --stage refiner --dataset $DATA --catalog $CAT --out $RUNS/ref \
         --init-estimator $RUNS/est_gpu/estimator_best.pth --num-points 250 --batch-size 32 --lr 1e-3 --epoch-samples 8000 \
-        --test-samples 300 --max-minutes 2 --workers 14 --device cuda --no-progress
+        --test-samples 300 --preload-crops --max-minutes 2 --workers 14 --device cuda --no-progress
     cp $RUNS/est_gpu/estimator_best.pth $RUNS/est/estimator_best.pth
 fi
 # Bundle with float16 storage (half the size; loaded back as float32).

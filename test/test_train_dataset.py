@@ -71,6 +71,21 @@ def test_crop_cache_gives_identical_samples(toy):
                 assert torch.equal(a[k], b[k]), (i, epoch, k)
 
 
+def test_preloaded_crops_give_identical_samples(toy, monkeypatch):
+    plain = _dataset(toy, cache_crops=False)
+    preloaded = _dataset(toy, cache_crops=True)
+    preloaded.preload(threads=3)
+    assert sorted(preloaded._cache) == list(range(len(preloaded)))
+    # after preloading, sampling reads no file
+    monkeypatch.setattr(preloaded, "_read_region", lambda i: pytest.fail(f"instance {i} read from disk"))
+    for i in range(len(plain)):
+        a, b = plain[(i, 0)], preloaded[(i, 0)]
+        for k in ("img", "points", "choose", "target", "model_points"):
+            assert torch.equal(a[k], b[k]), (i, k)
+    with pytest.raises(ValueError, match="cache_crops"):
+        plain.preload()
+
+
 def test_augmentation_is_seeded_and_adds_the_same_shift(toy):
     ds = _dataset(toy, augment=Augment(occluder_prob=1.0, mask_noise_prob=1.0))
     a, b, c = ds[(0, 3)], ds[(0, 3)], ds[(0, 4)]

@@ -54,7 +54,7 @@ def test_estimator_trains_saves_loads_and_resumes(toy_dataset, tmp_path):
     tune = tmp_path / "tune"
     assert trainer.main([
         "--stage", "estimator", "--dataset", str(toy_dataset), "--out", str(tune), "--epochs", "1", "--lr", "0",
-        "--init-estimator", str(out / "estimator_best.pth"), *FAST,
+        "--init-estimator", str(out / "estimator_best.pth"), "--preload-crops", *FAST,
     ]) == 0  # fmt: skip
     tuned = load_estimator(tune / "estimator_current.pth")
     assert tuned.metadata["training"]["epochs"] == 1 and tuned.metadata["training"]["samples_seen"] == 6

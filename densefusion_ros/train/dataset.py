@@ -308,6 +308,23 @@ class PoseDataset(Dataset):
     def crop_sizes(self) -> list[tuple[int, int]]:
         return [r.crop_hw for r in self.refs]
 
+    def preload(self, threads: int = 8) -> None:
+        """Load every instance's crop region now (needs ``cache_crops``), with ``threads`` threads.
+
+        Called before the DataLoader starts, the cache is inherited by its forked workers instead
+        of each worker decoding every frame again during the first epochs (on a 16-core GPU
+        machine the estimator trained at 160-390 samples/s while the per-worker caches filled,
+        1,200 once they were full).
+        """
+        if not self.cache_crops:
+            raise ValueError("preload needs cache_crops=True")
+        from concurrent.futures import ThreadPoolExecutor
+
+        missing = [i for i in range(len(self.refs)) if i not in self._cache]
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # cv2 decoding releases the GIL
+            for i, region in zip(missing, pool.map(self._read_region, missing)):
+                self._cache[i] = region
+
     # -- loading ----------------------------------------------------------------------------
 
     def _read_mask(self, frame: int, gt_idx: int) -> np.ndarray:
@@ -322,6 +339,13 @@ class PoseDataset(Dataset):
         """
         if i in self._cache:
             return self._cache[i]
+        out = self._read_region(i)
+        if self.cache_crops:
+            self._cache[i] = out
+        return out
+
+    def _read_region(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Instance ``i`` read from disk: the crop region with ``cache_crops``, else the full frame."""
         ref = self.refs[i]
         scene_id, im_id = self.bop.index[ref.frame]
         K, depth_scale_m = self.bop.camera(scene_id, im_id)
@@ -342,7 +366,6 @@ class PoseDataset(Dataset):
                 K2[0, 2] -= c.cmin
                 K2[1, 2] -= c.rmin
                 out = (rgb[sl].copy(), depth[sl].copy(), K2, mask[sl].copy(), R, t)
-            self._cache[i] = out
         return out
 
     def sample(self, i: int, rng: np.random.Generator, *, augment: bool = True) -> dict[str, Any]:

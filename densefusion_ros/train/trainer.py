@@ -130,6 +130,8 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="torch CPU threads (default: this rank's share of the cores not busy at start)")
     p.add_argument("--cache-crops", action=argparse.BooleanOptionalAction, default=True,
                    help="keep decoded crop regions in memory across epochs (in each DataLoader worker)")
+    p.add_argument("--preload-crops", action="store_true",
+                   help="decode every instance's crop before training (shared by forked DataLoader workers)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     return p
 
@@ -451,6 +453,12 @@ class Trainer:
                 test_bop, self.catalog, augment=Augment.none(), seed=a.seed + 1, max_instances=test_max, **common
             )
             self.train_sizes = self.train_set.crop_sizes
+            if a.preload_crops and a.cache_crops:
+                t0 = time.time()
+                for ds in (self.train_set, self.test_set):
+                    ds.preload(threads=max(2, os.cpu_count() or 2))
+                if self.di.main:
+                    log.info("preloaded %d crops in %.1f s", len(self.train_set) + len(self.test_set), time.time() - t0)
         if self.di.main:
             log.info(
                 "stage %s: %d training and %d test %s, %d objects, device %s, %d thread(s), world size %d",

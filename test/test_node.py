@@ -59,10 +59,11 @@ def run_phase(env, tmp_path, case, frames, overlay):
     return stamps, json.loads(rec_out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("executor", ["events", "multi_threaded"])
-def test_trigger_estimates_the_next_frame_only(node_files, ros_env, tmp_path, executor):
-    """``continuous:=false``: frames arrive but only a ~/trigger call has one estimated, and answers with it."""
-    node = start_node(node_files, ros_env, "continuous:=false", f"executor:={executor}")
+@pytest.mark.parametrize("executor, icp", [("events", "none"), ("multi_threaded", "after")])
+def test_trigger_estimates_the_next_frame_only(node_files, ros_env, tmp_path, executor, icp):
+    """``continuous:=false``: frames arrive but only a ~/trigger call has one estimated, and answers with it
+    (with either executor; the second run also refines with ICP)."""
+    node = start_node(node_files, ros_env, "continuous:=false", f"executor:={executor}", f"icp:={icp}")
     try:
         (tmp_path / "valid.json").write_text(json.dumps([{"case": "valid", "count": 10, "period": 0.5}]))
         recorder = spawn(["test/nodes/pose_recorder.py"], ros_env)

@@ -25,6 +25,8 @@ def test_startup_errors_exit_2_with_one_clear_line(models, ros_env, tmp_path):
         "not a checkpoint": ({"refiner_weights": garbage}, [f"refiner_weights: {garbage}: cannot be read", "Expected a DenseFusion refiner"]),
         "cuda strict": ({"device": "cuda:99", "device_strict": "true"},
                         ["device 'cuda:99' requested with device_strict, but this machine has"]),
+        "icp mode": ({"icp": "sometimes"}, ["icp: 'sometimes' is not none, after or only"]),
+        "parameter type": ({"icp": "off"}, ["parameter icp: Trying to set parameter 'icp' to 'False'"]),  # YAML: off = false
     }
     procs = {}
     for name, (overrides, _) in cases.items():

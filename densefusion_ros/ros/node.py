@@ -30,6 +30,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.experimental import EventsExecutor
@@ -66,6 +67,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "refine_iterations": (2, "refiner iterations K (the paper uses 2)", False),
     "min_mask_pixels": (50, "smaller masks are skipped", False),
     "min_points": (20, "fewer valid depth points in a mask skip the object", False),
+    "icp": ("none", "Open3D ICP on the observed points: none (published), after (from the network pose) or only "
+            "(from the centroid, no networks)", True),
     "score_threshold": (0.0, "objects whose confidence is lower are not published", False),
     "seed": (-1, "seed for point sampling; -1 = random", True),
     "color_topic": ("/camera/camera/color/image_raw", "colour image topic (rgb8, bgr8, rgba8, bgra8)", True),
@@ -103,7 +106,10 @@ class DenseFusionNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("densefusion", **kwargs)
         for name, (default, description, read_only) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
+            try:
+                self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
+            except (InvalidParameterTypeException, InvalidParameterValueException) as e:
+                raise process.StartupError(f"parameter {name}: {e}") from None
         self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
         self._warm_up()
         self._stats = _Stats()

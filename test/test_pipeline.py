@@ -270,6 +270,32 @@ def test_instance_rules(nets, catalog, frame):
     assert counts["split"] == [(1, 0), (1, 1)]
 
 
+def test_split_instances_are_the_full_frame_components(nets, catalog, frame):
+    """Components labelled inside the class's bounding box equal a full-frame labelling, largest first."""
+    label = frame.label.copy()
+    label[label == 2] = 1
+    label[label == 3] = 1  # class 1: three blobs
+    res = Pipeline(nets[0], catalog, PipelineConfig(num_points=N, seed=0, min_points=5, instances="split", keep_masks=True))(
+        replace(frame, label=label)
+    )
+    n, cc, stats, _ = cv2.connectedComponentsWithStats((label == 1).astype(np.uint8), connectivity=8)
+    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1
+    got = [r.mask for r in res.instances if r.class_id == 1]
+    assert len(got) == len(order) == 3
+    for mask, k in zip(got, order):
+        np.testing.assert_array_equal(mask, cc == k)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+def test_label_ids_equal_unique(dtype):
+    from densefusion_ros.pipeline import _label_ids
+
+    rng = np.random.default_rng(0)
+    labels = rng.choice(np.array([0, 3, 7, 200], dtype), size=(48, 64))
+    np.testing.assert_array_equal(_label_ids(labels), np.unique(labels))
+    np.testing.assert_array_equal(_label_ids(np.array([[-1, 5]])), [-1, 5])  # negative ids: np.unique
+
+
 def test_icp_after_refiner_runs(nets, tmp_path, frame):
     import trimesh
 

@@ -110,6 +110,8 @@ class DenseFusionNode(Node):
                 self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
             except (InvalidParameterTypeException, InvalidParameterValueException) as e:
                 raise process.StartupError(f"parameter {name}: {e}") from None
+        if self._p("executor") not in ("events", "multi_threaded"):
+            raise process.StartupError(f"executor: '{self._p('executor')}' is not events or multi_threaded")
         self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
         self._warm_up()
         self._stats = _Stats()

@@ -15,9 +15,10 @@ the same frames, points and ``choose`` (fixed seed) and give the same poses (tes
 Ratios are ``loop / mode`` measured in the same process with the modes interleaved run by run,
 CPU always, CUDA fp32 and fp16 when available. Segmentation is the same single full-image pass in
 every mode, so the frames carry label images and the compact segmenter is timed on its own
-(``seg ms``, at ``--seg-scale``); ``fps`` is end to end, ``1000 / (seg ms + batched total ms)``. With ``--compile``
-(CUDA) a fourth mode runs the batched pipeline with ``torch.compile``'d networks (``--compile-mode``,
-default ``reduce-overhead``: CUDA graphs), after an untimed compile warm-up.
+(``seg ms``, at ``--seg-scale``); ``fps`` is end to end, ``1000 / (seg ms + batched total ms)``.
+With ``--compile`` (CUDA) a fourth mode runs the batched pipeline with ``torch.compile``'d
+networks (``--compile-mode``, default ``reduce-overhead``: CUDA graphs), after an untimed
+compile warm-up.
 """
 
 from __future__ import annotations

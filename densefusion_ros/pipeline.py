@@ -437,7 +437,9 @@ class Pipeline:
         with torch.inference_mode(), self._autocast():
             logits = self.segmenter(img)
             if logits.shape[-2:] != (height, width):
-                logits = torch.nn.functional.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
+                logits = nn.functional.interpolate(
+                    logits.float(), size=(height, width), mode="bilinear", align_corners=False
+                )
         channels = logits[0].argmax(0).cpu().numpy()
         return self._segmenter_lut(int(logits.shape[1]))[channels]
 

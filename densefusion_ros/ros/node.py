@@ -231,7 +231,7 @@ class DenseFusionNode(Node):
     def _on_trigger(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self._trigger_done.clear()
         self._trigger_armed = True
-        response.success = self._trigger_done.wait(self._p("trigger_timeout"))
+        response.success = self._trigger_done.wait(self._p("trigger_timeout")) and not self._stop
         response.message = self._trigger_result if response.success else "no frame processed before trigger_timeout"
         return response
 
@@ -334,6 +334,7 @@ class DenseFusionNode(Node):
         with self._cv:
             self._stop = True
             self._cv.notify_all()
+        self._trigger_done.set()  # a ~/trigger call waiting for a frame answers (unsuccessfully) now
         if self._trigger_host is not None:
             self._trigger_host.close()
         self._worker.join(timeout=1.0)

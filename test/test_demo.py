@@ -17,7 +17,8 @@ from densefusion_ros.resources import share_path
 # Stated in models/README.md ("Tolerance checked by the tests"): on the bundled demo sequence,
 # with masks from the bundled segmentation network.
 MIN_DETECTED = 0.8  # share of ground-truth objects that get a pose
-MAX_MEDIAN_ADDS_MM = 25.0  # shapes line up (ADD-S); rotations of the CPU-trained model often do not (ADD)
+MAX_MEDIAN_ADDS_MM = 15.0  # measured 9.4 mm: shapes line up (ADD-S) better than rotations (ADD)
+MIN_WITHIN_01D = 0.2  # share of poses with ADD(-S) < 0.1 x diameter; measured 0.36
 
 
 def test_bundled_weights_carry_their_model_card():
@@ -46,6 +47,7 @@ def test_demo_runs_and_poses_are_accurate(tmp_path, ros_env):
     expected = judged + summary["missed"]
     assert judged / expected >= MIN_DETECTED, summary
     assert summary["median_adds_mm"] <= MAX_MEDIAN_ADDS_MM, summary
+    assert summary["add_or_adds_below_0.1d"] >= MIN_WITHIN_01D, summary
     for row in frames:
         for obj in row["objects"]:
             assert obj["name"] in ("duck", "mug", "bunny", "torus")

@@ -45,7 +45,7 @@ from densefusion_ros import geometry
 from densefusion_ros.catalog import Catalog, ObjectInfo
 from densefusion_ros.frame import Frame
 from densefusion_ros.icp import IcpOptions, icp_from_centroid, refine_pose
-from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image
+from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
 from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, prepare_instance
 
 __all__ = [
@@ -430,10 +430,7 @@ class Pipeline:
         if self.segmenter is None:
             raise ValueError("this pipeline has no segmenter")
         height, width = rgb.shape[:2]
-        if self._seg_scale != 1.0:
-            size = (max(1, round(width * self._seg_scale)), max(1, round(height * self._seg_scale)))
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)  # as SegmentationDataset
-        img = normalize_image(rgb[None], self._seg_norm, device=self.device)
+        img = normalize_image(rescale_rgb(rgb, self._seg_scale)[None], self._seg_norm, device=self.device)
         with torch.inference_mode(), self._autocast():
             logits = self.segmenter(img)
             if logits.shape[-2:] != (height, width):

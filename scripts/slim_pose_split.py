@@ -38,17 +38,12 @@ def slim_frame(bop: BopDataset, scene_id: int, im_id: int, out_scene: Path, qual
             c = crop_box(box, rgb.shape[:2])
             keep_rgb[c.rmin : c.rmax, c.cmin : c.cmax] = True
             keep_depth |= mask.astype(np.uint8)
-        _write_png(out_scene / name, mask.astype(np.uint8) * 255)
+        io.write_raw(out_scene / name, mask.astype(np.uint8) * 255, png_compression=9)
     kernel = np.ones((2 * dilate_px + 1, 2 * dilate_px + 1), np.uint8)
     keep_depth = cv2.dilate(keep_depth, kernel) > 0
     io.write_rgb(out_scene / "rgb" / f"{im_id:06d}.jpg", np.where(keep_rgb[..., None], rgb, 0), jpg_quality=quality)
-    _write_png(out_scene / DEPTH_NAME.format(im_id=im_id), np.where(keep_depth, depth, 0).astype(depth.dtype))
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        raise OSError(f"cannot write {path}")
+    depth_kept = np.where(keep_depth, depth, 0).astype(depth.dtype)
+    io.write_raw(out_scene / DEPTH_NAME.format(im_id=im_id), depth_kept, png_compression=9)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,9 +49,10 @@ def write_rgb(path: str | Path, rgb: np.ndarray, jpg_quality: int = 95) -> None:
     _imwrite(path, bgr, params)
 
 
-def write_raw(path: str | Path, image: np.ndarray) -> None:
-    """Write a grey uint8/uint16 image (depth, mask, label) losslessly as PNG."""
-    _imwrite(Path(path), np.ascontiguousarray(image), [])
+def write_raw(path: str | Path, image: np.ndarray, png_compression: int | None = None) -> None:
+    """Write a grey uint8/uint16 image (depth, mask, label) losslessly as PNG (compression 0-9)."""
+    params = [] if png_compression is None else [cv2.IMWRITE_PNG_COMPRESSION, int(png_compression)]
+    _imwrite(Path(path), np.ascontiguousarray(image), params)
 
 
 def write_mask(path: str | Path, mask: np.ndarray) -> None:

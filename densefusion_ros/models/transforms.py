@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -28,6 +29,7 @@ __all__ = [
     "PUBLISHED_NORMALIZATION",
     "check_normalization",
     "normalize_image",
+    "rescale_rgb",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -92,3 +94,13 @@ def normalize_image(
     mean = torch.tensor(norm["mean"], dtype=torch.float32, device=x.device).view(3, 1, 1)
     std = torch.tensor(norm["std"], dtype=torch.float32, device=x.device).view(3, 1, 1)
     return ((x * norm["scale"] - mean) / std).contiguous()
+
+
+def rescale_rgb(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """``rgb`` resized by ``scale`` with area interpolation: how a segmenter trained at
+    ``--seg-scale`` saw its frames, so training and the pipeline resize the same way."""
+    if scale == 1.0:
+        return rgb
+    height, width = rgb.shape[:2]
+    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)

@@ -38,7 +38,7 @@ from densefusion_ros.data import io
 from densefusion_ros.data.bop import DEPTH_NAME, MASK_VISIB_NAME, BopDataset
 from densefusion_ros.frame import depth_to_metres
 from densefusion_ros.geometry import transform_points
-from densefusion_ros.models.transforms import normalize_image
+from densefusion_ros.models.transforms import normalize_image, rescale_rgb
 from densefusion_ros.sampling import InstanceSkipped, crop_box, mask_box, prepare_instance
 
 __all__ = [
@@ -592,9 +592,8 @@ class SegmentationDataset(Dataset):
                 continue
             label[io.read_mask(path)] = obj.index + 1
         if self.scale != 1.0:
-            h, w = rgb.shape[:2]
-            size = (max(1, int(round(w * self.scale))), max(1, int(round(h * self.scale))))
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            rgb = rescale_rgb(rgb, self.scale)
+            size = (rgb.shape[1], rgb.shape[0])
             label = cv2.resize(label.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(np.int64)
         return rgb, label
 

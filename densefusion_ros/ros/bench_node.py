@@ -6,9 +6,15 @@ In one run, on the same frames (the bundled sequence by default):
    input rate (15 and 30 Hz by default); this process subscribes to the node's detections and
    ``~/debug/processing_time_ms`` and measures latency (image stamp -> detections received) and
    output rate.
+3. the pipeline is called directly again while the replay streams at each rate to a plain
+   subscriber process that receives the three camera topics as the node would ("direct under
+   the stream"): the camera driver's and the receiving's load on the machine, without the node.
 Overhead = node processing time per frame (conversion + pipeline + messages) / direct pipeline
-time - 1. Both sides use the same thread count; the direct time is measured before and after the
-node runs and averaged, since machine load drifts between them.
+time - 1, against the idle direct time (before and after the node runs, averaged, since machine
+load drifts) and against the direct time under the same stream (the like-for-like comparison on a
+small machine, where the publisher and the receiving share the cores with the pipeline). The node
+also reports its own pipeline time (``~/debug/pipeline_time_ms``), so the in-node share of
+conversion and publishing is printed too. Both sides use the same torch thread count.
 
     python -m densefusion_ros.ros.bench_node --rates 15 30 --loops 3
 """
@@ -16,6 +22,7 @@ node runs and averaged, since machine load drifts between them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -24,6 +31,9 @@ import time
 import numpy as np
 import rclpy
 import torch
+from rclpy.executors import ExternalShutdownException
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64
 from vision_msgs.msg import Detection3DArray
 
@@ -32,19 +42,25 @@ from densefusion_ros.pipeline import Pipeline, PipelineConfig
 from densefusion_ros.resources import share_path
 from densefusion_ros.ros.bag import load_frames
 from densefusion_ros.ros.env import apply_local_ros_env
+from densefusion_ros.ros.node import PARAMETERS
 from densefusion_ros.ros.sync import header_stamp
 
 
-def direct_pipeline_ms(bag: str, threads: int, repeats: int) -> float:
+def bundled_pipeline(threads: int) -> Pipeline:
     torch.set_num_threads(threads)
-    pipeline = Pipeline.from_checkpoints(
+    return Pipeline.from_checkpoints(
         share_path("models", "estimator.pth"), share_path("config", "objects", "demo.yaml"), PipelineConfig(seed=0),
         refiner=share_path("models", "refiner.pth"), segmenter=share_path("models", "segmenter.pth"),
     )
-    frames = load_frames(bag)
+
+
+def direct_pipeline_ms(pipeline: Pipeline, frames: list, repeats: int, until=None) -> float:
+    """Median ms per frame of ``pipeline`` on ``frames`` (``repeats`` passes, or until ``until()`` is true)."""
     pipeline(frames[0])  # warm-up
     times = []
-    for _ in range(repeats):
+    for r in itertools.count():
+        if (until is None and r >= repeats) or (until is not None and until()):
+            break
         for frame in frames:
             t0 = time.perf_counter()
             pipeline(frame)
@@ -52,16 +68,49 @@ def direct_pipeline_ms(bag: str, threads: int, repeats: int) -> float:
     return float(np.median(times))
 
 
-def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict) -> dict:
+def sink(topics: list[str]) -> None:
+    """Receive the camera topics and drop them (the stream's load without the node)."""
+    rclpy.init()
+    node = rclpy.create_node("bench_stream_sink")
+    types = {PARAMETERS["camera_info_topic"][0]: CameraInfo}
+    for topic in topics:
+        node.create_subscription(types.get(topic, Image), topic, lambda _msg: None, qos_profile_sensor_data)
+    print("ready", flush=True)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+def direct_under_stream(pipeline: Pipeline, frames: list, bag: str, rate: float, loops: int, env: dict) -> float:
+    """Direct pipeline ms per frame while the replay streams ``bag`` at ``rate`` to a subscriber process."""
+    topics = [PARAMETERS[k][0] for k in ("color_topic", "depth_topic", "camera_info_topic")]
+    receiver = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.bench_node", "--sink", *topics],
+                                env=env, stdout=subprocess.PIPE, text=True)
+    receiver.stdout.readline()
+    replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.replay", "--bag", bag, "--rate", str(rate), "--loops", str(loops)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3.0)  # the replay's start-up and subscriber wait, as in the node run
+        return direct_pipeline_ms(pipeline, frames, 0, until=lambda: replay.poll() is not None)
+    finally:
+        replay.wait(timeout=600)
+        receiver.terminate()
+        receiver.wait(timeout=10)
+
+
+def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict, params: list[str] = ()) -> dict:
+    extra = [a for p in params for a in ("-p", p)]
     node = subprocess.Popen(
-        [sys.executable, "-m", "densefusion_ros.ros.node", "--ros-args", "-p", "seed:=0", "-p", "overlay:=false", "-p", "device:=cpu", "-p", f"torch_threads:={threads}"],
+        [sys.executable, "-m", "densefusion_ros.ros.node", "--ros-args", "-p", "seed:=0", "-p", "overlay:=false", "-p", "device:=cpu",
+         "-p", f"torch_threads:={threads}", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     for line in node.stdout:
         if "ready:" in line:
             break
     sub = rclpy.create_node(f"bench_node_{int(rate)}")
-    latencies, arrivals, processing = [], [], []
+    latencies, arrivals, processing, in_node = [], [], [], []
 
     def on_det(msg: Detection3DArray) -> None:
         latencies.append((sub.get_clock().now().nanoseconds * 1e-9 - header_stamp(msg)) * 1e3)
@@ -69,6 +118,7 @@ def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict) -> 
 
     sub.create_subscription(Detection3DArray, "/densefusion/detections", on_det, 50)
     sub.create_subscription(Float64, "/densefusion/debug/processing_time_ms", lambda m: processing.append(m.data), 50)
+    sub.create_subscription(Float64, "/densefusion/debug/pipeline_time_ms", lambda m: in_node.append(m.data), 50)
     replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.replay", "--bag", bag, "--rate", str(rate), "--loops", str(loops)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sent_start = time.monotonic()
@@ -85,6 +135,7 @@ def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict) -> 
         "rate_in": rate, "frames_out": len(arrivals), "rate_out": (len(arrivals) - 1) / span if span == span and span > 0 else 0.0,
         "latency_p50": float(np.percentile(lat, 50)), "latency_p95": float(np.percentile(lat, 95)),
         "processing_ms": float(np.median(processing)) if processing else float("nan"),
+        "pipeline_ms": float(np.median(in_node)) if in_node else float("nan"),
     }
 
 
@@ -95,24 +146,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both the direct run and the node")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="extra node parameter (repeatable)")
+    parser.add_argument("--sink", nargs="+", metavar="TOPIC", help=argparse.SUPPRESS)  # internal: the stream's receiver
     args = parser.parse_args(argv)
     apply_local_ros_env()
+    if args.sink:
+        sink(args.sink)
+        return 0
     env = dict(os.environ)
-    before = direct_pipeline_ms(args.bag, args.threads, args.repeats)
+    pipeline, frames = bundled_pipeline(args.threads), load_frames(args.bag)
+    before = direct_pipeline_ms(pipeline, frames, args.repeats)
     rclpy.init()
     try:
-        rows = [measure_node(args.bag, r, args.loops, args.threads, env) for r in args.rates]
+        rows = [measure_node(args.bag, r, args.loops, args.threads, env, args.param) for r in args.rates]
     finally:
         rclpy.try_shutdown()
-    after = direct_pipeline_ms(args.bag, args.threads, args.repeats)
+    loaded = {r: direct_under_stream(pipeline, frames, args.bag, r, args.loops, env) for r in args.rates}
+    after = direct_pipeline_ms(pipeline, frames, args.repeats)
     direct = (before + after) / 2
-    print(f"direct pipeline: {direct:.1f} ms/frame (median, {args.threads} thread(s); {before:.1f} before, {after:.1f} after)")
-    print("| input Hz | output Hz | frames out | latency p50 ms | latency p95 ms | node ms/frame | overhead vs direct |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"direct pipeline, idle: {direct:.1f} ms/frame (median, {args.threads} thread(s); {before:.1f} before, {after:.1f} after)")
+    print("| input Hz | output Hz | frames out | latency p50 ms | latency p95 ms | node ms/frame | in-node pipeline ms "
+          "| direct under the stream ms | overhead vs direct under the stream | overhead vs idle direct |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        overhead = r["processing_ms"] / direct - 1
+        same_load = loaded[r["rate_in"]]
         print(f"| {r['rate_in']:.0f} | {r['rate_out']:.1f} | {r['frames_out']} | {r['latency_p50']:.0f} | {r['latency_p95']:.0f} | "
-              f"{r['processing_ms']:.1f} | {overhead * 100:+.1f} % |")
+              f"{r['processing_ms']:.1f} | {r['pipeline_ms']:.1f} | {same_load:.1f} | "
+              f"{(r['processing_ms'] / same_load - 1) * 100:+.1f} % | {(r['processing_ms'] / direct - 1) * 100:+.1f} % |")
     return 0
 
 

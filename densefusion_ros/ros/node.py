@@ -131,6 +131,7 @@ class DenseFusionNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pub_processing_ms = self.create_publisher(Float64, "~/debug/processing_time_ms", 10)
         self.pub_latency_ms = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
+        self.pub_pipeline_ms = self.create_publisher(Float64, "~/debug/pipeline_time_ms", 10)
         self.tf = compat.TransformPublisher(self)
 
         qos_name = self._p("qos")
@@ -283,18 +284,20 @@ class DenseFusionNode(Node):
         self._stats.processed(result, processing_ms, latency_ms)
         self.pub_processing_ms.publish(Float64(data=processing_ms))
         self.pub_latency_ms.publish(Float64(data=latency_ms))
+        self.pub_pipeline_ms.publish(Float64(data=result.timings_ms["total"]))
         if self._trigger_armed:
             self._trigger_armed = False
             self._trigger_result = ", ".join(f"{outputs.instance_id(i)} ({i.confidence:.2f})" for i in instances) or "nothing found"
             self._trigger_done.set()
 
     def _publish(self, header: Header, frame: Frame, instances: list) -> None:
-        self.pub_poses.publish(outputs.pose_array(header, instances))
-        self.pub_detections.publish(outputs.detections(header, instances, self.catalog))
+        posed = outputs.poses(instances)
+        self.pub_poses.publish(outputs.pose_array(header, posed))
+        self.pub_detections.publish(outputs.detections(header, instances, posed, self.catalog))
         if self._p("publish_tf"):
-            self.tf.send(outputs.transforms(header, instances, self._p("tf_prefix")).transforms)
+            self.tf.send(outputs.transforms(header, instances, posed, self._p("tf_prefix")).transforms)
         if self._p("publish_markers"):
-            self.pub_markers.publish(outputs.markers(header, instances, self.catalog))
+            self.pub_markers.publish(outputs.markers(header, instances, posed, self.catalog))
         if self._p("overlay") and self.pub_overlay.get_subscription_count() > 0:
             self.pub_overlay.publish(numpy_to_image(draw_overlay(frame.rgb, frame.K, instances, self.catalog), "rgb8", header))
             self._stats.overlays += 1

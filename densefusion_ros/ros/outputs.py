@@ -2,7 +2,9 @@
 
 Every message reuses the source image's header (stamp and optical frame id). Instance ids are
 ``<name>_<k>``, ``k`` being the instance number within its class, so a consumer can follow an
-object from frame to frame; TF child frames are ``<prefix><name>_<k>``.
+object from frame to frame; TF child frames are ``<prefix><name>_<k>``. Each builder takes the
+instances' ``Pose`` messages (:func:`poses`) beside the instances, so that the rotation of an
+instance is converted to a quaternion once per frame, not once per message.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import Pose, PoseArray, PoseWithCovariance
+from geometry_msgs.msg import Point, Pose, PoseArray, PoseWithCovariance
 from std_msgs.msg import ColorRGBA, Header
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
@@ -28,24 +30,29 @@ def instance_id(inst: InstanceResult) -> str:
     return f"{inst.name}_{inst.instance}"
 
 
-def pose_array(header: Header, instances: Sequence[InstanceResult]) -> PoseArray:
-    return PoseArray(header=header, poses=[pose_msg(i.R, i.t) for i in instances])
+def poses(instances: Sequence[InstanceResult]) -> list[Pose]:
+    """The ``Pose`` of each instance (unit quaternion; raises ValueError on a non-finite pose)."""
+    return [pose_msg(i.R, i.t) for i in instances]
 
 
-def detections(header: Header, instances: Sequence[InstanceResult], catalog: Catalog) -> Detection3DArray:
+def pose_array(header: Header, posed: Sequence[Pose]) -> PoseArray:
+    return PoseArray(header=header, poses=list(posed))
+
+
+def detections(header: Header, instances: Sequence[InstanceResult], posed: Sequence[Pose], catalog: Catalog) -> Detection3DArray:
     """vision_msgs 4.x detections: class_id = object name, score = confidence, bbox from the mesh."""
     out = Detection3DArray(header=header)
-    for inst in instances:
+    for inst, pose in zip(instances, posed, strict=True):
         info = catalog.by_class_id(inst.class_id)
         det = Detection3D(header=header, id=instance_id(inst))
         hyp = ObjectHypothesisWithPose()
         hyp.hypothesis.class_id = inst.name
         hyp.hypothesis.score = float(inst.confidence)
-        hyp.pose = PoseWithCovariance(pose=pose_msg(inst.R, inst.t))
+        hyp.pose = PoseWithCovariance(pose=pose)
         det.results.append(hyp)
         if info is not None:
-            center = inst.R @ info.bbox_center.astype(np.float64) + inst.t
-            det.bbox.center = pose_msg(inst.R, center)
+            x, y, z = (inst.R @ info.bbox_center.astype(np.float64) + inst.t).tolist()
+            det.bbox.center = Pose(position=Point(x=x, y=y, z=z), orientation=pose.orientation)
             det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v) for v in info.extents)
         else:
             det.bbox.center = hyp.pose.pose
@@ -53,19 +60,22 @@ def detections(header: Header, instances: Sequence[InstanceResult], catalog: Cat
     return out
 
 
-def transforms(header: Header, instances: Sequence[InstanceResult], prefix: str) -> TFMessage:
-    return TFMessage(transforms=[transform_msg(header, prefix + instance_id(i), pose_msg(i.R, i.t)) for i in instances])
+def transforms(header: Header, instances: Sequence[InstanceResult], posed: Sequence[Pose], prefix: str) -> TFMessage:
+    return TFMessage(
+        transforms=[transform_msg(header, prefix + instance_id(i), p) for i, p in zip(instances, posed, strict=True)]
+    )
 
 
-def markers(header: Header, instances: Sequence[InstanceResult], catalog: Catalog, lifetime_s: float = 0.5) -> MarkerArray:
+def markers(
+    header: Header, instances: Sequence[InstanceResult], posed: Sequence[Pose], catalog: Catalog, lifetime_s: float = 0.5
+) -> MarkerArray:
     """Mesh and label markers; a DELETEALL first so objects that vanished leave no ghosts."""
     out = MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])
     life = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
-    for k, inst in enumerate(instances):
+    for k, (inst, pose) in enumerate(zip(instances, posed, strict=True)):
         info = catalog.by_class_id(inst.class_id)
         r, g, b = (c / 255.0 for c in object_color(inst.class_id, info.color if info else None))
         alpha = float(np.clip(0.35 + 0.65 * inst.confidence, 0.0, 1.0))
-        pose = pose_msg(inst.R, inst.t)
         mesh = Marker(header=header, ns="objects", id=2 * k, action=Marker.ADD, pose=pose, lifetime=life)
         mesh.color = ColorRGBA(r=r, g=g, b=b, a=alpha)
         if info is not None:
@@ -76,7 +86,7 @@ def markers(header: Header, instances: Sequence[InstanceResult], catalog: Catalo
             mesh.type = Marker.SPHERE
             mesh.scale.x = mesh.scale.y = mesh.scale.z = 0.05
         label = Marker(header=header, ns="labels", id=2 * k + 1, action=Marker.ADD, type=Marker.TEXT_VIEW_FACING, lifetime=life)
-        label.pose = Pose(position=pose.position)
+        label.pose = Pose(position=Point(x=pose.position.x, y=pose.position.y, z=pose.position.z))
         label.pose.position.y -= 0.6 * (info.diameter if info is not None else 0.1)
         label.pose.orientation.w = 1.0
         label.scale.z = 0.025

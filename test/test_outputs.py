@@ -1,0 +1,61 @@
+"""The output messages of one frame agree with each other and with the poses (real ROS messages)."""
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+from std_msgs.msg import Header
+
+from densefusion_ros.catalog import Catalog
+from densefusion_ros.pipeline import InstanceResult
+from densefusion_ros.resources import share_path
+from densefusion_ros.ros import outputs
+
+
+def _instances(catalog: Catalog) -> list[InstanceResult]:
+    rng = np.random.default_rng(0)
+    out = []
+    for k, info in enumerate(catalog):
+        R = Rotation.random(random_state=k).as_matrix()
+        t = np.array([0.1 * k, -0.05, 0.6 + 0.1 * k])
+        q = Rotation.from_matrix(R).as_quat(scalar_first=True, canonical=True)
+        out.append(InstanceResult(name=info.name, class_id=info.class_id, index=info.index, instance=0, R=R, t=t,
+                                  quaternion_wxyz=q, confidence=float(rng.uniform(0.2, 0.9)), box=(0, 40, 0, 40), num_points=200))
+    return out
+
+
+def _xyzw(q) -> np.ndarray:
+    return np.array([q.x, q.y, q.z, q.w])
+
+
+def test_every_message_carries_the_same_pose_and_the_header():
+    catalog = Catalog.load(share_path("config", "objects", "demo.yaml"))
+    instances = _instances(catalog)
+    header = Header(frame_id="camera_color_optical_frame")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    posed = outputs.poses(instances)
+    poses = outputs.pose_array(header, posed)
+    dets = outputs.detections(header, instances, posed, catalog)
+    tf = outputs.transforms(header, instances, posed, "df/")
+    markers = outputs.markers(header, instances, posed, catalog)
+    assert poses.header == header and dets.header == header
+    assert markers.markers[0].action == markers.markers[0].DELETEALL
+    meshes = [m for m in markers.markers if m.ns == "objects"]
+    labels = [m for m in markers.markers if m.ns == "labels"]
+    assert len(meshes) == len(labels) == len(instances) == len(poses.poses) == len(dets.detections) == len(tf.transforms)
+    for inst, p, det, tr, mesh, label in zip(instances, poses.poses, dets.detections, tf.transforms, meshes, labels):
+        info = catalog.by_class_id(inst.class_id)
+        expected = Rotation.from_matrix(inst.R).as_quat()
+        assert abs(abs(_xyzw(p.orientation) @ expected) - 1) < 1e-9
+        for pose in (det.results[0].pose.pose, mesh.pose):
+            assert np.allclose(_xyzw(pose.orientation), _xyzw(p.orientation))
+            assert np.allclose([pose.position.x, pose.position.y, pose.position.z], inst.t)
+        assert np.allclose(_xyzw(tr.transform.rotation), _xyzw(p.orientation))
+        assert np.allclose([tr.transform.translation.x, tr.transform.translation.y, tr.transform.translation.z], inst.t)
+        assert tr.header == header and tr.child_frame_id == f"df/{inst.name}_0"
+        assert det.id == f"{inst.name}_0" and det.results[0].hypothesis.class_id == inst.name
+        assert det.results[0].hypothesis.score == inst.confidence
+        center = inst.R @ info.bbox_center + inst.t
+        assert np.allclose([det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.center.position.z], center)
+        assert np.allclose([det.bbox.size.x, det.bbox.size.y, det.bbox.size.z], info.extents)
+        # the label floats above the object; the mesh stays at the pose
+        assert np.isclose(label.pose.position.y, inst.t[1] - 0.6 * info.diameter)
+        assert label.text.startswith(f"{inst.name}_0 ")

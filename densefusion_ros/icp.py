@@ -8,6 +8,11 @@ DenseFusion's paper compares against PoseCNN+ICP; here ICP is an optional pipeli
 * ``"only"``: no network pose: ICP starts from the observed points' centroid with each of
   ``IcpOptions.init_rotations`` rotations and keeps the best fit. This is a geometric baseline,
   not DenseFusion; from a single identity rotation it converges only for small rotations.
+* ``"verify"``: hypothesise and verify (:func:`refine_with_hypotheses`): ICP from the network
+  pose turned by each of ``init_rotations`` rotations about the model's centre, and the result
+  most consistent with the depth image (:func:`depth_consistency`) wins. It recovers the
+  orientation when the network is a quarter or half turn off, at about ``init_rotations`` times the
+  cost of ``"after"``: for accuracy over speed, e.g. with the node's on-demand ``~/trigger``.
 
 Convention: a pose ``(R, t)`` maps object points to the camera frame, ``p_cam = R p_obj + t``,
 metres. The *observed* cloud (camera frame) is registered onto the *model* cloud (object frame),
@@ -23,7 +28,10 @@ from typing import Literal
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-__all__ = ["IcpOptions", "IcpResult", "refine_pose", "icp_from_centroid", "cube_rotations"]
+__all__ = [
+    "IcpOptions", "IcpResult", "refine_pose", "icp_from_centroid", "cube_rotations", "depth_consistency",
+    "refine_with_hypotheses",
+]
 
 
 @dataclass
@@ -35,8 +43,13 @@ class IcpOptions:
         max_distance: correspondence distance in metres; ``None`` = 10 % of the model's extent.
         max_iterations: Open3D ICP iteration cap.
         model_points: model points sampled from the mesh (``ObjectInfo.sample_points``).
-        init_rotations: initial rotations tried in ``"only"`` mode: 1 (identity) or 24 (the cube group).
+        init_rotations: initial rotations tried in ``"only"`` and ``"verify"`` modes: 1 (identity) or
+            up to 24 (the cube group).
         min_fitness: a result with lower fitness keeps the input pose (``"after"`` mode).
+        observed_points: observed points of the instance used by the pipeline's ICP stage, sampled
+            from its whole mask (0 = the network's N points only).
+        verify_tolerance, verify_violation_weight: :func:`depth_consistency`'s ``tolerance`` (m)
+            and ``violation_weight`` in ``"verify"`` mode.
     """
 
     method: Literal["point_to_point", "point_to_plane"] = "point_to_point"
@@ -45,6 +58,9 @@ class IcpOptions:
     model_points: int = 2000
     init_rotations: int = 24
     min_fitness: float = 0.3
+    observed_points: int = 1000
+    verify_tolerance: float = 0.01
+    verify_violation_weight: float = 3.0
 
 
 @dataclass
@@ -181,3 +197,84 @@ def icp_from_centroid(
             best = res
     assert best is not None
     return best
+
+
+def depth_consistency(
+    model_points_cam: np.ndarray,
+    depth_m: np.ndarray,
+    K: np.ndarray,
+    mask: np.ndarray,
+    tolerance: float = 0.01,
+    violation_weight: float = 3.0,
+) -> float:
+    """How well a posed model explains the depth image: ``(supported - w * violating) / M``.
+
+    ``model_points_cam`` are ``M`` model points already in the camera frame. A point that projects
+    into ``mask`` within ``tolerance`` of the measured depth is *supported*; a point more than
+    ``tolerance`` in front of the measured depth is *violating* (the camera sees through it, so the
+    object cannot be there); points behind the measured surface (the hidden side, occlusion) and
+    points without a depth reading count for nothing. In (-w, 1]; higher is better.
+    """
+    X = np.asarray(model_points_cam, dtype=np.float64).reshape(-1, 3)
+    if len(X) == 0:
+        return float("-inf")
+    z = X[:, 2]
+    front = z > 1e-6
+    h, w = depth_m.shape[:2]
+    u = np.full(len(X), -1, np.int64)
+    v = np.full(len(X), -1, np.int64)
+    u[front] = np.round(K[0, 0] * X[front, 0] / z[front] + K[0, 2]).astype(np.int64)
+    v[front] = np.round(K[1, 1] * X[front, 1] / z[front] + K[1, 2]).astype(np.int64)
+    inside = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    d = np.zeros(len(X))
+    d[inside] = depth_m[v[inside], u[inside]]
+    measured = inside & np.isfinite(d) & (d > 0)
+    in_mask = np.zeros(len(X), bool)
+    in_mask[inside] = mask[v[inside], u[inside]]
+    supported = measured & in_mask & (np.abs(z - d) < tolerance)
+    violating = measured & (z < d - tolerance)
+    return float((supported.sum() - violation_weight * violating.sum()) / len(X))
+
+
+def refine_with_hypotheses(
+    observed_points: np.ndarray,
+    model_points: np.ndarray,
+    R: np.ndarray,
+    t: np.ndarray,
+    depth_m: np.ndarray,
+    K: np.ndarray,
+    mask: np.ndarray,
+    options: IcpOptions | None = None,
+    score_points: int = 500,
+    coarse_points: int = 600,
+) -> IcpResult:
+    """ICP from ``(R, t)`` turned by each of ``options.init_rotations`` cube rotations about the
+    model's centre; the accepted result with the best :func:`depth_consistency` wins.
+
+    Each hypothesis runs ICP on at most ``coarse_points`` observed points; only the winner is
+    refined with every observed point (on the bundled model's held-out frames this was as accurate
+    as full ICP per hypothesis, at a third of its time). The first hypothesis is ``(R, t)`` itself.
+    The input pose comes back, not accepted, when ICP accepts no hypothesis.
+    """
+    options = options or IcpOptions()
+    observed_points = np.asarray(observed_points, dtype=np.float64).reshape(-1, 3)
+    model_points = np.asarray(model_points, dtype=np.float64).reshape(-1, 3)
+    R = np.asarray(R, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64).reshape(3)
+    centre = model_points.mean(axis=0) if len(model_points) else np.zeros(3)
+    scored = model_points[:: max(1, len(model_points) // max(1, score_points))]
+    coarse_obs = observed_points[:: max(1, -(-len(observed_points) // max(1, coarse_points)))]
+    best, best_score = None, float("-inf")
+    for S in cube_rotations()[: max(1, int(options.init_rotations))]:
+        R0 = R @ S
+        res = refine_pose(coarse_obs, model_points, R0, t + R @ centre - R0 @ centre, options)
+        if not res.accepted:
+            continue
+        score = depth_consistency(
+            scored @ res.R.T + res.t, depth_m, K, mask, options.verify_tolerance, options.verify_violation_weight
+        )
+        if score > best_score:
+            best, best_score = res, score
+    if best is None:
+        return IcpResult(R, t, 0.0, float("inf"), accepted=False)
+    return refine_pose(observed_points, model_points, best.R, best.t, options)

@@ -16,8 +16,9 @@ Stages of :meth:`Pipeline.__call__` (timed per stage, in ms):
 5. **refiner**: K iterations, batched over all instances: ``p' = R^T (p - t)``,
    ``(q2, t2) = refiner(p', emb, obj)``, ``R <- R R2``, ``t <- R t2 + t`` (fact sheet 4.8),
    with the estimator's embedding reused.
-6. **icp** (optional, :mod:`densefusion_ros.icp`): ``"after"`` the refiner, or ``"only"``
-   (no network pose; centroid initialisation).
+6. **icp** (optional, :mod:`densefusion_ros.icp`): ``"after"`` the refiner, ``"verify"``
+   (hypotheses around the refined pose, checked against the depth image), or ``"only"`` (no
+   network pose; centroid initialisation).
 
 :meth:`Pipeline.run_per_object` is the published one-object-at-a-time inference (batch 1,
 numpy composition through w-first quaternions as in ``tools/eval_ycb.py``); it shares stages
@@ -44,9 +45,9 @@ from torch import nn
 from densefusion_ros import geometry
 from densefusion_ros.catalog import Catalog, ObjectInfo
 from densefusion_ros.frame import Frame
-from densefusion_ros.icp import IcpOptions, icp_from_centroid, refine_pose
+from densefusion_ros.icp import IcpOptions, icp_from_centroid, refine_pose, refine_with_hypotheses
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
-from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, prepare_instance
+from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, observed_points, prepare_instance
 
 __all__ = [
     "PipelineConfig",
@@ -87,8 +88,10 @@ class PipelineConfig:
             draws from ``default_rng([seed, class_id, instance])``, independent of the others).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
         fp16: float16 autocast for the networks on CUDA (ignored on CPU); poses compose in float32.
-        icp: ``"off"`` (published), ``"after"`` (ICP from the network pose) or ``"only"``
-            (ICP from the centroid, no networks; see :mod:`densefusion_ros.icp`).
+        icp: ``"off"`` (published), ``"after"`` (ICP from the network pose), ``"verify"`` (ICP
+            from the network pose turned by each cube rotation, the result most consistent with
+            the depth image kept) or ``"only"`` (ICP from the centroid, no networks); see
+            :mod:`densefusion_ros.icp`.
         icp_options: :class:`~densefusion_ros.icp.IcpOptions`.
         instances: how a class's mask becomes instances: ``"class"`` (published: the whole mask
             of a class id is one instance), ``"largest"`` (keep the largest 8-connected
@@ -119,7 +122,7 @@ class PipelineConfig:
     seed: int | None = None
     device: str = "cpu"
     fp16: bool = False
-    icp: Literal["off", "after", "only"] = "off"
+    icp: Literal["off", "after", "only", "verify"] = "off"
     icp_options: IcpOptions = field(default_factory=IcpOptions)
     instances: Literal["class", "largest", "split"] = "largest"
     crop_step: int = CROP_STEP
@@ -129,8 +132,8 @@ class PipelineConfig:
     per_object: bool = False
 
     def __post_init__(self) -> None:
-        if self.icp not in ("off", "after", "only"):
-            raise ValueError(f"icp must be 'off', 'after' or 'only', got {self.icp!r}")
+        if self.icp not in ("off", "after", "only", "verify"):
+            raise ValueError(f"icp must be 'off', 'after', 'only' or 'verify', got {self.icp!r}")
         if self.instances not in ("class", "largest", "split"):
             raise ValueError(f"instances must be 'class', 'largest' or 'split', got {self.instances!r}")
         if self.refine_iterations < 0:
@@ -406,7 +409,7 @@ class Pipeline:
             else:
                 poses = []
             items, poses = self._threshold(items, poses, result.skipped)
-            icp_info = self._icp(items, poses, timer) if self.config.icp != "off" else [None] * len(items)
+            icp_info = self._icp(frame, items, poses, timer) if self.config.icp != "off" else [None] * len(items)
         result.instances = [self._result(it, pose, icp) for it, pose, icp in zip(items, poses, icp_info)]
         result.timings_ms = timer.done()
         return result
@@ -628,12 +631,15 @@ class Pipeline:
                 keep_poses.append(pose)
         return keep_items, keep_poses
 
-    def _icp(self, items: list[_Item], poses: list, timer: _Timer) -> list:
+    def _icp(self, frame: Frame, items: list[_Item], poses: list, timer: _Timer) -> list:
         out = []
         opts = self.config.icp_options
         for i, (it, (R, t, c)) in enumerate(zip(items, poses)):
-            _, first = np.unique(it.prep.choose, return_index=True)
-            observed = it.prep.points[np.sort(first)]
+            if opts.observed_points > 0:
+                observed = observed_points(frame.depth_m, frame.K, it.mask, it.prep.box, opts.observed_points, self._instance_rng(it))
+            else:
+                _, first = np.unique(it.prep.choose, return_index=True)
+                observed = it.prep.points[np.sort(first)]
             try:
                 model = it.info.sample_points(opts.model_points)
             except Exception as e:  # no usable mesh: keep the network pose
@@ -643,6 +649,9 @@ class Pipeline:
             if self.config.icp == "only":
                 res = icp_from_centroid(observed, model, opts)
                 poses[i] = (res.R, res.t, res.fitness)
+            elif self.config.icp == "verify":
+                res = refine_with_hypotheses(observed, model, R, t, frame.depth_m, frame.K, it.mask, opts)
+                poses[i] = (res.R, res.t, c)
             else:
                 res = refine_pose(observed, model, R, t, opts)
                 poses[i] = (res.R, res.t, c)

@@ -118,6 +118,22 @@ def valid_depth(depth_m: np.ndarray) -> np.ndarray:
     return np.isfinite(depth_m) & (depth_m > 0)
 
 
+def observed_points(
+    depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray, box: CropBox, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Up to ``count`` distinct valid depth points of ``mask`` inside ``box``, ``(M, 3)`` camera frame, metres.
+
+    For the geometric stages (ICP), which gain from more of the surface than the network's N points;
+    a random subset in ascending pixel order when the mask has more.
+    """
+    sl = (slice(box.rmin, box.rmax), slice(box.cmin, box.cmax))
+    rows, cols = np.nonzero(mask[sl] & valid_depth(depth_m[sl]))
+    if len(rows) > count:
+        pick = np.sort(rng.choice(len(rows), count, replace=False))
+        rows, cols = rows[pick], cols[pick]
+    return backproject(depth_m, K, rows + box.rmin, cols + box.cmin)
+
+
 def prepare_instance(
     rgb: np.ndarray,
     depth_m: np.ndarray,

@@ -26,8 +26,9 @@ def setup(tmp_path_factory, toy_dataset):
 
 def test_evaluate_all_modes_and_reports(setup, tmp_path):
     root, est, ref = setup
-    res = evaluate(dataset=root, split="test", weights=est, refiner=ref, iterations=2, icp=True, metric_points=300)
-    assert res.modes == ["per-pixel", "iterative", "iterative+icp", "baseline"]
+    res = evaluate(dataset=root, split="test", weights=est, refiner=ref, iterations=2, icp=True, icp_verify=True,
+                   metric_points=300)  # fmt: skip
+    assert res.modes == ["per-pixel", "iterative", "iterative+icp", "iterative+verify", "baseline"]
     n_gt = len([r for r in res.records if r.mode == "per-pixel"])
     assert n_gt >= 3 and res.frames == 3
     for mode in res.modes:
@@ -39,12 +40,12 @@ def test_evaluate_all_modes_and_reports(setup, tmp_path):
         assert {"ALL", "MEAN"} <= set(s) <= {"lblock", "can", "ALL", "MEAN"}
         assert 0.0 <= s["ALL"]["auc_add_s"] <= 100.0 and s["ALL"]["lost"] == 0
     assert res.timings_ms["iterative"]["refiner"] > 0 and res.timings_ms["per-pixel"]["refiner"] == 0
-    assert res.timings_ms["iterative+icp"]["icp"] > 0
+    assert res.timings_ms["iterative+icp"]["icp"] > 0 and res.timings_ms["iterative+verify"]["icp"] > 0
     # every mode saw the same point samples: the refiner starts from the per-pixel pose
     paths = write_reports(res, tmp_path / "out")
     assert [p.name for p in paths] == ["results.md", "results.csv", "results.json", "accuracy.png"]
     js = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert set(js["summary"]) == set(res.modes) and len(js["instances"]) == n_gt * 4
+    assert set(js["summary"]) == set(res.modes) and len(js["instances"]) == n_gt * 5
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
     assert {r["object"] for r in rows} >= {"ALL", "MEAN"}
     md = (tmp_path / "out" / "results.md").read_text()

@@ -1,4 +1,4 @@
-"""ICP recovers a known small offset of a sampled object cloud."""
+"""ICP recovers a known small offset of a sampled object cloud; verify mode recovers a quarter turn."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from densefusion_ros.catalog import ObjectInfo
-from densefusion_ros.icp import IcpOptions, cube_rotations, icp_from_centroid, refine_pose
+from densefusion_ros.geometry import backproject
+from densefusion_ros.icp import (
+    IcpOptions, cube_rotations, depth_consistency, icp_from_centroid, refine_pose, refine_with_hypotheses,
+)
 
 pytest.importorskip("open3d")
 
@@ -65,3 +68,73 @@ def test_centroid_init_with_cube_starts(model_points):
     assert res.fitness > 0.9 and adds < 3e-3, (res.fitness, adds)
     assert cube_rotations().shape == (24, 3, 3)
     np.testing.assert_allclose(cube_rotations()[0], np.eye(3))
+
+
+@pytest.fixture(scope="module")
+def chair_points(tmp_path_factory) -> tuple[np.ndarray, np.ndarray]:
+    """A shape with no rotational symmetry (three boxes of different sizes): (ICP model points, dense surface)."""
+    import trimesh
+
+    parts = [
+        trimesh.creation.box(extents=(0.12, 0.03, 0.03)),
+        trimesh.creation.box(extents=(0.03, 0.07, 0.03), transform=trimesh.transformations.translation_matrix((0.045, 0.05, 0))),
+        trimesh.creation.box(extents=(0.03, 0.03, 0.05), transform=trimesh.transformations.translation_matrix((-0.045, 0, 0.04))),
+    ]
+    path = Path(tmp_path_factory.mktemp("mesh")) / "chair.obj"
+    trimesh.util.concatenate(parts).export(path)
+    obj = ObjectInfo(name="chair", class_id=1, index=0, mesh_path=path, scale=np.ones(3))
+    return obj.sample_points(2000, seed=0), obj.sample_points(200_000, seed=1)
+
+
+def _render(surface: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray, shape=(240, 320), wall: float = 0.8):
+    """Depth of the posed surface in front of a wall (a point-splat z-buffer) and the object's mask."""
+    cam = surface @ R.T + t
+    u = np.round(K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2]).astype(int)
+    v = np.round(K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]).astype(int)
+    keep = (u >= 0) & (u < shape[1]) & (v >= 0) & (v < shape[0])
+    depth = np.full(shape, wall)
+    np.minimum.at(depth, (v[keep], u[keep]), cam[keep, 2])
+    return depth, depth < wall - 1e-6
+
+
+def test_verify_recovers_a_quarter_turn_that_plain_icp_keeps(chair_points):
+    model, surface = chair_points
+    K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
+    R_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix()
+    t_gt = np.array([0.01, -0.01, 0.5])
+    depth, mask = _render(surface, R_gt, t_gt, K)
+    rows, cols = np.nonzero(mask)
+    observed = backproject(depth.astype(np.float32), K, rows, cols)
+    # the network is a quarter turn off about the model's y axis (through its centre), and a bit noisy
+    turn = Rotation.from_euler("y", 90, degrees=True).as_matrix()
+    centre = model.mean(0)
+    R0 = Rotation.from_euler("xyz", [3, -2, 2], degrees=True).as_matrix() @ R_gt @ turn
+    t0 = t_gt + R_gt @ centre - R0 @ centre + np.array([0.004, -0.003, 0.003])
+    options = IcpOptions(max_distance=0.015, max_iterations=50)
+
+    def angle(R):
+        return np.degrees(Rotation.from_matrix(R @ R_gt.T).magnitude())
+
+    plain = refine_pose(observed, model, R0, t0, options)
+    verified = refine_with_hypotheses(observed, model, R0, t0, depth, K, mask, options)
+    assert angle(plain.R) > 5, angle(plain.R)  # plain ICP ends in a wrong local minimum
+    assert verified.accepted and angle(verified.R) < 2.0, angle(verified.R)
+    assert np.linalg.norm(verified.t - t_gt) < 3e-3
+    score = lambda R, t: depth_consistency(model @ R.T + t, depth, K, mask)  # noqa: E731
+    assert score(R_gt, t_gt) > 0.3 and score(R_gt, t_gt) > score(plain.R, plain.t) + 0.1
+    assert score(verified.R, verified.t) >= score(plain.R, plain.t)
+
+
+def test_depth_consistency_counts_support_and_violations():
+    K = np.array([[100.0, 0, 10], [0, 100.0, 10], [0, 0, 1]])
+    depth = np.full((20, 20), 1.0)
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    on_surface = np.array([[0.0, 0.0, 1.0]])  # projects to (10, 10), inside the mask, at the measured depth
+    floating = np.array([[0.0, 0.0, 0.5]])  # in front of the measured surface: the camera sees through it
+    hidden = np.array([[0.0, 0.0, 1.5]])  # behind it: says nothing
+    assert depth_consistency(on_surface, depth, K, mask) == 1.0
+    assert depth_consistency(floating, depth, K, mask, violation_weight=3.0) == -3.0
+    assert depth_consistency(hidden, depth, K, mask) == 0.0
+    assert depth_consistency(np.array([[0.0, 0.0, -1.0]]), depth, K, mask) == 0.0  # behind the camera
+    assert depth_consistency(np.concatenate([on_surface, hidden]), depth, K, mask) == 0.5

@@ -59,7 +59,7 @@ def run_phase(env, tmp_path, case, frames, overlay):
     return stamps, json.loads(rec_out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("executor, icp", [("events", "none"), ("multi_threaded", "after")])
+@pytest.mark.parametrize("executor, icp", [("events", "none"), ("multi_threaded", "after"), ("events", "verify")])
 def test_trigger_estimates_the_next_frame_only(node_files, ros_env, tmp_path, executor, icp):
     """``continuous:=false``: frames arrive but only a ~/trigger call has one estimated, and answers with it
     (with either executor; the second run also refines with ICP)."""

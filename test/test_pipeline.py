@@ -312,6 +312,11 @@ def test_icp_after_refiner_runs(nets, tmp_path, frame):
     assert all(r.icp_fitness is not None for r in res.instances)
     only = Pipeline(None, cat, replace(cfg, icp="only"))(frame)
     assert len(only.instances) == 3 and all(np.isfinite(r.t).all() for r in only.instances)
+    verify = Pipeline(est, cat, replace(cfg, icp="verify"), refiner=ref)(frame)
+    assert len(verify.instances) == 3 and verify.timings_ms["icp"] > 0
+    for r in verify.instances:  # a proper rotation, and the network's confidence kept
+        assert np.isfinite(r.t).all() and np.allclose(r.R @ r.R.T, np.eye(3), atol=1e-6) and np.linalg.det(r.R) > 0
+    assert [r.confidence for r in verify.instances] == [r.confidence for r in res.instances]
 
 
 def test_bench_prints_a_row_per_device_and_precision(capsys):

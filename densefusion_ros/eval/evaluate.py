@@ -3,7 +3,8 @@
 Usage::
 
     densefusion-ros evaluate --dataset DATA --split test --weights est.pth --refiner ref.pth \\
-        [--masks gt|segmenter --segmenter seg.pth] [--iterations 2] [--icp] [--out eval_out] [--max-frames 200]
+        [--masks gt|segmenter --segmenter seg.pth] [--iterations 2] [--icp] [--icp-verify] [--out eval_out] \\
+        [--max-frames 200]
 
 Every frame goes through :class:`densefusion_ros.pipeline.Pipeline` (the node's code path) once
 per mode, with a fixed pipeline seed so that all modes see the same point samples:
@@ -11,6 +12,8 @@ per mode, with a fixed pipeline seed so that all modes see the same point sample
 * ``per-pixel``: the estimator's most confident hypothesis (no refiner);
 * ``iterative``: plus ``--iterations`` refiner iterations (with ``--refiner``);
 * ``...+icp``: plus Open3D ICP from that pose (with ``--icp``);
+* ``...+verify``: plus ICP from 24 turns of that pose, checked against the depth image (with
+  ``--icp-verify``; the pipeline's ``icp="verify"``);
 * ``baseline``: model-free: the model's bounding-box centre at the centroid of the observed
   points (the same instance mask and sampling rule), with a random rotation.
 
@@ -48,7 +51,7 @@ from densefusion_ros.eval import metrics
 
 log = logging.getLogger("densefusion_ros.eval")
 
-MODES = ("per-pixel", "iterative", "per-pixel+icp", "iterative+icp", "baseline")
+MODES = ("per-pixel", "iterative", "per-pixel+icp", "iterative+icp", "per-pixel+verify", "iterative+verify", "baseline")
 STAGE_KEYS = ("segmentation", "preprocess", "estimator", "refiner", "icp", "total")
 METRIC_COLUMNS = (
     ("auc_add", "AUC ADD"),
@@ -75,6 +78,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--masks", choices=("gt", "segmenter"), default=None, help="default: segmenter if given, else gt")
     p.add_argument("--iterations", type=int, default=2, help="refiner iterations (published: 2 YCB, 4 LineMOD)")
     p.add_argument("--icp", action="store_true", help="also evaluate with ICP after the network pose")
+    p.add_argument("--icp-verify", action="store_true", help="also evaluate with hypothesise-and-verify ICP (icp='verify')")
     p.add_argument("--no-baseline", action="store_true", help="skip the model-free centroid baseline")
     p.add_argument("--num-points", type=int, default=None, help="points per instance (default: the checkpoint's)")
     p.add_argument("--metric-points", type=int, default=1000, help="model points for ADD / ADD-S")
@@ -105,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         masks=args.masks,
         iterations=args.iterations,
         icp=args.icp,
+        icp_verify=args.icp_verify,
         baseline=not args.no_baseline,
         num_points=args.num_points,
         metric_points=args.metric_points,
@@ -275,6 +280,7 @@ def evaluate(
     masks: str | None = None,
     iterations: int = 2,
     icp: bool = False,
+    icp_verify: bool = False,
     baseline: bool = True,
     num_points: int | None = None,
     metric_points: int = 1000,
@@ -308,15 +314,17 @@ def evaluate(
     pipes: dict[str, Pipeline] = {"per-pixel": Pipeline(est, cat, replace(base, refine_iterations=0), segmenter=seg)}
     if ref is not None:
         pipes["iterative"] = Pipeline(est, cat, replace(base, refine_iterations=iterations), refiner=ref, segmenter=seg)
-    if icp:
+    if icp or icp_verify:
         try:
             import open3d  # noqa: F401
 
             last = "iterative" if ref is not None else "per-pixel"
-            cfg = replace(pipes[last].config, icp="after")
-            pipes[last + "+icp"] = Pipeline(est, cat, cfg, refiner=ref if last == "iterative" else None, segmenter=seg)
+            for wanted, icp_mode, suffix in ((icp, "after", "+icp"), (icp_verify, "verify", "+verify")):
+                if wanted:
+                    cfg = replace(pipes[last].config, icp=icp_mode)
+                    pipes[last + suffix] = Pipeline(est, cat, cfg, refiner=ref if last == "iterative" else None, segmenter=seg)
         except ImportError:
-            log.warning("open3d is not installed: skipping the ICP mode")
+            log.warning("open3d is not installed: skipping the ICP modes")
     num_points_used = pipes["per-pixel"].num_points
 
     config = {
@@ -329,6 +337,7 @@ def evaluate(
         "masks": masks,
         "iterations": iterations,
         "icp": icp,
+        "icp_verify": icp_verify,
         "num_points": num_points_used,
         "metric_points": metric_points,
         "min_visible_px": min_visible_px,

@@ -114,9 +114,9 @@ def load_pipeline(p: Callable[[str], Any], logger: Any) -> tuple[Catalog, Pipeli
              "refiner": ("refiner_weights", _path(p, "refiner_weights", share_path("models", "refiner.pth"))),
              "segmenter": ("segmenter_weights", None if p("label_topic") else _path(p, "segmenter_weights", share_path("models", "segmenter.pth")))}
     nets = {kind: _load_network(kind, param, path, device) if path is not None else None for kind, (param, path) in files.items()}
-    icp = {"none": "off", "after": "after", "only": "only"}.get(p("icp"))  # "off" would read as a YAML bool
+    icp = {"none": "off", "after": "after", "only": "only", "verify": "verify"}.get(p("icp"))  # "off" would read as a YAML bool
     if icp is None:
-        raise StartupError(f"icp: '{p('icp')}' is not none, after or only")
+        raise StartupError(f"icp: '{p('icp')}' is not none, after, verify or only")
     config = PipelineConfig(
         num_points=p("num_points") or None, refine_iterations=p("refine_iterations"), min_mask_pixels=p("min_mask_pixels"),
         min_points=p("min_points"), score_threshold=p("score_threshold"), seed=None if p("seed") < 0 else p("seed"),

@@ -170,7 +170,7 @@ class DenseFusionNode(Node):
     def _warm_up(self) -> None:
         """Load meshes and run each network once, so that the first real frame is not slow."""
         for info in self.catalog:
-            info.extents, info.bbox_center, info.sample_points(500)
+            info.extents, info.bbox_center, info.diameter, info.sample_points(500)
         h, w = 240, 320
         depth = np.full((h, w), 0.6, np.float32)
         mask = np.zeros((h, w), bool)

@@ -9,6 +9,8 @@ In one run, on the same frames (the bundled sequence by default):
 3. the pipeline is called directly again while the replay streams at each rate to a plain
    subscriber process that receives the three camera topics as the node would ("direct under
    the stream"): the camera driver's and the receiving's load on the machine, without the node.
+The replay logs which frame of the sequence each stamp carries, so both sides are compared on
+the frames the node processed (it drops the others: latest frame wins), as means.
 Overhead = node processing time per frame (conversion + pipeline + messages) / direct pipeline
 time - 1, against the idle direct time (before and after the node runs, averaged, since machine
 load drifts) and against the direct time under the same stream (the like-for-like comparison on a
@@ -26,6 +28,7 @@ import itertools
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -54,18 +57,18 @@ def bundled_pipeline(threads: int) -> Pipeline:
     )
 
 
-def direct_pipeline_ms(pipeline: Pipeline, frames: list, repeats: int, until=None) -> float:
-    """Median ms per frame of ``pipeline`` on ``frames`` (``repeats`` passes, or until ``until()`` is true)."""
+def direct_pipeline_ms(pipeline: Pipeline, frames: list, repeats: int, until=None) -> np.ndarray:
+    """Median ms of ``pipeline`` on each of ``frames`` (``repeats`` passes, or until ``until()`` is true)."""
     pipeline(frames[0])  # warm-up
-    times = []
+    times: list[list[float]] = [[] for _ in frames]
     for r in itertools.count():
         if (until is None and r >= repeats) or (until is not None and until()):
             break
-        for frame in frames:
+        for k, frame in enumerate(frames):
             t0 = time.perf_counter()
             pipeline(frame)
-            times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    return np.array([np.median(t) if t else np.nan for t in times])
 
 
 def sink(topics: list[str]) -> None:
@@ -82,7 +85,7 @@ def sink(topics: list[str]) -> None:
         pass
 
 
-def direct_under_stream(pipeline: Pipeline, frames: list, bag: str, rate: float, loops: int, env: dict) -> float:
+def direct_under_stream(pipeline: Pipeline, frames: list, bag: str, rate: float, loops: int, env: dict) -> np.ndarray:
     """Direct pipeline ms per frame while the replay streams ``bag`` at ``rate`` to a subscriber process."""
     topics = [PARAMETERS[k][0] for k in ("color_topic", "depth_topic", "camera_info_topic")]
     receiver = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.bench_node", "--sink", *topics],
@@ -110,17 +113,19 @@ def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict, par
         if "ready:" in line:
             break
     sub = rclpy.create_node(f"bench_node_{int(rate)}")
-    latencies, arrivals, processing, in_node = [], [], [], []
+    latencies, arrivals, processing, in_node, stamps = [], [], [], [], []
 
     def on_det(msg: Detection3DArray) -> None:
         latencies.append((sub.get_clock().now().nanoseconds * 1e-9 - header_stamp(msg)) * 1e3)
         arrivals.append(time.monotonic())
+        stamps.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
 
     sub.create_subscription(Detection3DArray, "/densefusion/detections", on_det, 50)
     sub.create_subscription(Float64, "/densefusion/debug/processing_time_ms", lambda m: processing.append(m.data), 50)
     sub.create_subscription(Float64, "/densefusion/debug/pipeline_time_ms", lambda m: in_node.append(m.data), 50)
-    replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.replay", "--bag", bag, "--rate", str(rate), "--loops", str(loops)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stamps_file = tempfile.NamedTemporaryFile("r", suffix=".txt")  # noqa: SIM115 - closed below
+    replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.replay", "--bag", bag, "--rate", str(rate), "--loops", str(loops),
+                               "--stamps-out", stamps_file.name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sent_start = time.monotonic()
     while replay.poll() is None or time.monotonic() - (arrivals[-1] if arrivals else sent_start) < 2.0:
         rclpy.spin_once(sub, timeout_sec=0.05)
@@ -129,13 +134,20 @@ def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict, par
     node.terminate()
     node.wait(timeout=10)
     sub.destroy_node()
+    index = {}
+    for line in stamps_file:
+        sec, nsec_k = line.split(".")
+        nsec, k = nsec_k.split()
+        index[(int(sec), int(nsec))] = int(k)
+    stamps_file.close()
+    # one processing and one pipeline time per published detections message, in the same order
+    n = min(len(stamps), len(processing), len(in_node))
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
     lat = np.array(latencies or [np.nan])
     return {
         "rate_in": rate, "frames_out": len(arrivals), "rate_out": (len(arrivals) - 1) / span if span == span and span > 0 else 0.0,
         "latency_p50": float(np.percentile(lat, 50)), "latency_p95": float(np.percentile(lat, 95)),
-        "processing_ms": float(np.median(processing)) if processing else float("nan"),
-        "pipeline_ms": float(np.median(in_node)) if in_node else float("nan"),
+        "frames": [index[st] for st in stamps[:n]], "processing_ms": np.array(processing[:n]), "pipeline_ms": np.array(in_node[:n]),
     }
 
 
@@ -163,16 +175,19 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
     loaded = {r: direct_under_stream(pipeline, frames, args.bag, r, args.loops, env) for r in args.rates}
     after = direct_pipeline_ms(pipeline, frames, args.repeats)
-    direct = (before + after) / 2
-    print(f"direct pipeline, idle: {direct:.1f} ms/frame (median, {args.threads} thread(s); {before:.1f} before, {after:.1f} after)")
+    idle = (before + after) / 2
+    print(f"direct pipeline, idle: {np.mean(idle):.1f} ms per frame of the sequence (mean of per-frame medians, "
+          f"{args.threads} thread(s); {np.mean(before):.1f} before, {np.mean(after):.1f} after the node runs)")
+    print("Means over the frames the node processed; the direct times are of the same frames.")
     print("| input Hz | output Hz | frames out | latency p50 ms | latency p95 ms | node ms/frame | in-node pipeline ms "
           "| direct under the stream ms | overhead vs direct under the stream | overhead vs idle direct |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        same_load = loaded[r["rate_in"]]
+        k = np.array(r["frames"], dtype=int)
+        node_ms, same_load, idle_ms = r["processing_ms"].mean(), loaded[r["rate_in"]][k].mean(), idle[k].mean()
         print(f"| {r['rate_in']:.0f} | {r['rate_out']:.1f} | {r['frames_out']} | {r['latency_p50']:.0f} | {r['latency_p95']:.0f} | "
-              f"{r['processing_ms']:.1f} | {r['pipeline_ms']:.1f} | {same_load:.1f} | "
-              f"{(r['processing_ms'] / same_load - 1) * 100:+.1f} % | {(r['processing_ms'] / direct - 1) * 100:+.1f} % |")
+              f"{node_ms:.1f} | {r['pipeline_ms'].mean():.1f} | {same_load:.1f} | "
+              f"{(node_ms / same_load - 1) * 100:+.1f} % | {(node_ms / idle_ms - 1) * 100:+.1f} % |")
     return 0
 
 

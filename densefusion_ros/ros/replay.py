@@ -51,9 +51,11 @@ def _decode(topic: str, msgtype: str, raw: bytes) -> tuple[str, Any]:
 class Replay(Node):
     """Publishes a bag's messages on their topics."""
 
-    def __init__(self, bag: str, rate_hz: float, loops: int, topics: list[str] | None, wait_s: float = 5.0) -> None:
+    def __init__(self, bag: str, rate_hz: float, loops: int, topics: list[str] | None, wait_s: float = 5.0,
+                 stamps_out: str | None = None) -> None:
         super().__init__("densefusion_replay")
         self.bag, self.rate_hz, self.loops, self.topics, self.wait_s = bag, rate_hz, loops, topics, wait_s
+        self.stamps_out = stamps_out
         self._pubs: dict[str, Any] = {}
 
     def _wait_for_subscribers(self) -> None:
@@ -81,18 +83,25 @@ class Replay(Node):
         self._wait_for_subscribers()
         sent = 0
         start = time.monotonic()
-        for loop in range(self.loops):
-            for k, t in enumerate(times):
-                due = start + loop * span + offsets[k]
-                time.sleep(max(0.0, due - time.monotonic()))
-                stamp = self.get_clock().now().to_msg()
-                for tt, topic, msg in messages:
-                    if tt == t:
-                        _restamp(msg, stamp)
-                        self._pubs[topic].publish(msg)
-                sent += 1
-                if not rclpy.ok():
-                    return 0
+        log = open(self.stamps_out, "w") if self.stamps_out else None  # noqa: SIM115 - closed below
+        try:
+            for loop in range(self.loops):
+                for k, t in enumerate(times):
+                    due = start + loop * span + offsets[k]
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    stamp = self.get_clock().now().to_msg()
+                    for tt, topic, msg in messages:
+                        if tt == t:
+                            _restamp(msg, stamp)
+                            self._pubs[topic].publish(msg)
+                    if log is not None:
+                        log.write(f"{stamp.sec}.{stamp.nanosec:09d} {k}\n")
+                    sent += 1
+                    if not rclpy.ok():
+                        return 0
+        finally:
+            if log is not None:
+                log.close()
         self.get_logger().info(f"replay done: {sent} frames in {time.monotonic() - start:.1f} s")
         return 0
 
@@ -105,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topics", nargs="*", help="topics to publish (default: all)")
     parser.add_argument("--wait-for-subscribers", type=float, default=5.0, metavar="S",
                         help="wait up to S seconds until every topic has a subscriber before the first frame")
+    parser.add_argument("--stamps-out", metavar="FILE", help="write 'stamp frame_index' per published frame (for benchmarks)")
     args = parser.parse_args(rclpy.utilities.remove_ros_args(sys.argv if argv is None else argv)[1:])
     rclpy.init(args=sys.argv if argv is None else argv)
-    node = Replay(args.bag, args.rate, args.loops, args.topics, args.wait_for_subscribers)
+    node = Replay(args.bag, args.rate, args.loops, args.topics, args.wait_for_subscribers, args.stamps_out)
     try:
         return node.run()
     except KeyboardInterrupt:

@@ -46,7 +46,8 @@ def test_replay_streams_decoded_images(tmp_path, catalog, ros_env):
     write_sequence(tmp_path / "bag", frames(), catalog)
     recorder = spawn(["test/nodes/image_recorder.py", "15"], ros_env)
     assert recorder.stdout.readline().strip() == "ready"
-    replay = spawn(["-m", "densefusion_ros.ros.replay", "--bag", str(tmp_path / "bag"), "--rate", "5", "--loops", "3"], ros_env)
+    replay = spawn(["-m", "densefusion_ros.ros.replay", "--bag", str(tmp_path / "bag"), "--rate", "5", "--loops", "3",
+                    "--stamps-out", str(tmp_path / "stamps.txt")], ros_env)
     rep_out, _ = replay.communicate(timeout=60)
     assert replay.returncode == 0, rep_out
     got = json.loads(recorder.communicate(timeout=60)[0].strip().splitlines()[-1])
@@ -63,3 +64,8 @@ def test_replay_streams_decoded_images(tmp_path, catalog, ros_env):
     assert {tuple(g["stamp"]) for g in got["gt"]} & color_stamps
     assert got["gt"][0]["names"] == ["cube"]
     assert got["info"][0]["k"][0] == 60.0
+    # --stamps-out: one line per published set, "sec.nanosec index", the index cycling over the bag's frames
+    logged = [line.split() for line in (tmp_path / "stamps.txt").read_text().splitlines()]
+    assert [int(k) for _, k in logged] == list(range(len(list(frames())))) * 3
+    by_stamp = {tuple(int(x) for x in st.split(".")): int(k) for st, k in logged}
+    assert {tuple(c["stamp"]) for c in got["color"]} <= set(by_stamp)

@@ -253,7 +253,7 @@ def refine_with_hypotheses(
 
     Each hypothesis runs ICP on at most ``coarse_points`` observed points; only the winner is
     refined with every observed point (on the bundled model's held-out frames this was as accurate
-    as full ICP per hypothesis, at a third of its time). The first hypothesis is ``(R, t)`` itself.
+    as full ICP per hypothesis, in less than half its time). The first hypothesis is ``(R, t)`` itself.
     The input pose comes back, not accepted, when ICP accepts no hypothesis.
     """
     options = options or IcpOptions()

@@ -131,7 +131,7 @@ def test_realsense_launch_turns_on_aligned_depth():
 def _launch_node_argv(camera_namespace: str) -> tuple[str, list[str]]:
     """The command line ``ros2 launch densefusion_ros densefusion.launch.py`` gives the node."""
     tree = ast.parse((REPO / "launch" / "densefusion.launch.py").read_text())
-    args = {k: v for k, v in _declared(tree).items()}
+    args = dict(_declared(tree))
     args.update(camera_namespace=camera_namespace, device="cpu")
     (node,) = _calls(tree, "Node")
     name = _eval(_kw(node, "name"), args)

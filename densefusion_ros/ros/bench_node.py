@@ -40,7 +40,6 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64
 from vision_msgs.msg import Detection3DArray
 
-from densefusion_ros.catalog import Catalog
 from densefusion_ros.pipeline import Pipeline, PipelineConfig
 from densefusion_ros.resources import share_path
 from densefusion_ros.ros.bag import load_frames

@@ -16,15 +16,13 @@ Ratios are ``loop / mode`` measured in the same process with the modes interleav
 CPU always, CUDA fp32 and fp16 when available. Segmentation is the same single full-image pass in
 every mode, so the frames carry label images and the compact segmenter is timed on its own
 (``seg ms``, at ``--seg-scale``); ``fps`` is end to end, ``1000 / (seg ms + batched total ms)``.
-With ``--compile`` (CUDA) a fourth mode runs the batched pipeline with ``torch.compile``'d
-networks (``--compile-mode``, default ``reduce-overhead``: CUDA graphs), after an untimed
-compile warm-up.
+On CUDA the batched modes replay CUDA graphs (``PipelineConfig.cuda_graphs``, captured in the
+warm-up runs) and a fourth mode, ``eager``, is the batched pipeline without them.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -108,7 +106,7 @@ class _Row:
     loop: dict[str, float]
     plain: dict[str, float]
     seg_ms: float
-    compiled: dict[str, float] | None = None
+    eager: dict[str, float] | None = None
 
     @property
     def fps(self) -> float:
@@ -140,15 +138,6 @@ def _time_segmenter(pipe, frame: Frame, repeats: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def _compiled(module: torch.nn.Module, mode: str) -> torch.nn.Module:
-    """A copy of ``module`` whose submodules run through ``torch.compile`` (the methods the pipeline
-    calls, ``embed`` and ``forward_best``, stay Python; the layers under them are compiled)."""
-    out = copy.deepcopy(module)
-    for child in out.children():
-        child.compile(mode=mode, dynamic=False)
-    return out
-
-
 def _bench_one(device: str, fp16: bool, backbone: str, counts, args) -> list[_Row]:
     from densefusion_ros.models import build_estimator, build_refiner, build_segmenter
     from densefusion_ros.pipeline import Pipeline, PipelineConfig
@@ -164,22 +153,17 @@ def _bench_one(device: str, fp16: bool, backbone: str, counts, args) -> list[_Ro
         min_points=1, min_mask_pixels=1,
     )  # fmt: skip
     pipe = Pipeline(est, synthetic_catalog(num_objects), config, refiner=ref, segmenter=seg)
-    plain = Pipeline(est, pipe.catalog, replace(config, fast_head=False, cpu_batch_points=None), refiner=ref)
+    plain = Pipeline(est, pipe.catalog, replace(config, fast_head=False, cpu_batch_points=None, cuda_graphs=False), refiner=ref)
     modes = {"batched": pipe, "plain": plain, "loop": pipe.run_per_object}
-    if args.compile and device.startswith("cuda"):
-        modes["compiled"] = Pipeline(
-            _compiled(est, args.compile_mode), pipe.catalog, config, refiner=_compiled(ref, args.compile_mode)
-        )
+    if device.startswith("cuda"):
+        modes["eager"] = Pipeline(est, pipe.catalog, replace(config, cuda_graphs=False), refiner=ref)
     rows = []
     for n in counts:
         frame = synthetic_frame(n, height=args.height, width=args.width, seed=args.seed + n)
-        if "compiled" in modes:
-            for _ in range(3):  # compile (and record CUDA graphs) for this shape, untimed
-                modes["compiled"](frame)
         t = _time_modes(modes, frame, args.repeats, args.warmup)
         seg_ms = _time_segmenter(pipe, frame, args.repeats, args.warmup)
         rows.append(
-            _Row(device, "fp16" if fp16 else "fp32", backbone, n, t["batched"], t["loop"], t["plain"], seg_ms, t.get("compiled"))
+            _Row(device, "fp16" if fp16 else "fp32", backbone, n, t["batched"], t["loop"], t["plain"], seg_ms, t.get("eager"))
         )
         if args.verbose:
             print(_format_row(rows[-1]), flush=True)
@@ -190,7 +174,7 @@ def _format_header() -> str:
     head = f"{'device':<6} {'prec':<4} {'backbone':<12} {'obj':>3} |"
     for k in ("estimator", "refiner", "total"):
         head += f" {k + ' b/l ms':>19} {'x':>5} |"
-    return head + f" {'plain ms':>9} {'x':>5} | {'seg ms':>7} {'fps':>6} | {'compiled ms':>11}"
+    return head + f" {'plain ms':>9} {'x':>5} | {'seg ms':>7} {'fps':>6} | {'eager ms':>8} {'x':>5}"
 
 
 def _format_row(r: _Row) -> str:
@@ -200,7 +184,10 @@ def _format_row(r: _Row) -> str:
         line += f" {b:>9.1f}/{l:<9.1f} {l / b if b > 0 else float('nan'):>5.2f} |"
     p = r.plain["total"]
     line += f" {p:>9.1f} {r.loop['total'] / p if p > 0 else float('nan'):>5.2f} | {r.seg_ms:>7.1f} {r.fps:>6.1f} |"
-    return line + (f" {r.compiled['total']:>11.1f}" if r.compiled else f" {'-':>11}")
+    if not r.eager:
+        return line + f" {'-':>8} {'-':>5}"
+    e = r.eager["total"]
+    return line + f" {e:>8.1f} {r.loop['total'] / e if e > 0 else float('nan'):>5.2f}"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -217,8 +204,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", default="auto", help="'auto' (cpu + cuda if present), or e.g. 'cpu'")
     parser.add_argument("--no-fp16", action="store_true", help="skip the CUDA fp16 runs")
     parser.add_argument("--seg-scale", type=float, default=0.5, help="segmenter input scale (bundled: 0.5)")
-    parser.add_argument("--compile", action="store_true", help="CUDA: also time torch.compile'd networks")
-    parser.add_argument("--compile-mode", default="reduce-overhead", help="torch.compile mode for --compile")
     parser.add_argument("-v", "--verbose", action="store_true", help="print rows as they finish")
 
 
@@ -236,8 +221,9 @@ def run(args: argparse.Namespace) -> int:
     if torch.cuda.is_available():
         print(f"# cuda: {torch.cuda.get_device_name(0)}")
     print("# b = batched pipeline, l = published per-object loop, x = l / b (higher = batched faster);")
-    print("# plain = batching only (fast_head=False, cpu_batch_points=None): total ms and l / plain")
+    print("# plain = batching only (fast_head=False, cpu_batch_points=None, cuda_graphs=False): total ms and l / plain")
     print("# seg ms = the compact segmenter alone; fps = 1000 / (seg ms + batched total): end to end")
+    print("# eager = CUDA only: the batched pipeline without CUDA graphs (cuda_graphs=False): total ms and l / eager")
     print(_format_header(), flush=True)
     start = time.perf_counter()
     for device in devices:

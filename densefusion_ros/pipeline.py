@@ -44,6 +44,7 @@ from torch import nn
 
 from densefusion_ros import geometry
 from densefusion_ros.catalog import Catalog, ObjectInfo
+from densefusion_ros.cuda_graphs import CudaGraphs
 from densefusion_ros.frame import Frame
 from densefusion_ros.icp import IcpOptions, icp_from_centroid, refine_pose, refine_with_hypotheses
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
@@ -112,6 +113,11 @@ class PipelineConfig:
             on CUDA every instance goes in one call.
         per_object: make ``__call__`` run the published one-object-at-a-time loop
             (:meth:`Pipeline.run_per_object`) instead of the batched path.
+        cuda_graphs: on CUDA, the batched path replays its network calls (colour CNN per
+            crop-size group, estimator heads, the K refiner iterations) through CUDA graphs
+            captured once per input shape (:class:`~densefusion_ros.cuda_graphs.CudaGraphs`):
+            the same kernels without Python's per-kernel launch cost. A frame with a new crop
+            size or instance count pays a capture (three eager calls) once. Ignored on CPU.
     """
 
     num_points: int | None = None
@@ -130,6 +136,7 @@ class PipelineConfig:
     fast_head: bool = True
     cpu_batch_points: int | None = 2048
     per_object: bool = False
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
         if self.icp not in ("off", "after", "only", "verify"):
@@ -339,6 +346,10 @@ class Pipeline:
         self._seg_norm = _network_normalization(self.segmenter)
         self._seg_scale = float((getattr(segmenter, "metadata", None) or {}).get("input_scale") or 1.0)
         self._rng = np.random.default_rng()
+        graphs = self.device.type == "cuda" and self.config.cuda_graphs
+        self._embed_net = CudaGraphs(self._embed, name="estimator.embed") if graphs else self._embed
+        self._head_net = CudaGraphs(self._head, name="estimator head") if graphs else self._head
+        self._refine_net = CudaGraphs(self._refine, name="refiner") if graphs else self._refine
         num_objects = getattr(self.estimator, "num_objects", None)
         for info in catalog:
             if num_objects is not None and not 0 <= info.index < num_objects:
@@ -521,7 +532,8 @@ class Pipeline:
 
     def _autocast(self):
         enabled = bool(self.config.fp16 and self.device.type == "cuda")
-        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=enabled)
+        # no cast cache: CUDA graph capture needs it off, and each call re-enters autocast anyway
+        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=enabled, cache_enabled=False)
 
     def _tensors(self, items: list[_Item]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = torch.from_numpy(np.stack([it.prep.points for it in items])).to(self.device)
@@ -538,12 +550,16 @@ class Pipeline:
         for idx in groups.values():
             img = normalize_image(np.stack([items[i].prep.rgb for i in idx]), self._est_norm, device=self.device)
             sel = torch.tensor(idx, device=self.device)
-            with self._autocast():
-                part = self.estimator.embed(img, choose[sel])
+            (part,) = self._embed_net(img, choose[sel])
             if emb is None:
-                emb = part.new_empty((len(items),) + tuple(part.shape[1:]), dtype=torch.float32)
-            emb[sel] = part.float()
+                emb = part.new_empty((len(items),) + tuple(part.shape[1:]))
+            emb[sel] = part
         return emb
+
+    def _embed(self, img: torch.Tensor, choose: torch.Tensor) -> tuple[torch.Tensor]:
+        """The colour CNN on crops of one size: ``(emb [b,32,N] float32,)``."""
+        with self._autocast():
+            return (self.estimator.embed(img, choose).float(),)
 
     def _point_chunks(self, batch: int) -> list[slice]:
         """Instance slices for the point networks: all at once on CUDA, ``cpu_batch_points`` on CPU."""
@@ -567,17 +583,17 @@ class Pipeline:
         points, choose, obj = self._tensors(items)
         emb = self._embed_batched(items, choose)
         chunks = self._point_chunks(len(items))
-        parts = [self._head(points[c], emb[c], obj[c]) for c in chunks]
+        parts = [self._head_net(points[c], emb[c], obj[c]) for c in chunks]
         R, t, best_conf = (torch.cat(p) for p in zip(*parts))
         timer.lap("estimator")
         if self.refiner is not None and self.config.refine_iterations > 0:
-            parts = [self._refine_batched(points[c], emb[c], obj[c], R[c], t[c]) for c in chunks]
+            parts = [self._refine_net(points[c], emb[c], obj[c], R[c], t[c]) for c in chunks]
             R, t = (torch.cat(p) for p in zip(*parts))
             timer.lap("refiner")
         R_np, t_np, c_np = R.double().cpu().numpy(), t.double().cpu().numpy(), best_conf.cpu().numpy()
         return [(R_np[i], t_np[i], float(c_np[i])) for i in range(len(items))]
 
-    def _refine_batched(self, points, emb, obj, R, t) -> tuple[torch.Tensor, torch.Tensor]:
+    def _refine(self, points, emb, obj, R, t) -> tuple[torch.Tensor, torch.Tensor]:
         """K refiner iterations on a batch: ``p' = R^T (p - t)``, ``R <- R R2``, ``t <- R t2 + t``."""
         for _ in range(self.config.refine_iterations):
             new_points = geometry.to_object_frame_torch(points, R, t)

@@ -2,9 +2,9 @@
 # One GPU session's checks and training, as run on a lent H100/H200 (python3 there holds torch;
 # trimesh and the pybullet_data meshes come on PYTHONPATH, the data as a slim BOP copy made by
 # scripts/slim_pose_split.py). Writes everything worth keeping to $OUT:
-#   tests.log       the CUDA tests (test_pipeline, test_train_smoke: cuda and fp16 paths)
+#   tests.log       the CUDA tests (test_cuda_graphs, test_pipeline, test_train_smoke: cuda and fp16 paths)
 #   bench_cuda.txt  python -m densefusion_ros.bench on CUDA fp32 / fp16, both backbones, 1-8 objects
-#   bench_compile.txt  the same for compact / 5 objects with torch.compile (CUDA graphs), time-boxed
+#                   (batched with CUDA graphs, without them, and the published per-object loop)
 #   estimator.pth, refiner.pth (float16), *_log.csv  fine-tuned estimator and a refiner trained on it
 # Usage: OUT=out/gpu DATA=.data/slim EST_MIN=5 REF_MIN=2 bash scripts/gpu_session.sh
 set -uo pipefail
@@ -34,12 +34,11 @@ $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_na
 
 if [ -z "${SKIP_CHECKS:-}" ]; then
 stamp "CUDA tests"
-$PY -m pytest -q -p no:cacheprovider test/test_pipeline.py test/test_train_smoke.py -k "cuda or bench_prints" 2>&1 | tee "$OUT/tests.log" | tail -5
+$PY -m pytest -q -p no:cacheprovider test/test_cuda_graphs.py test/test_pipeline.py test/test_train_smoke.py \
+    -k "cuda or bench_prints or graphs" 2>&1 | tee "$OUT/tests.log" | tail -5
 
 stamp "benchmark"
 $PY -m densefusion_ros.bench --devices cuda --objects 1,2,4,5,8 --repeats 10 --warmup 3 2>&1 | tee "$OUT/bench_cuda.txt"
-timeout 60 $PY -m densefusion_ros.bench --devices cuda --objects 5 --backbones compact --repeats 10 --warmup 3 --compile -v \
-    2>&1 | grep -v "^W\|^I" | tee "$OUT/bench_compile.txt" | tail -4
 
 fi
 stamp "estimator fine-tuning"

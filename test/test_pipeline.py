@@ -350,3 +350,21 @@ def test_cuda_fp32_and_fp16(nets, catalog, frame, monkeypatch):
             assert res.timings_ms["estimator"] > 0 and res.timings_ms["refiner"] > 0
     finally:
         nets[0].cpu(), nets[1].cpu()  # Pipeline moved the shared module fixtures
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("fp16", [False, True])
+def test_cuda_graphs_equal_eager(nets, catalog, frame, fp16):
+    """Replayed CUDA graphs give the eager results, also when crop sizes and counts change between frames."""
+    other = synthetic_frame(2, height=H, width=W, seed=11, min_radius=15, max_radius=50)
+    try:
+        graphed = _pipe(nets, catalog, device="cuda", fp16=fp16)
+        eager = _pipe(nets, catalog, device="cuda", fp16=fp16, cuda_graphs=False)
+        atol, conf_atol = (1e-3, 1e-3) if fp16 else (1e-5, 1e-6)
+        for f in (frame, other, frame, other):  # new shapes are captured, known ones replayed
+            _assert_same(graphed(f), eager(f), atol=atol, conf_atol=conf_atol)
+        assert graphed._embed_net.enabled and graphed._head_net.enabled and graphed._refine_net.enabled
+        assert len(graphed._head_net) == 2  # one graph per instance count (3 and 2)
+        assert len(graphed._embed_net) >= 2
+    finally:
+        nets[0].cpu(), nets[1].cpu()

@@ -6,7 +6,11 @@ import torch
 
 
 def check_obj(obj: torch.Tensor, batch: int, num_objects: int) -> torch.Tensor:
-    """Accept ``obj`` as ``[B]`` or ``[B,1]`` (or 0-d when B=1) integer tensor; return ``[B]`` int64."""
+    """Accept ``obj`` as ``[B]`` or ``[B,1]`` (or 0-d when B=1) integer tensor; return ``[B]`` int64.
+
+    The value range is checked except while a CUDA graph is captured, which allows no reading of
+    values on the host (the pipeline checks every index against the estimator beforehand).
+    """
     if obj.dim() == 0:
         obj = obj.reshape(1)
     if obj.dim() == 2 and obj.shape[1] == 1:
@@ -16,7 +20,8 @@ def check_obj(obj: torch.Tensor, batch: int, num_objects: int) -> torch.Tensor:
     if obj.dtype.is_floating_point or obj.dtype == torch.bool:
         raise TypeError(f"obj must be an integer tensor, got {obj.dtype}")
     obj = obj.long()
-    if obj.numel() and (int(obj.min()) < 0 or int(obj.max()) >= num_objects):
+    capturing = obj.is_cuda and torch.cuda.is_current_stream_capturing()  # no host sync in a CUDA graph
+    if obj.numel() and not capturing and (int(obj.min()) < 0 or int(obj.max()) >= num_objects):
         raise IndexError(f"object index out of range [0, {num_objects}): {obj.tolist()}")
     return obj
 

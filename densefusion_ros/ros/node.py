@@ -62,6 +62,7 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "device": ("auto", "auto, cpu or cuda:N", True),
     "device_strict": (False, "fail at start-up instead of falling back to the CPU when the requested CUDA device is absent", True),
     "fp16": (False, "float16 autocast on CUDA", True),
+    "cuda_graphs": (True, "on CUDA, replay the networks through CUDA graphs captured once per input shape", True),
     "torch_threads": (0, "CPU threads for torch; 0 = torch's default (all cores)", True),
     "num_points": (0, "points sampled per object; 0 = the estimator checkpoint's value", True),
     "refine_iterations": (2, "refiner iterations K (the paper uses 2)", False),

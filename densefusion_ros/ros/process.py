@@ -120,7 +120,7 @@ def load_pipeline(p: Callable[[str], Any], logger: Any) -> tuple[Catalog, Pipeli
     config = PipelineConfig(
         num_points=p("num_points") or None, refine_iterations=p("refine_iterations"), min_mask_pixels=p("min_mask_pixels"),
         min_points=p("min_points"), score_threshold=p("score_threshold"), seed=None if p("seed") < 0 else p("seed"),
-        device=device, fp16=p("fp16"), icp=icp,
+        device=device, fp16=p("fp16"), cuda_graphs=p("cuda_graphs"), icp=icp,
     )
     try:
         pipeline = Pipeline(nets["estimator"], catalog, config, refiner=nets["refiner"], segmenter=nets["segmenter"])

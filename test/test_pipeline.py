@@ -368,3 +368,17 @@ def test_cuda_graphs_equal_eager(nets, catalog, frame, fp16):
         assert len(graphed._embed_net) >= 2
     finally:
         nets[0].cpu(), nets[1].cpu()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+def test_label_ids_equal_unique(dtype):
+    from densefusion_ros.pipeline import _label_ids
+
+    rng = np.random.default_rng(0)
+    for top in (1, 5, 255):
+        label = (rng.integers(0, top + 1, (48, 64)) * (rng.random((48, 64)) < 0.3)).astype(dtype)
+        np.testing.assert_array_equal(_label_ids(label), np.unique(label))
+    if dtype == np.uint16:
+        label = np.zeros((4, 4), dtype)
+        label[0, 0] = 65535
+        np.testing.assert_array_equal(_label_ids(label), [0, 65535])

@@ -14,6 +14,7 @@ Convention: images are **RGB** (not BGR), ``uint8`` 0-255.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -91,9 +92,17 @@ def normalize_image(
     if x.shape[-3] != 3:
         raise ValueError(f"rgb must have 3 channels, got shape {tuple(x.shape)} (channels_last={channels_last})")
     x = x.to(torch.float32)
-    mean = torch.tensor(norm["mean"], dtype=torch.float32, device=x.device).view(3, 1, 1)
-    std = torch.tensor(norm["std"], dtype=torch.float32, device=x.device).view(3, 1, 1)
+    mean, std = _mean_std(tuple(norm["mean"]), tuple(norm["std"]), x.device)
     return ((x * norm["scale"] - mean) / std).contiguous()
+
+
+@functools.lru_cache(maxsize=16)
+def _mean_std(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[3,1,1]`` mean and std tensors on ``device``, made once: no host-to-device copy per image
+    (which a CUDA graph could not capture)."""
+    with torch.inference_mode(False):  # ordinary tensors, usable in training too
+        as_tensor = functools.partial(torch.tensor, dtype=torch.float32, device=device)
+        return as_tensor(mean).view(3, 1, 1), as_tensor(std).view(3, 1, 1)
 
 
 def rescale_rgb(rgb: np.ndarray, scale: float) -> np.ndarray:

@@ -129,3 +129,32 @@ def test_yaml_sets_every_declared_parameter():
     assert set(params) == set(PARAMETERS)
     for name, value in params.items():
         assert type(value) is type(PARAMETERS[name][0]), name
+
+
+def set_params(env, *assignments):
+    client = spawn(["test/nodes/param_client.py", "/densefusion", *assignments], env)
+    return json.loads(client.communicate(timeout=60)[0].strip().splitlines()[-1])
+
+
+def test_runtime_parameters_take_effect(node_files, ros_env, tmp_path):
+    """Writable parameters apply from the next frame; values outside their limits are refused with a reason."""
+    node = start_node(node_files, ros_env)
+    try:
+        results = set_params(ros_env, "score_threshold:=1.0", "refine_iterations:=-1", "score_threshold:=1.5",
+                             "min_points:=0", "expected_input_hz:=15.0", "device:='cpu'")
+        ok = {r["name"] + str(i): r for i, r in enumerate(results)}
+        assert ok["score_threshold0"]["successful"] and ok["expected_input_hz4"]["successful"], results
+        assert not ok["refine_iterations1"]["successful"] and "refine_iterations must be in [0, 20]" in ok["refine_iterations1"]["reason"]
+        assert not ok["score_threshold2"]["successful"] and "[0, 1]" in ok["score_threshold2"]["reason"]
+        assert not ok["min_points3"]["successful"]
+        assert not ok["device5"]["successful"], "read-only parameters stay as started"
+        _, got = run_phase(ros_env, tmp_path, "valid", 4, overlay=False)
+        assert got["detections"], "a frame is still published per processed frame"
+        assert all(d["dets"] == [] for d in got["detections"]), "score_threshold 1.0 holds back every object"
+        assert set_params(ros_env, "score_threshold:=0.0")[0]["successful"]
+        _, got = run_phase(ros_env, tmp_path, "valid", 4, overlay=False)
+        assert got["detections"] and all(len(d["dets"]) == 1 for d in got["detections"])
+    finally:
+        out = stop(node)
+    assert "Traceback" not in out, out
+    assert "parameter score_threshold set to 1.0" in out and "parameter refine_iterations" not in out

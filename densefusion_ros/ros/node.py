@@ -28,13 +28,14 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64, Header
@@ -98,6 +99,27 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
 }
 
 
+# Limits of the numeric parameters, checked at start-up and on every change: name: (lowest, highest).
+LIMITS: dict[str, tuple[float, float]] = {
+    "refine_iterations": (0, 20), "min_mask_pixels": (1, float("inf")), "min_points": (1, float("inf")),
+    "score_threshold": (0.0, 1.0), "max_input_age": (0.0, float("inf")), "max_depth": (1e-3, float("inf")),
+    "max_pixels": (1, float("inf")), "trigger_timeout": (1e-3, float("inf")), "expected_input_hz": (1e-3, float("inf")),
+    "processing_budget_ms": (1e-3, float("inf")), "log_throttle": (0.0, float("inf")), "torch_threads": (0, 1024),
+    "num_points": (0, 100000), "sync_slop": (0.0, float("inf")), "sync_queue_size": (1, 10000),
+    "diagnostics_period": (1e-3, float("inf")),
+}
+# Writable parameters that live in the pipeline's configuration (the others are read where used).
+PIPELINE_FIELDS = ("refine_iterations", "min_mask_pixels", "min_points", "score_threshold")
+
+
+def out_of_limits(name: str, value: Any) -> str | None:
+    """Why ``value`` is not allowed for parameter ``name``, or None."""
+    low, high = LIMITS.get(name, (None, None))
+    if low is not None and not low <= value <= high:
+        return f"{name} must be in [{low:g}, {high:g}], got {value}"
+    return None
+
+
 INPUTS = ("color", "depth", "camera_info", "label")
 BUSY = "busy (latest frame wins)"
 
@@ -114,6 +136,9 @@ class DenseFusionNode(Node):
                 raise process.StartupError(f"parameter {name}: {e}") from None
         if self._p("executor") not in ("events", "multi_threaded"):
             raise process.StartupError(f"executor: '{self._p('executor')}' is not events or multi_threaded")
+        for name in LIMITS:
+            if (why := out_of_limits(name, self._p(name))) is not None:
+                raise process.StartupError(why)
         self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
         self._warm_up()
         self._stats = _Stats()
@@ -155,6 +180,8 @@ class DenseFusionNode(Node):
             self._trigger_host = None
             self.create_service(Trigger, "~/trigger", self._on_trigger, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(self._p("diagnostics_period"), self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
         self._worker = threading.Thread(target=self._work, name="densefusion_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -167,6 +194,26 @@ class DenseFusionNode(Node):
     # ---------------------------------------------------------------- set-up
     def _p(self, name: str) -> Any:
         return self.get_parameter(name).value
+
+    def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Refuse a change outside :data:`LIMITS` (read-only ones rclpy refuses itself)."""
+        for param in params:
+            if (why := out_of_limits(param.name, param.value)) is not None:
+                return SetParametersResult(successful=False, reason=why)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        """Apply accepted changes at once: pipeline settings from the next frame, diagnostics limits now."""
+        for param in params:
+            if param.name in PIPELINE_FIELDS:
+                setattr(self.pipeline.config, param.name, param.value)
+            elif param.name == "expected_input_hz":
+                for freq in self._input_freq.values():
+                    freq.min_hz = freq.max_hz = param.value
+                self._output_freq.max_hz = param.value
+            elif param.name == "processing_budget_ms":
+                self._budget.budget_ms = param.value
+            self.get_logger().info(f"parameter {param.name} set to {param.value!r}")
 
     def _warm_up(self) -> None:
         """Load meshes and run each network once, so that the first real frame is not slow."""

@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 from densefusion_ros.catalog import ObjectInfo
 from densefusion_ros.geometry import backproject
 from densefusion_ros.icp import (
-    IcpOptions, cube_rotations, depth_consistency, icp_from_centroid, refine_pose, refine_with_hypotheses,
+    IcpOptions, depth_consistency, group_rotations, icp_from_centroid, refine_pose, refine_with_hypotheses,
 )
 
 pytest.importorskip("open3d")
@@ -56,7 +56,7 @@ def test_bad_input_keeps_pose(model_points):
 
 
 def test_centroid_init_with_cube_starts(model_points):
-    R_gt = Rotation.from_euler("z", 90, degrees=True).as_matrix()  # one of the cube group starts
+    R_gt = Rotation.from_euler("z", 90, degrees=True).as_matrix()  # 90 degrees: 44 degrees from the nearest icosahedral start
     t_gt = np.array([0.0, 0.0, 0.6])
     observed = _observe(model_points, R_gt, t_gt)
     res = icp_from_centroid(observed, model_points, IcpOptions(max_distance=0.03, max_iterations=50))
@@ -66,8 +66,9 @@ def test_centroid_init_with_cube_starts(model_points):
     est = model_points @ res.R.T + res.t
     adds = cKDTree(est).query(model_points @ R_gt.T + t_gt)[0].mean()
     assert res.fitness > 0.9 and adds < 3e-3, (res.fitness, adds)
-    assert cube_rotations().shape == (24, 3, 3)
-    np.testing.assert_allclose(cube_rotations()[0], np.eye(3))
+    assert group_rotations("cube").shape == (24, 3, 3) and group_rotations("icosahedral").shape == (60, 3, 3)
+    np.testing.assert_allclose(group_rotations("icosahedral")[0], np.eye(3))
+    assert group_rotations("icosahedral", 5).shape == (5, 3, 3)
 
 
 @pytest.fixture(scope="module")

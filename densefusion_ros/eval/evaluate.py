@@ -12,7 +12,7 @@ per mode, with a fixed pipeline seed so that all modes see the same point sample
 * ``per-pixel``: the estimator's most confident hypothesis (no refiner);
 * ``iterative``: plus ``--iterations`` refiner iterations (with ``--refiner``);
 * ``...+icp``: plus Open3D ICP from that pose (with ``--icp``);
-* ``...+verify``: plus ICP from 24 turns of that pose, checked against the depth image (with
+* ``...+verify``: plus ICP from 60 turns of that pose (the icosahedral group), checked against the depth image (with
   ``--icp-verify``; the pipeline's ``icp="verify"``);
 * ``baseline``: model-free: the model's bounding-box centre at the centroid of the observed
   points (the same instance mask and sampling rule), with a random rotation.

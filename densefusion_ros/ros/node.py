@@ -70,7 +70,7 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "min_mask_pixels": (50, "smaller masks are skipped", False),
     "min_points": (20, "fewer valid depth points in a mask skip the object", False),
     "icp": ("none", "Open3D ICP on the observed points: none (published), after (from the network pose), verify "
-            "(from 24 turns of it, checked against the depth image; slower, more accurate) or only (from the centroid, "
+            "(from 60 turns of it, checked against the depth image; slower, more accurate) or only (from the centroid, "
             "no networks)", True),
     "score_threshold": (0.0, "objects whose confidence is lower are not published", False),
     "seed": (-1, "seed for point sampling; -1 = random", True),

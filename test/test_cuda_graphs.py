@@ -21,9 +21,17 @@ def test_cpu_inputs_run_eagerly():
     assert len(graphs) == 0
 
 
+def test_signatures_are_captured_once_they_recur():
+    graphs = CudaGraphs(_fn, capture_after=3)
+    assert [graphs._due("a"), graphs._due("b"), graphs._due("a"), graphs._due("a")] == [False, False, False, True]
+    assert graphs._due("b") is False and graphs._due("b") is True
+    first = CudaGraphs(_fn, capture_after=1)
+    assert first._due("a") and first._due("a")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_replays_equal_eager_across_shapes():
-    graphs = CudaGraphs(_fn, max_graphs=2)
+    graphs = CudaGraphs(_fn, max_graphs=2, capture_after=1)
     w = torch.randn(8, 16, device="cuda")
     gen = torch.Generator(device="cuda").manual_seed(0)
     with torch.inference_mode():

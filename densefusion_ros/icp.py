@@ -122,6 +122,13 @@ def _model_cloud(model_points: np.ndarray, options: IcpOptions, max_distance: fl
     return model
 
 
+def _as_arrays(observed_points, model_points, R, t) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An ICP call's inputs as float64 arrays: ``(N, 3)``, ``(M, 3)``, ``(3, 3)`` and ``(3,)``."""
+    observed = np.asarray(observed_points, dtype=np.float64).reshape(-1, 3)
+    model = np.asarray(model_points, dtype=np.float64).reshape(-1, 3)
+    return observed, model, np.asarray(R, dtype=np.float64), np.asarray(t, dtype=np.float64).reshape(3)
+
+
 def refine_pose(
     observed_points: np.ndarray,
     model_points: np.ndarray,
@@ -142,10 +149,7 @@ def refine_pose(
         fewer than two correspondences or a fitness below ``options.min_fitness``.
     """
     options = options or IcpOptions()
-    observed_points = np.asarray(observed_points, dtype=np.float64).reshape(-1, 3)
-    model_points = np.asarray(model_points, dtype=np.float64).reshape(-1, 3)
-    R = np.asarray(R, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64).reshape(3)
+    observed_points, model_points, R, t = _as_arrays(observed_points, model_points, R, t)
     if len(observed_points) < 3 or len(model_points) < 3:
         return IcpResult(R, t, 0.0, float("inf"), accepted=False)
     max_distance = options.max_distance or _default_distance(model_points)
@@ -267,10 +271,7 @@ def refine_with_hypotheses(
     not accepted, when ICP accepts no hypothesis.
     """
     options = options or IcpOptions()
-    observed_points = np.asarray(observed_points, dtype=np.float64).reshape(-1, 3)
-    model_points = np.asarray(model_points, dtype=np.float64).reshape(-1, 3)
-    R = np.asarray(R, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64).reshape(3)
+    observed_points, model_points, R, t = _as_arrays(observed_points, model_points, R, t)
     if len(observed_points) < 3 or len(model_points) < 3:
         return IcpResult(R, t, 0.0, float("inf"), accepted=False)
     centre = model_points.mean(axis=0)

@@ -264,8 +264,8 @@ def refine_with_hypotheses(
     """ICP from ``(R, t)`` turned by each rotation of ``options.rotation_group`` about the
     model's centre; the accepted result with the best :func:`depth_consistency` wins.
 
-    Each hypothesis runs ICP on at most ``coarse_points`` observed points (one model cloud and one
-    observed cloud serve all of them); only the winner is refined with every observed point (on
+    Each hypothesis runs ICP on at most ``coarse_points`` observed points (one model cloud serves
+    all of them and the final ICP); only the winner is refined with every observed point (on
     the bundled model's held-out frames this was as accurate as full ICP per hypothesis, in less
     than half its time). The first hypothesis is ``(R, t)`` itself. The input pose comes back,
     not accepted, when ICP accepts no hypothesis.
@@ -294,4 +294,5 @@ def refine_with_hypotheses(
             best, best_score = res, score
     if best is None:
         return IcpResult(R, t, 0.0, float("inf"), accepted=False)
-    return refine_pose(observed_points, model_points, best.R, best.t, options)
+    final = _register(_cloud(observed_points), model, np.linalg.inv(_pose_matrix(best.R, best.t)), options, max_distance)
+    return _as_result(final, best.R, best.t, options.min_fitness)

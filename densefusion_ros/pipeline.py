@@ -91,8 +91,8 @@ class PipelineConfig:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
         fp16: float16 autocast for the networks on CUDA (ignored on CPU); poses compose in float32.
         icp: ``"off"`` (published), ``"after"`` (ICP from the network pose), ``"verify"`` (ICP
-            from the network pose turned by each cube rotation, the result most consistent with
-            the depth image kept) or ``"only"`` (ICP from the centroid, no networks); see
+            from the network pose turned by each rotation of ``icp_options.rotation_group``, the
+            result most consistent with the depth image kept) or ``"only"`` (ICP from the centroid, no networks); see
             :mod:`densefusion_ros.icp`.
         icp_options: :class:`~densefusion_ros.icp.IcpOptions`.
         instances: how a class's mask becomes instances: ``"class"`` (published: the whole mask
@@ -117,8 +117,8 @@ class PipelineConfig:
         cuda_graphs: on CUDA, the batched path replays its network calls (colour CNN per
             crop-size group, estimator heads, the K refiner iterations) through CUDA graphs
             captured once per input shape (:class:`~densefusion_ros.cuda_graphs.CudaGraphs`):
-            the same kernels without Python's per-kernel launch cost. A frame with a new crop
-            size or instance count pays a capture (three eager calls) once. Ignored on CPU.
+            the same kernels without Python's per-kernel launch cost. A crop size or instance
+            count runs eagerly when first seen and is captured when it recurs. Ignored on CPU.
     """
 
     num_points: int | None = None

@@ -153,7 +153,9 @@ def _bench_one(device: str, fp16: bool, backbone: str, counts, args) -> list[_Ro
         min_points=1, min_mask_pixels=1,
     )  # fmt: skip
     pipe = Pipeline(est, synthetic_catalog(num_objects), config, refiner=ref, segmenter=seg)
-    plain = Pipeline(est, pipe.catalog, replace(config, fast_head=False, cpu_batch_points=None, cuda_graphs=False), refiner=ref)
+    plain = Pipeline(
+        est, pipe.catalog, replace(config, fast_head=False, cpu_batch_points=None, cpu_point_rows=False, cuda_graphs=False), refiner=ref
+    )
     modes = {"batched": pipe, "plain": plain, "loop": pipe.run_per_object}
     if device.startswith("cuda"):
         modes["eager"] = Pipeline(est, pipe.catalog, replace(config, cuda_graphs=False), refiner=ref)
@@ -190,6 +192,44 @@ def _format_row(r: _Row) -> str:
     return line + f" {e:>8.1f} {r.loop['total'] / e if e > 0 else float('nan'):>5.2f}"
 
 
+def _bench_layouts(counts, args) -> None:
+    """Network calls alone, published layout versus the batched path's CPU forms, interleaved
+    call by call: ``forward_best`` on channels-first ``[B,C,N]`` vs point rows ``[B*N,C]``, the
+    refiner likewise, and the compact colour net's full-size map + gather vs ``forward_at``."""
+    from densefusion_ros.models import build_estimator, build_refiner
+
+    torch.manual_seed(0)
+    est = build_estimator(num_objects=max(counts), backbone="compact").eval()
+    ref = build_refiner(num_objects=max(counts)).eval()
+    print(f"{'call':<28} {'B':>3} | {'published ms':>12} {'fast ms':>8} {'x':>5}")
+    for b in counts:
+        points, emb = torch.randn(b, args.num_points, 3) * 0.05, torch.randn(b, 32, args.num_points)
+        obj = torch.arange(b) % max(counts)
+        img = torch.randn(b, 3, 120, 120)
+        choose = torch.stack([torch.randperm(120 * 120)[: args.num_points] for _ in range(b)])
+
+        def full_map():
+            out = est.cnn(img).reshape(b, 32, -1)
+            return out.gather(2, choose.unsqueeze(1).expand(-1, 32, -1))
+
+        pairs = {
+            "estimator forward_best": (lambda: est.forward_best(points, emb, obj), lambda: est.forward_best(points, emb, obj, rows=True)),
+            "refiner": (lambda: ref(points, emb, obj), lambda: ref(points, emb, obj, rows=True)),
+            "colour net 120x120 + gather": (full_map, lambda: est.embed(img, choose)),
+        }
+        for name, calls in pairs.items():
+            times = [[], []]
+            with torch.inference_mode():
+                for r in range(args.warmup + args.repeats):
+                    for k, call in enumerate(calls):
+                        t0 = time.perf_counter()
+                        call()
+                        if r >= args.warmup:
+                            times[k].append((time.perf_counter() - t0) * 1e3)
+            slow, fast = (statistics.median(t) for t in times)
+            print(f"{name:<28} {b:>3} | {slow:>12.2f} {fast:>8.2f} {slow / fast:>5.2f}", flush=True)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objects", default="1,2,4,8", help="comma-separated object counts per frame")
     parser.add_argument("--backbones", default="psp_resnet18,compact", help="color backbones to time")
@@ -205,6 +245,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-fp16", action="store_true", help="skip the CUDA fp16 runs")
     parser.add_argument("--seg-scale", type=float, default=0.5, help="segmenter input scale (bundled: 0.5)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print rows as they finish")
+    parser.add_argument("--layouts", action="store_true", help="time the network calls alone (CPU): published layout vs the batched path's forms")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -218,10 +259,13 @@ def run(args: argparse.Namespace) -> int:
         f"N={args.num_points}, K={args.iterations}, {args.height}x{args.width}, repeats={args.repeats} (median), "
         f"load average {os.getloadavg()[0]:.1f}"
     )
+    if args.layouts:
+        _bench_layouts(counts, args)
+        return 0
     if torch.cuda.is_available():
         print(f"# cuda: {torch.cuda.get_device_name(0)}")
     print("# b = batched pipeline, l = published per-object loop, x = l / b (higher = batched faster);")
-    print("# plain = batching only (fast_head=False, cpu_batch_points=None, cuda_graphs=False): total ms and l / plain")
+    print("# plain = batching only (fast_head=False, cpu_batch_points=None, cpu_point_rows=False, cuda_graphs=False): total ms and l / plain")
     print("# seg ms = the compact segmenter alone; fps = 1000 / (seg ms + batched total): end to end")
     print("# eager = CUDA only: the batched pipeline without CUDA graphs (cuda_graphs=False): total ms and l / eager")
     print(_format_header(), flush=True)

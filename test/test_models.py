@@ -215,6 +215,18 @@ def test_forward_best_equals_forward_and_argmax(estimator_run):
     assert best.quat.shape == (3, 4) and best.t.shape == (3, 3) and best.conf.shape == (3,)
 
 
+def test_forward_best_point_rows_equal_channels_first(estimator_run):
+    """``rows=True`` (one GEMM per layer over all B*N points) gives the channels-first result."""
+    model, (img, points, choose, obj), _ = estimator_run
+    with torch.no_grad():
+        emb = model.embed(img, choose)
+        want = model.forward_best(points, emb, obj)
+        got = model.forward_best(points, emb, obj, rows=True)
+    assert torch.equal(got.index, want.index)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.float(), w.float(), rtol=1e-5, atol=1e-6)
+
+
 def test_estimator_accepts_published_call_styles(estimators):
     model = estimators["compact"]
     img, points, choose, obj = _estimator_inputs(b=1)
@@ -226,14 +238,24 @@ def test_estimator_accepts_published_call_styles(estimators):
         assert torch.equal(x, y) and torch.equal(x, z)
 
 
-def test_estimator_embedding_gathers_chosen_pixels(estimators):
+@pytest.mark.parametrize("size", [(40, 48), (37, 51)])
+def test_estimator_embedding_gathers_chosen_pixels(estimators, size):
+    """The compact backbone's ``forward_at`` (upsampling and LogSoftmax at the chosen pixels only)
+    equals the full-size map gathered at those pixels, for even and odd crop sizes."""
     model = estimators["compact"]
-    img, points, choose, obj = _estimator_inputs(b=2)
+    h, w = size
+    img = torch.randn(2, 3, h, w)
+    choose = torch.stack([torch.randperm(h * w)[:64].sort().values for _ in range(2)])
+    choose[0, :4] = torch.tensor([0, w - 1, (h - 1) * w, h * w - 1])  # the corners
     with torch.no_grad():
         full = model.cnn(img)
-        emb = model(img, points, choose, obj).emb
-    r, c = choose[1, 5] // 48, choose[1, 5] % 48
-    torch.testing.assert_close(emb[1, :, 5], full[1, :, r, c])
+        emb = model.embed(img, choose)
+    want = full.reshape(2, 32, h * w).gather(2, choose.unsqueeze(1).expand(-1, 32, -1))
+    torch.testing.assert_close(emb, want, rtol=1e-5, atol=1e-5)
+    for bad in (-1, h * w):
+        choose[1, -1] = bad
+        with pytest.raises(IndexError, match="choose"):
+            model.embed(img, choose)
 
 
 def _reference_posenet(model: DenseFusionEstimator, img, points, choose, obj_idx: int):
@@ -359,6 +381,8 @@ def test_refiner_batched_equals_reference_and_per_sample():
             for got, s, r in zip((quat, trans), single, ref):
                 torch.testing.assert_close(got[b : b + 1], s, rtol=1e-5, atol=1e-5)
                 torch.testing.assert_close(got[b : b + 1], r, rtol=1e-5, atol=1e-5)
+        for got, want in zip(model(points, emb, obj, rows=True), (quat, trans)):  # point rows: same values
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_refiner_input_errors():

@@ -26,6 +26,14 @@ def check_obj(obj: torch.Tensor, batch: int, num_objects: int) -> torch.Tensor:
     return obj
 
 
+def check_choose(choose: torch.Tensor, num_pixels: int) -> None:
+    """Raise ``IndexError`` unless every ``choose`` index lies in ``[0, num_pixels)`` (not checked
+    while a CUDA graph is captured, as in :func:`check_obj`)."""
+    capturing = choose.is_cuda and torch.cuda.is_current_stream_capturing()
+    if choose.numel() and not capturing and (int(choose.min()) < 0 or int(choose.max()) >= num_pixels):
+        raise IndexError(f"choose indices must lie in [0, {num_pixels}) (the flattened crop)")
+
+
 def check_points(points: torch.Tensor) -> None:
     """Raise ``ValueError`` unless ``points`` is ``[B,N,3]``."""
     if points.dim() != 3 or points.shape[2] != 3:

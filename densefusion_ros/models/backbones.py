@@ -27,6 +27,7 @@ from .blocks import (
     init_conv_weights,
     log_softmax_channels,
     upsample_bilinear,
+    upsample_bilinear_at,
 )
 from .psp import psp_resnet18
 
@@ -85,6 +86,13 @@ class CompactColorNet(nn.Module):
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         logits = upsample_bilinear(self.head(self.forward_features(img)), img.shape[-2:])
         return log_softmax_channels(logits)
+
+    def forward_at(self, img: torch.Tensor, choose: torch.Tensor) -> torch.Tensor:
+        """``forward(img)`` at the chosen pixels only: ``choose [B,N]`` (flattened H*W indices) ->
+        ``[B,32,N]``. The upsampling and LogSoftmax run on N pixels instead of H*W; same values
+        up to float rounding."""
+        logits = upsample_bilinear_at(self.head(self.forward_features(img)), img.shape[-2:], choose)
+        return torch.log_softmax(logits, dim=2).transpose(1, 2)
 
 
 def compact_color_net() -> CompactColorNet:

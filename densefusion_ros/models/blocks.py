@@ -15,6 +15,7 @@ __all__ = [
     "init_conv_weights",
     "log_softmax_channels",
     "upsample_bilinear",
+    "upsample_bilinear_at",
 ]
 
 
@@ -31,6 +32,33 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
 def upsample_bilinear(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """Bilinear resize (``align_corners=False``) of ``[B,C,h,w]`` to ``[B,C,*size]``, channels-last out."""
     return F.interpolate(channels_last(x), size=size, mode="bilinear", align_corners=False)
+
+
+def _source_index(dst: torch.Tensor, size_in: int, size_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear taps of output indices ``dst`` as ``F.interpolate(align_corners=False)`` computes
+    them: the lower and upper source index and the upper tap's weight."""
+    src = ((dst.float() + 0.5) * (size_in / size_out) - 0.5).clamp_min(0.0)
+    low = src.long()  # src >= 0: truncation is floor
+    return low, (low + 1).clamp_max(size_in - 1), src - low
+
+
+def upsample_bilinear_at(x: torch.Tensor, size: tuple[int, int] | torch.Size, index: torch.Tensor) -> torch.Tensor:
+    """``upsample_bilinear(x, size)`` at some output pixels only: ``[B,C,h,w]`` -> ``[B,N,C]``.
+
+    ``index [B,N]`` holds row-major indices into the ``size`` grid. Same values as upsampling the
+    whole map and gathering, up to float rounding, for a fraction of the work when N is small.
+    """
+    b, c, h, w = x.shape
+    height, width = size
+    y0, y1, wy = _source_index(torch.div(index, width, rounding_mode="floor"), h, height)
+    x0, x1, wx = _source_index(index % width, w, width)
+    rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+    def tap(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return torch.gather(rows, 1, (yy * w + xx).unsqueeze(2).expand(-1, -1, c))
+
+    wy, wx = wy.unsqueeze(2), wx.unsqueeze(2)
+    return (1 - wy) * ((1 - wx) * tap(y0, x0) + wx * tap(y0, x1)) + wy * ((1 - wx) * tap(y1, x0) + wx * tap(y1, x1))
 
 
 def log_softmax_channels(x: torch.Tensor) -> torch.Tensor:

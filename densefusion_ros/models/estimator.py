@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import EMBEDDING_DIM, build_color_backbone
-from ._checks import check_obj, check_points, select_object
-from .fusion import PixelwiseFusion
+from ._checks import check_choose, check_obj, check_points, select_object
+from .fusion import PixelwiseFusion, pointwise, to_rows
 
 __all__ = ["BestHypothesis", "DenseFusionEstimator", "EstimatorOutput", "build_estimator"]
 
@@ -63,10 +63,14 @@ def _first_head_layer(conv: nn.Conv1d, local: torch.Tensor, glob: torch.Tensor) 
     The 1024 global channels are the same for every point, so their part of the 1x1 conv is one
     ``[B,640]`` vector per sample: ``W[:, :384] @ local + (W[:, 384:] @ glob + b)``. Same result
     up to float rounding; about 3.5x fewer multiply-adds in the largest layers of the head.
+    ``local`` is channels-first ``[B,384,N]`` or point rows ``[B*N,384]`` (the output matches).
     """
     c = local.shape[1]
     w = conv.weight[:, :, 0]
     per_sample = F.linear(glob, w[:, c:], conv.bias)  # [B,640]
+    if local.dim() == 2:
+        b = glob.shape[0]
+        return (F.linear(local, w[:, :c]).view(b, -1, w.shape[0]) + per_sample.unsqueeze(1)).view(local.shape[0], -1)
     return F.conv1d(local, w[:, :c, None]) + per_sample.unsqueeze(2)
 
 
@@ -118,7 +122,8 @@ class DenseFusionEstimator(nn.Module):
             choose: ``[B,N]`` or ``[B,1,N]`` integer indices into the row-major flattened H*W crop.
 
         Returns:
-            ``[B,32,N]`` embedding (log-probabilities).
+            ``[B,32,N]`` embedding (log-probabilities). Backbones with a ``forward_at(img, choose)``
+            (the compact one) compute their last layers at the N chosen pixels only.
         """
         if img.dim() != 4 or img.shape[1] != 3:
             raise ValueError(f"img must have shape [B,3,H,W], got {tuple(img.shape)}")
@@ -126,6 +131,11 @@ class DenseFusionEstimator(nn.Module):
             choose = choose[:, 0]
         if choose.dim() != 2 or choose.shape[0] != img.shape[0]:
             raise ValueError(f"choose must have shape [B,N] or [B,1,N] with B={img.shape[0]}, got {tuple(choose.shape)}")
+        choose = choose.long()
+        check_choose(choose, img.shape[2] * img.shape[3])
+        at_pixels = getattr(self.cnn, "forward_at", None)  # backbones that can skip the full-size map
+        if at_pixels is not None:
+            return at_pixels(img, choose).contiguous()
         out = self.cnn(img)
         if out.shape[-2:] != img.shape[-2:]:
             raise ValueError(
@@ -133,51 +143,53 @@ class DenseFusionEstimator(nn.Module):
                 f"{tuple(out.shape[-2:])}; use crop sizes that are multiples of 8 (the pipeline uses multiples of 40)"
             )
         b, d = out.shape[:2]
-        choose = choose.long()
-        if out.is_contiguous() or not out.is_contiguous(memory_format=torch.channels_last):
-            index = choose.unsqueeze(1).expand(-1, d, -1)
-            return torch.gather(out.reshape(b, d, -1), 2, index)
-        # channels-last map (compact backbone): gather whole 32-d rows, no copy of the map
-        rows = out.permute(0, 2, 3, 1).reshape(b, -1, d)
-        return torch.gather(rows, 1, choose.unsqueeze(2).expand(-1, -1, d)).transpose(1, 2).contiguous()
+        return torch.gather(out.reshape(b, d, -1), 2, choose.unsqueeze(1).expand(-1, d, -1))
 
     def _head(self, name: str, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
-        """Head ``name`` (``"r"``, ``"t"`` or ``"c"``) on ``local [B,384,n]`` + ``glob [B,1024]``: ``[B,K*k,n]``."""
+        """Head ``name`` (``"r"``, ``"t"`` or ``"c"``) on ``local [B,384,n]`` + ``glob [B,1024]``: ``[B,K*k,n]``
+        (point rows ``local [B*n,384]`` give rows ``[B*n,K*k]``)."""
         x = F.relu(_first_head_layer(getattr(self, f"conv1_{name}"), local, glob))
-        x = F.relu(getattr(self, f"conv2_{name}")(x))
-        x = F.relu(getattr(self, f"conv3_{name}")(x))
-        return getattr(self, f"conv4_{name}")(x)
-
-    def _features(self, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor):
-        check_points(points)
-        obj = check_obj(obj, points.shape[0], self.num_objects)
-        local, glob = self.feat.forward_split(points.transpose(1, 2), emb)
-        return local, glob, obj
+        x = F.relu(pointwise(getattr(self, f"conv2_{name}"), x))
+        x = F.relu(pointwise(getattr(self, f"conv3_{name}"), x))
+        return pointwise(getattr(self, f"conv4_{name}"), x)
 
     def forward_head(self, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor) -> EstimatorOutput:
         """Fusion and heads: ``points [B,N,3]``, ``emb [B,32,N]``, ``obj [B]`` -> :class:`EstimatorOutput`."""
-        local, glob, obj = self._features(points, emb, obj)
+        check_points(points)
+        obj = check_obj(obj, points.shape[0], self.num_objects)
+        local, glob = self.feat.forward_split(points.transpose(1, 2), emb)
         quat = select_object(self._head("r", local, glob), obj, 4)
         trans = select_object(self._head("t", local, glob), obj, 3)
         conf = torch.sigmoid(select_object(self._head("c", local, glob), obj, 1))
         return EstimatorOutput(quat, trans, conf, emb.detach())
 
-    def forward_best(self, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor) -> BestHypothesis:
+    def forward_best(
+        self, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor, *, rows: bool = False
+    ) -> BestHypothesis:
         """The most confident hypothesis per sample, as :meth:`forward_head` + argmax of ``conf``.
 
         Same inputs as :meth:`forward_head` (``emb`` from :meth:`embed`). The confidence head runs
         on all N points, the rotation and translation heads only at the argmax point (the only
         hypothesis DenseFusion uses): about 1/3 less time than :meth:`forward_head` (K=21,
-        N=1000, one CPU thread: 41 vs 63 ms). Same values up to float rounding (``conf`` and
-        ``index`` exactly); see :class:`BestHypothesis`.
+        N=1000, one CPU thread: 41 vs 63 ms). ``rows=True`` runs the point layers on point rows
+        ``[B*N,C]``, one GEMM per layer (:mod:`.fusion`; faster on a CPU). Same values up to float
+        rounding (with ``rows=False``, ``conf`` and ``index`` exactly); see :class:`BestHypothesis`.
         """
-        local, glob, obj = self._features(points, emb, obj)
-        conf, index = torch.sigmoid(select_object(self._head("c", local, glob), obj, 1))[..., 0].max(dim=1)
-        rows = torch.arange(points.shape[0], device=points.device)
-        at_best = local[rows, :, index].unsqueeze(2)  # [B,384,1]
-        quat = select_object(self._head("r", at_best, glob), obj, 4)[:, 0]
-        trans = select_object(self._head("t", at_best, glob), obj, 3)[:, 0]
-        return BestHypothesis(quat, points[rows, index] + trans, conf, index)
+        check_points(points)
+        obj = check_obj(obj, points.shape[0], self.num_objects)
+        b, n, _ = points.shape
+        if rows:
+            local, glob = self.feat.forward_split(*to_rows(points, emb), batch=b)
+            conf = self._head("c", local, glob).view(b, n, -1).gather(2, obj.view(b, 1, 1).expand(-1, n, 1))
+        else:
+            local, glob = self.feat.forward_split(points.transpose(1, 2), emb)
+            conf = select_object(self._head("c", local, glob), obj, 1)
+        conf, index = torch.sigmoid(conf)[..., 0].max(dim=1)
+        samples = torch.arange(b, device=points.device)
+        at_best = local.view(b, n, -1)[samples, index] if rows else local[samples, :, index].unsqueeze(2)
+        quat = select_object(self._head("r", at_best, glob).view(b, -1, 1), obj, 4)[:, 0]
+        trans = select_object(self._head("t", at_best, glob).view(b, -1, 1), obj, 3)[:, 0]
+        return BestHypothesis(quat, points[samples, index] + trans, conf, index)
 
     def forward(
         self, img: torch.Tensor, points: torch.Tensor, choose: torch.Tensor, obj: torch.Tensor

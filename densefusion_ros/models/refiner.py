@@ -17,7 +17,7 @@ from torch import nn
 
 from .backbones import EMBEDDING_DIM
 from ._checks import check_obj, check_points
-from .fusion import GlobalFusion
+from .fusion import GlobalFusion, to_rows
 
 __all__ = ["DenseFusionRefiner", "RefinerOutput", "build_refiner"]
 
@@ -55,13 +55,15 @@ class DenseFusionRefiner(nn.Module):
         self.conv3_t = nn.Linear(128, num_objects * 3)
         self.metadata: dict = {}
 
-    def forward(self, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor) -> RefinerOutput:
+    def forward(self, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor, *, rows: bool = False) -> RefinerOutput:
         """Predict the residual pose.
 
         Args:
             points: ``[B,N,3]`` float, points in the current estimate's object frame (metres).
             emb: ``[B,32,N]`` float, the estimator's embedding (``EstimatorOutput.emb``).
             obj: ``[B]`` or ``[B,1]`` int64 object indices.
+            rows: run the point layers on point rows ``[B*N,C]``, one GEMM per layer (faster on a
+                CPU, same values up to float rounding; see :mod:`.fusion`).
 
         Returns:
             ``(quat [B,4], trans [B,3])``, see :class:`RefinerOutput`.
@@ -71,7 +73,7 @@ class DenseFusionRefiner(nn.Module):
         if emb.dim() != 3 or emb.shape[0] != b or emb.shape[2] != points.shape[1]:
             raise ValueError(f"emb must have shape [B,32,N]={[b, EMBEDDING_DIM, points.shape[1]]}, got {list(emb.shape)}")
         obj = check_obj(obj, b, self.num_objects)
-        x = self.feat(points.transpose(1, 2), emb)
+        x = self.feat(*to_rows(points, emb), batch=b) if rows else self.feat(points.transpose(1, 2), emb)
         rx = F.relu(self.conv2_r(F.relu(self.conv1_r(x))))
         tx = F.relu(self.conv2_t(F.relu(self.conv1_t(x))))
         rows = torch.arange(b, device=x.device)

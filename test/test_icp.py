@@ -139,3 +139,22 @@ def test_depth_consistency_counts_support_and_violations():
     assert depth_consistency(hidden, depth, K, mask) == 0.0
     assert depth_consistency(np.array([[0.0, 0.0, -1.0]]), depth, K, mask) == 0.0  # behind the camera
     assert depth_consistency(np.concatenate([on_surface, hidden]), depth, K, mask) == 0.5
+
+
+def test_depth_consistency_coverage_prefers_poses_that_explain_the_whole_mask():
+    """Two point sets, equally many points on the measured surface: one spread over the whole
+    mask, one crowded into its left half (a mug whose handle is turned to the wrong side leaves
+    the handle's pixels unexplained). Only the coverage term tells them apart."""
+    K = np.array([[100.0, 0, 20], [0, 100.0, 20], [0, 0, 1]])
+    depth = np.full((40, 40), 1.0)
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 10:30] = True
+    rows, cols = np.mgrid[10:30:2, 10:30:2]  # 100 pixels over the whole mask
+    spread = np.stack([(cols.ravel() - 20) / 100.0, (rows.ravel() - 20) / 100.0, np.ones(100)], axis=1)
+    crowded = spread.copy()
+    crowded[:, 0] = (10 + (cols.ravel() - 10) // 2 - 20) / 100.0  # the same points squeezed into columns 10-19
+    for points in (spread, crowded):
+        assert depth_consistency(points, depth, K, mask) == 1.0  # support alone: a tie
+    full = depth_consistency(spread, depth, K, mask, coverage_weight=1.0)
+    half = depth_consistency(crowded, depth, K, mask, coverage_weight=1.0)
+    assert full == pytest.approx(2.0) and 1.4 < half < 1.75, (full, half)

@@ -86,7 +86,8 @@ def decode_set(color: Image, depth: Image, info: CameraInfo, label: Image | None
         nan, inf = int(np.isnan(depth_m).sum()), int(np.isinf(depth_m).sum())
         raise Rejected("depth no valid value", f"depth ({encoding}) has no finite positive value: {nan} NaN, {inf} inf, "
                                                f"{depth_m.size - nan - inf} zero or negative of {depth_m.size} pixels")
-    median = float(np.median(depth_m[valid]))
+    sample = depth_m[::4, ::4][valid[::4, ::4]]  # the units check needs no exact median: 1/16 of the pixels, 15x faster
+    median = float(np.median(sample if sample.size else depth_m[valid]))
     if median > max_depth:
         hint = "32FC1 must be metres" if encoding == "32FC1" else f"{encoding} must be millimetres"
         raise Rejected("depth units", f"median depth {median:.1f} m exceeds max_depth {max_depth:g} m: wrong units? ({hint})")

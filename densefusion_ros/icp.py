@@ -31,7 +31,7 @@ from scipy.spatial.transform import Rotation
 
 __all__ = [
     "IcpOptions", "IcpResult", "refine_pose", "icp_from_centroid", "group_rotations", "depth_consistency",
-    "refine_with_hypotheses",
+    "refine_with_hypotheses", "mask_grid",
 ]
 
 
@@ -222,23 +222,31 @@ def icp_from_centroid(
     return best
 
 
-def _mask_coverage(u: np.ndarray, v: np.ndarray, mask: np.ndarray, cells: int = 256) -> float:
-    """Fraction of ``mask``'s area that the pixels ``(u, v)`` reach, on a grid of about ``cells``
-    mask cells (so that a few hundred points can cover a well-explained mask), hits spread to
-    the 8 neighbouring cells."""
+def mask_grid(mask: np.ndarray, cells: int = 256) -> tuple[int, int, int, np.ndarray] | None:
+    """``mask`` on a grid of about ``cells`` cells inside its bounding box: ``(row0, col0, cell
+    size, occupied cells)``, or None for an empty mask. Computed once per instance; each pose's
+    coverage (:func:`depth_consistency`) then needs only its own points."""
     rows, cols = np.nonzero(mask)
     if len(rows) == 0:
-        return 0.0
-    r0, c0 = rows.min(), cols.min()
+        return None
+    r0, c0 = int(rows.min()), int(cols.min())
     g = max(1, int(round(np.sqrt(len(rows) / cells))))
-    shape = ((rows.max() - r0) // g + 1, (cols.max() - c0) // g + 1)
-    in_mask = np.zeros(shape, np.uint8)
-    in_mask[(rows - r0) // g, (cols - c0) // g] = 1
-    hit = np.zeros(shape, np.uint8)
-    keep = (v >= r0) & (u >= c0) & ((v - r0) // g < shape[0]) & ((u - c0) // g < shape[1])
+    occupied = np.zeros(((rows.max() - r0) // g + 1, (cols.max() - c0) // g + 1), np.uint8)
+    occupied[(rows - r0) // g, (cols - c0) // g] = 1
+    return r0, c0, g, occupied
+
+
+def _mask_coverage(u: np.ndarray, v: np.ndarray, grid: tuple[int, int, int, np.ndarray] | None) -> float:
+    """Share of the grid's mask cells that the pixels ``(u, v)`` reach (so that a few hundred
+    points can cover a well-explained mask), hits spread to the 8 neighbouring cells."""
+    if grid is None:
+        return 0.0
+    r0, c0, g, occupied = grid
+    hit = np.zeros_like(occupied)
+    keep = (v >= r0) & (u >= c0) & ((v - r0) // g < occupied.shape[0]) & ((u - c0) // g < occupied.shape[1])
     hit[(v[keep] - r0) // g, (u[keep] - c0) // g] = 1
     hit = cv2.dilate(hit, np.ones((3, 3), np.uint8))
-    return float((in_mask & hit).sum() / in_mask.sum())
+    return float((occupied & hit).sum() / occupied.sum())
 
 
 def depth_consistency(
@@ -249,6 +257,7 @@ def depth_consistency(
     tolerance: float = 0.01,
     violation_weight: float = 3.0,
     coverage_weight: float = 0.0,
+    grid: tuple[int, int, int, np.ndarray] | None = None,
 ) -> float:
     """How well a posed model explains the depth image: ``(supported - w * violating) / M + c * coverage``.
 
@@ -258,7 +267,8 @@ def depth_consistency(
     object cannot be there); points behind the measured surface (the hidden side, occlusion) and
     points without a depth reading count for nothing. *coverage* is the share of the mask that
     supported points reach: a pose that leaves part of the mask unexplained (a mug's handle on the
-    wrong side) scores lower. In (-w, 1 + c]; higher is better.
+    wrong side) scores lower. In (-w, 1 + c]; higher is better. ``grid``: ``mask_grid(mask)``,
+    when the caller scores many poses against one mask.
     """
     X = np.asarray(model_points_cam, dtype=np.float64).reshape(-1, 3)
     if len(X) == 0:
@@ -280,7 +290,7 @@ def depth_consistency(
     violating = measured & (z < d - tolerance)
     score = float((supported.sum() - violation_weight * violating.sum()) / len(X))
     if coverage_weight:
-        score += coverage_weight * _mask_coverage(u[supported], v[supported], mask)
+        score += coverage_weight * _mask_coverage(u[supported], v[supported], mask_grid(mask) if grid is None else grid)
     return score
 
 
@@ -316,6 +326,7 @@ def refine_with_hypotheses(
     max_distance = options.max_distance or _default_distance(model_points)
     model = _model_cloud(model_points, options, max_distance)
     coarse = _cloud(observed_points[:: max(1, -(-len(observed_points) // max(1, coarse_points)))])
+    grid = mask_grid(mask) if options.verify_coverage_weight else None
     best, best_score = None, float("-inf")
     for S in group_rotations(options.rotation_group, options.init_rotations):
         R0 = R @ S
@@ -326,7 +337,7 @@ def refine_with_hypotheses(
             continue
         score = depth_consistency(
             scored @ res.R.T + res.t, depth_m, K, mask, options.verify_tolerance, options.verify_violation_weight,
-            options.verify_coverage_weight,
+            options.verify_coverage_weight, grid,
         )
         if score > best_score:
             best, best_score = res, score

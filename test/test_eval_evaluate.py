@@ -89,3 +89,16 @@ def test_scoring_known_answers(setup):
     assert s["can"]["add_s_01d"] == (100.0 if b.adds < 0.1 * d_can else 0.0)
     rec = InstanceRecord("m", 0, 0, 2, "can", True, 0.1, 1.0, add=0.05, adds=0.001)
     assert rec.add_s == 0.001 and summarize([rec])["median_add_s_mm"] == pytest.approx(1.0)
+
+
+def test_half_turn_misses_are_reported_with_their_axis():
+    """Misses that are half turns about one object axis (an unflagged near-symmetry) are named as such."""
+    from densefusion_ros.eval.evaluate import half_turn_lines
+
+    def rec(add, angle, axis):
+        return InstanceRecord("m", 0, 0, 2, "mug", False, 0.1, 1.0, add=add, adds=add, rot_err_deg=angle, rot_axis=axis)
+
+    recs = [rec(0.05, 179.0, (0.0, 1.0, 0.0)), rec(0.05, 178.0, (0.0, -1.0, 0.0)), rec(0.03, 40.0, (1.0, 0.0, 0.0)),
+            rec(0.001, 1.0, (0.0, 0.0, 1.0))]  # fmt: skip
+    (text,) = [line for line in half_turn_lines(recs) if line.startswith("- ")]
+    assert text == "- mug: 2 of 3 misses are turns of 150 degrees or more, 100 % of them about the object axis [0.00, 1.00, 0.00]"

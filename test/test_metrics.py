@@ -124,3 +124,14 @@ def test_accuracies():
     assert metrics.linemod_accuracy(d[:2], 0.1) == pytest.approx(50.0)
     curve = metrics.accuracy_curve(np.array([0.01, 0.03, np.inf]), np.array([0.0, 0.01, 0.02, 0.1]))
     np.testing.assert_allclose(curve, [0.0, 0.0, 100 / 3, 200 / 3])
+
+
+def test_rotation_error_angle_and_object_axis():
+    """The turn from the true to the estimated orientation, about an axis of the object frame."""
+    R_gt = Rotation.from_euler("xyz", [20, -40, 75], degrees=True).as_matrix()
+    flip = Rotation.from_rotvec(np.pi * np.array([0.0, 1.0, 0.0])).as_matrix()  # half turn about object y
+    angle, axis = metrics.rotation_error(R_gt @ flip, R_gt)
+    assert angle == pytest.approx(180.0, abs=1e-6) and abs(axis[1]) == pytest.approx(1.0, abs=1e-6)
+    angle, axis = metrics.rotation_error(R_gt @ Rotation.from_rotvec([0.0, 0.0, 0.3]).as_matrix(), R_gt)
+    assert angle == pytest.approx(np.degrees(0.3)) and axis == pytest.approx([0.0, 0.0, 1.0])
+    assert metrics.rotation_error(R_gt, R_gt)[0] == pytest.approx(0.0, abs=1e-6)

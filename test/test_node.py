@@ -84,8 +84,10 @@ def test_trigger_estimates_the_next_frame_only(node_files, ros_env, tmp_path, ex
     assert got["detections"][0]["dets"][0]["id"] == "box_0"
 
 
-def test_node_publishes_stamped_poses_detections_tf(node_files, ros_env, tmp_path):
-    node = start_node(node_files, ros_env)
+@pytest.mark.parametrize("raw_inputs", ["true", "false"])
+def test_node_publishes_stamped_poses_detections_tf(node_files, ros_env, tmp_path, raw_inputs):
+    """Inputs decoded by rosbags from the serialized messages (the default) or by rclpy."""
+    node = start_node(node_files, ros_env, f"raw_inputs:={raw_inputs}")
     try:
         stamps, got = run_phase(ros_env, tmp_path, "valid", 6, overlay=False)
         assert len(stamps) == 6
@@ -107,6 +109,7 @@ def test_node_publishes_stamped_poses_detections_tf(node_files, ros_env, tmp_pat
         assert {tuple(t["stamp"]) for t in got["tf"]} <= set(stamps)
         assert got["markers"] >= 1
         assert got["overlay"] == [] and got["values"]["densefusion: pipeline"]["overlays published"] == "0"
+        assert got["values"]["densefusion: pipeline"]["input decoding"] == ("raw" if raw_inputs == "true" else "rclpy")
 
         stamps, got = run_phase(ros_env, tmp_path, "valid_empty", 3, overlay=True)
         assert len(got["poses"]) >= 1

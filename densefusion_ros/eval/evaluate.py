@@ -154,6 +154,8 @@ class InstanceRecord:
     add: float
     adds: float
     confidence: float | None = None
+    rot_err_deg: float | None = None  # metrics.rotation_error; None = lost
+    rot_axis: tuple[float, float, float] | None = None
 
     @property
     def add_s(self) -> float:
@@ -229,6 +231,27 @@ def summarize(recs: list[InstanceRecord]) -> dict[str, float]:
         "add_s_01d": metrics.linemod_accuracy(add_s, diam),
         "median_add_s_mm": float(np.median(finite) * 1000.0) if finite.size else float("nan"),
     }
+
+
+def half_turn_lines(recs: list[InstanceRecord], min_deg: float = 150.0) -> list[str]:
+    """Per object not flagged symmetric, how many ADD < 0.1d misses are turns of at least
+    ``min_deg`` and about which object axis (sign-free mean): many such misses about one axis mean
+    a near-symmetry that the catalog does not flag, or that the data cannot resolve."""
+    lines = []
+    names = {r.name for r in recs if not r.symmetric}
+    for name in sorted(names, key=lambda n: min(r.class_id for r in recs if r.name == n)):
+        misses = [r for r in recs if r.name == name and not r.add_s < 0.1 * r.diameter]
+        turns = [r for r in misses if r.rot_err_deg is not None and r.rot_err_deg >= min_deg]
+        if not misses:
+            continue
+        text = f"- {name}: {len(turns)} of {len(misses)} misses are turns of {min_deg:.0f} degrees or more"
+        if turns:
+            a = np.array([r.rot_axis for r in turns])
+            w, v = np.linalg.eigh(a.T @ a)  # the axis and its negative are the same half turn
+            axis, share = v[:, -1] * np.sign(v[np.argmax(np.abs(v[:, -1])), -1]), float(np.mean(np.abs(a @ v[:, -1]) > 0.9))
+            text += f", {share * 100:.0f} % of them about the object axis [{axis[0]:.2f}, {axis[1]:.2f}, {axis[2]:.2f}]"
+        lines.append(text)
+    return ["Misses by rotation error:", "", *lines] if lines else []
 
 
 def _fmt(v: float, digits: int = 2) -> str:
@@ -433,14 +456,17 @@ def _score(result: EvalResult, mode: str, scene_id: int, im_id: int, scored, pre
             R, t, conf = preds[i]
             add = metrics.add(R, t, g.R, g.t, pts)
             adds = metrics.adds(R, t, g.R, g.t, pts)
+            angle, axis = metrics.rotation_error(R, g.R)
+            turn = (angle, tuple(float(a) for a in axis))
         else:
             add = adds = math.inf
-            conf = None
+            conf = turn = None
         result.records.append(
             InstanceRecord(
                 mode=mode, scene_id=int(scene_id), im_id=int(im_id), class_id=int(g.class_id), name=info.name,
                 symmetric=bool(info.symmetric), diameter=float(info.diameter), visib_fract=float(g.visib_fract),
                 add=float(add), adds=float(adds), confidence=None if conf is None else float(conf),
+                rot_err_deg=None if turn is None else turn[0], rot_axis=None if turn is None else turn[1],
             )
         )  # fmt: skip
 
@@ -473,7 +499,8 @@ def write_reports(result: EvalResult, out: str | Path) -> list[Path]:
         "summary": summaries,
         "timings_ms": result.timings_ms,
         "instances": [
-            {**{k: getattr(r, k) for k in ("mode", "scene_id", "im_id", "class_id", "name", "symmetric", "visib_fract", "add", "adds", "confidence")}}
+            {**{k: getattr(r, k) for k in ("mode", "scene_id", "im_id", "class_id", "name", "symmetric", "visib_fract", "add", "adds", "confidence",
+                                                                "rot_err_deg", "rot_axis")}}
             for r in result.records
         ],
     }
@@ -525,6 +552,7 @@ def write_reports(result: EvalResult, out: str | Path) -> list[Path]:
                 f"| {obj} | {int(v['n'])} | {int(v['lost'])} | " + " | ".join(_fmt(v[k]) for k, _ in METRIC_COLUMNS)
                 + f" | {_fmt(v.get('median_add_s_mm', float('nan')), 1)} |"
             )
+        lines += ["", *half_turn_lines([r for r in result.records if r.mode == mode])]
     p_md = out / "results.md"
     p_md.write_text("\n".join(lines) + "\n")
     p_png = out / "accuracy.png"

@@ -19,6 +19,9 @@ also reports its own pipeline time (``~/debug/pipeline_time_ms``), so the in-nod
 conversion and publishing is printed too. Both sides use the same torch thread count.
 
     python -m densefusion_ros.ros.bench_node --rates 15 30 --loops 3
+
+Machine speed can drift by 10-20 % within minutes on a shared machine; ``--blocks N`` alternates
+N streaming blocks with idle direct passes so that drift hits both sides alike.
 """
 
 from __future__ import annotations
@@ -101,7 +104,10 @@ def direct_under_stream(pipeline: Pipeline, frames: list, bag: str, rate: float,
         receiver.wait(timeout=10)
 
 
-def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict, params: list[str] = ()) -> dict:
+def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict, params: list[str] = (), blocks: int = 1,
+                 between=None) -> dict:
+    """Run the node once and stream ``bag`` at ``rate`` to it ``blocks`` times (``loops`` each),
+    calling ``between()`` after each block while the node idles."""
     extra = [a for p in params for a in ("-p", p)]
     node = subprocess.Popen(
         [sys.executable, "-m", "densefusion_ros.ros.node", "--ros-args", "-p", "seed:=0", "-p", "overlay:=false", "-p", "device:=cpu",
@@ -112,7 +118,7 @@ def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict, par
         if "ready:" in line:
             break
     sub = rclpy.create_node(f"bench_node_{int(rate)}")
-    latencies, arrivals, processing, in_node, stamps = [], [], [], [], []
+    latencies, arrivals, processing, in_node, stamps, index, spans = [], [], [], [], [], {}, []
 
     def on_det(msg: Detection3DArray) -> None:
         latencies.append((sub.get_clock().now().nanoseconds * 1e-9 - header_stamp(msg)) * 1e3)
@@ -122,29 +128,33 @@ def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict, par
     sub.create_subscription(Detection3DArray, "/densefusion/detections", on_det, 50)
     sub.create_subscription(Float64, "/densefusion/debug/processing_time_ms", lambda m: processing.append(m.data), 50)
     sub.create_subscription(Float64, "/densefusion/debug/pipeline_time_ms", lambda m: in_node.append(m.data), 50)
-    stamps_file = tempfile.NamedTemporaryFile("r", suffix=".txt")  # noqa: SIM115 - closed below
-    replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.replay", "--bag", bag, "--rate", str(rate), "--loops", str(loops),
-                               "--stamps-out", stamps_file.name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sent_start = time.monotonic()
-    while replay.poll() is None or time.monotonic() - (arrivals[-1] if arrivals else sent_start) < 2.0:
-        rclpy.spin_once(sub, timeout_sec=0.05)
-        if time.monotonic() - sent_start > 600:
-            break
+    for _ in range(blocks):
+        first = len(arrivals)
+        with tempfile.NamedTemporaryFile("r", suffix=".txt") as stamps_file:
+            replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.replay", "--bag", bag, "--rate", str(rate), "--loops",
+                                       str(loops), "--stamps-out", stamps_file.name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            sent_start = time.monotonic()
+            while replay.poll() is None or time.monotonic() - (arrivals[-1] if len(arrivals) > first else sent_start) < 2.0:
+                rclpy.spin_once(sub, timeout_sec=0.05)
+                if time.monotonic() - sent_start > 600:
+                    break
+            for line in stamps_file:
+                sec, nsec_k = line.split(".")
+                nsec, k = nsec_k.split()
+                index[(int(sec), int(nsec))] = int(k)
+        if len(arrivals) - first > 1:
+            spans.append((len(arrivals) - first - 1, arrivals[-1] - arrivals[first]))
+        if between is not None:
+            between()
     node.terminate()
     node.wait(timeout=10)
     sub.destroy_node()
-    index = {}
-    for line in stamps_file:
-        sec, nsec_k = line.split(".")
-        nsec, k = nsec_k.split()
-        index[(int(sec), int(nsec))] = int(k)
-    stamps_file.close()
     # one processing and one pipeline time per published detections message, in the same order
     n = min(len(stamps), len(processing), len(in_node))
-    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
+    out_frames, span = sum(c for c, _ in spans), sum(t for _, t in spans)
     lat = np.array(latencies or [np.nan])
     return {
-        "rate_in": rate, "frames_out": len(arrivals), "rate_out": (len(arrivals) - 1) / span if span == span and span > 0 else 0.0,
+        "rate_in": rate, "frames_out": len(arrivals), "rate_out": out_frames / span if span > 0 else 0.0,
         "latency_p50": float(np.percentile(lat, 50)), "latency_p95": float(np.percentile(lat, 95)),
         "frames": [index[st] for st in stamps[:n]], "processing_ms": np.array(processing[:n]), "pipeline_ms": np.array(in_node[:n]),
     }
@@ -157,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both the direct run and the node")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--blocks", type=int, default=1,
+                        help="> 1: alternate this many streaming blocks with idle direct runs (one pass each), so that "
+                             "machine-speed drift hits both sides alike; the overhead is then against these direct runs")
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="extra node parameter (repeatable)")
     parser.add_argument("--sink", nargs="+", metavar="TOPIC", help=argparse.SUPPRESS)  # internal: the stream's receiver
     args = parser.parse_args(argv)
@@ -167,23 +180,32 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     pipeline, frames = bundled_pipeline(args.threads), load_frames(args.bag)
     before = direct_pipeline_ms(pipeline, frames, args.repeats)
+    interleaved: dict[float, list] = {r: [] for r in args.rates}
     rclpy.init()
     try:
-        rows = [measure_node(args.bag, r, args.loops, args.threads, env, args.param) for r in args.rates]
+        rows = [
+            measure_node(args.bag, r, args.loops, args.threads, env, args.param, args.blocks,
+                         (lambda r=r: interleaved[r].append(direct_pipeline_ms(pipeline, frames, 1))) if args.blocks > 1 else None)
+            for r in args.rates
+        ]  # fmt: skip
     finally:
         rclpy.try_shutdown()
     loaded = {r: direct_under_stream(pipeline, frames, args.bag, r, args.loops, env) for r in args.rates}
     after = direct_pipeline_ms(pipeline, frames, args.repeats)
-    idle = (before + after) / 2
-    print(f"direct pipeline, idle: {np.mean(idle):.1f} ms per frame of the sequence (mean of per-frame medians, "
+    idle = {r: np.mean(interleaved[r], axis=0) if interleaved[r] else (before + after) / 2 for r in args.rates}
+    print(f"direct pipeline, idle: {np.mean((before + after) / 2):.1f} ms per frame of the sequence (mean of per-frame medians, "
           f"{args.threads} thread(s); {np.mean(before):.1f} before, {np.mean(after):.1f} after the node runs)")
+    if args.blocks > 1:
+        print(f"interleaved: {args.blocks} blocks of {args.loops} loops per rate, each followed by one idle direct pass; "
+              "overhead vs idle direct is against those passes: "
+              + ", ".join(f"{np.mean(idle[r]):.1f} ms at {r:g} Hz" for r in args.rates))
     print("Means over the frames the node processed; the direct times are of the same frames.")
     print("| input Hz | output Hz | frames out | latency p50 ms | latency p95 ms | node ms/frame | in-node pipeline ms "
           "| direct under the stream ms | overhead vs direct under the stream | overhead vs idle direct |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         k = np.array(r["frames"], dtype=int)
-        node_ms, same_load, idle_ms = r["processing_ms"].mean(), loaded[r["rate_in"]][k].mean(), idle[k].mean()
+        node_ms, same_load, idle_ms = r["processing_ms"].mean(), loaded[r["rate_in"]][k].mean(), idle[r["rate_in"]][k].mean()
         print(f"| {r['rate_in']:.0f} | {r['rate_out']:.1f} | {r['frames_out']} | {r['latency_p50']:.0f} | {r['latency_p95']:.0f} | "
               f"{node_ms:.1f} | {r['pipeline_ms'].mean():.1f} | {same_load:.1f} | "
               f"{(node_ms / same_load - 1) * 100:+.1f} % | {(node_ms / idle_ms - 1) * 100:+.1f} % |")

@@ -6,10 +6,17 @@ wheels lack them, so small in-package equivalents take their place:
 and the decoder in :func:`~densefusion_ros.ros.conversions.image_to_numpy` (which validates
 ``step``, sizes and encodings itself on both paths).
 Set ``DENSEFUSION_ROS_BUILTIN_COMPAT=1`` to force the in-package versions (tests do, to cover both).
+
+The in-package sync can also take its inputs *serialized* (``synchronize(..., raw=True)``) and
+decode them with the ``rosbags`` CDR reader: pixels become numpy views instead of copies into
+``array.array``, about a tenth of rclpy's per-message work on the executor thread, which on a
+small CPU competes with the inference worker for the GIL. The decoded messages have the same
+field names as rclpy's (``header.stamp``, ``height``, ``encoding``, ``data``, ``k``, ...).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 from rclpy.node import Node
@@ -33,6 +40,16 @@ def backends() -> dict[str, str]:
     }
 
 
+@lru_cache(maxsize=None)
+def raw_decoder(msg_type: type) -> Callable[[bytes], Any]:
+    """CDR bytes of ``msg_type`` -> a rosbags message with the same fields (numpy arrays for arrays)."""
+    from densefusion_ros.ros.bag import typestore
+
+    name = f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
+    store = typestore()
+    return lambda data: store.deserialize_cdr(data, name)
+
+
 def synchronize(
     node: Node,
     topics: Sequence[tuple[type, str]],
@@ -43,11 +60,13 @@ def synchronize(
     slop: float,
     on_message: Callable[[int, Any], None] | None = None,
     callback_group=None,
+    raw: bool = False,
 ) -> list:
     """Subscribe to ``topics`` and call ``callback(*msgs)`` for ApproximateTime-matched sets.
 
-    ``on_message(index, msg)`` sees every message first (for input rate statistics).
-    Returns the subscription handles (keep them alive).
+    ``on_message(index, msg)`` sees every message first (for input rate statistics). ``raw``:
+    receive serialized messages and decode them with :func:`raw_decoder` (in-package sync only;
+    message_filters needs rclpy messages). Returns the subscription handles (keep them alive).
     """
     if HAVE_MESSAGE_FILTERS:
         import message_filters
@@ -64,8 +83,16 @@ def synchronize(
         return [*subs, sync]
     sync = ApproximateTimeSync(len(topics), callback, queue_size=queue_size, slop=slop)
 
-    def feed(i: int) -> Callable[[Any], None]:
+    def feed(i: int, msg_type: type, topic: str) -> Callable[[Any], None]:
+        decode = raw_decoder(msg_type) if raw else None
+
         def cb(msg: Any) -> None:
+            if decode is not None:
+                try:
+                    msg = decode(msg)
+                except Exception as e:  # noqa: BLE001 - a message that cannot be read is dropped, not fatal
+                    node.get_logger().warning(f"dropped a message on {topic}: cannot decode it ({e})", throttle_duration_sec=5.0)
+                    return
             if on_message is not None:
                 on_message(i, msg)
             sync.add(i, msg)
@@ -73,7 +100,7 @@ def synchronize(
         return cb
 
     return [
-        node.create_subscription(msg_type, topic, feed(i), qos, callback_group=callback_group)
+        node.create_subscription(msg_type, topic, feed(i, msg_type, topic), qos, callback_group=callback_group, raw=raw)
         for i, (msg_type, topic) in enumerate(topics)
     ]
 

@@ -96,7 +96,7 @@ def image_to_numpy(msg: Image, *, max_pixels: int = 4096 * 4096, encodings: tupl
     check_image(msg, encodings, max_pixels=max_pixels, role=role)
     dtype, channels = ENCODINGS[msg.encoding]
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if HAVE_CV_BRIDGE:
+    if HAVE_CV_BRIDGE and isinstance(msg, Image):  # cv_bridge reads rclpy messages only (not raw-decoded ones)
         from cv_bridge import CvBridge, CvBridgeError
 
         try:

@@ -8,6 +8,10 @@ than ``max_input_age`` are dropped. Every processed frame yields exactly one mes
 ``~/poses`` and ``~/detections`` (empty when nothing is found), stamped with the colour image's
 stamp and frame, so a consumer can tell "nothing there" from "node stalled".
 
+Inputs arrive serialized and are decoded by the ``rosbags`` CDR reader (``raw_inputs``; see
+:mod:`~densefusion_ros.ros.compat`): a tenth of rclpy's work per message on the executor thread,
+which on a small CPU shares the GIL with the worker.
+
 Bad input never reaches the worker or an output: each set is checked on arrival (stamps, and
 :func:`~densefusion_ros.ros.inputs.check_set` on the headers) and again when decoded
 (:func:`~densefusion_ros.ros.inputs.decode_set`); a dropped set is counted per reason in
@@ -26,6 +30,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 import torch
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -78,6 +83,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "depth_topic": ("/camera/camera/aligned_depth_to_color/image_raw", "depth aligned to colour (16UC1 mm or 32FC1 m)", True),
     "camera_info_topic": ("/camera/camera/color/camera_info", "camera_info of the colour image (K is read from it)", True),
     "label_topic": ("", "optional label image topic (mono8/16UC1 class ids) used instead of the segmentation net", True),
+    "raw_inputs": (True, "receive the inputs serialized and decode them with rosbags (numpy views of the pixels, about a "
+                   "tenth of rclpy's work per message); in-package sync only: with message_filters installed, rclpy decodes", True),
     "qos": ("sensor_data", "input QoS: sensor_data (best effort) or reliable", True),
     "sync_slop": (0.05, "ApproximateTime slop between colour, depth and camera_info stamps, seconds", True),
     "sync_queue_size": (5, "ApproximateTime queue per input", True),
@@ -168,9 +175,10 @@ class DenseFusionNode(Node):
             topics.append((Image, self._p("label_topic")))
         self._input_names = INPUTS[: len(topics)]
         self._init_diagnostics([t for _, t in topics])
+        self._raw_inputs = bool(self._p("raw_inputs")) and not compat.HAVE_MESSAGE_FILTERS
         self._subs = compat.synchronize(
             self, topics, self._on_synced, qos=qos, queue_size=self._p("sync_queue_size"), slop=self._p("sync_slop"),
-            on_message=self._on_input,
+            on_message=self._on_input, raw=self._raw_inputs,
         )
         if self._p("executor") == "events":
             # ~/trigger blocks until the next processed frame and the events executor has one thread:
@@ -188,7 +196,8 @@ class DenseFusionNode(Node):
             f"ready: {len(self.catalog)} objects {self.catalog.names}, device {self.pipeline.device}, "
             f"{self.pipeline.num_points} points, refiner {'on' if self.pipeline.refiner is not None else 'off'}, "
             f"segmentation {'topic ' + self._p('label_topic') if self._p('label_topic') else 'network'}; "
-            f"inputs {[t for _, t in topics]} ({qos_name}); backends {compat.backends()}"
+            f"inputs {[t for _, t in topics]} ({qos_name}, {'raw' if self._raw_inputs else 'rclpy'} decoding); "
+            f"backends {compat.backends()}"
         )
 
     # ---------------------------------------------------------------- set-up
@@ -325,7 +334,9 @@ class DenseFusionNode(Node):
             self._drops.warn("invalid pose", f"{len(result.instances) - len(instances)} non-finite or improper pose(s) withheld")
         if self._stop:
             return
-        self._publish(color.header, frame, instances)
+        stamp = color.header.stamp  # an rclpy Header for the outputs, whichever decoder read the input
+        header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=str(color.header.frame_id))
+        self._publish(header, frame, instances)
         processing_ms = (time.perf_counter() - t0) * 1e3
         latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - frame.stamp) * 1e3
         self._output_freq.tick()
@@ -365,7 +376,7 @@ class DenseFusionNode(Node):
         if self._input_freq["color"].rate() > 0 and self._output_freq.rate() == 0 and self._p("continuous"):
             level, message = (WARN, "inputs arrive but no frame is processed")
         values = self._stats.summary(self._sync.sets, self._drops.counts)
-        values.update({"device": str(self.pipeline.device), **{f"backend {k}": v for k, v in compat.backends().items()}})
+        values.update({"device": str(self.pipeline.device), "input decoding": "raw" if self._raw_inputs else "rclpy", **{f"backend {k}": v for k, v in compat.backends().items()}})
         tasks.append(("pipeline", (level, message, values)))
         hardware = str(self.pipeline.device)
         status = [

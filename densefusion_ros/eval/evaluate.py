@@ -241,13 +241,13 @@ def half_turn_lines(recs: list[InstanceRecord], min_deg: float = 150.0) -> list[
     names = {r.name for r in recs if not r.symmetric}
     for name in sorted(names, key=lambda n: min(r.class_id for r in recs if r.name == n)):
         misses = [r for r in recs if r.name == name and not r.add_s < 0.1 * r.diameter]
-        turns = [r for r in misses if r.rot_err_deg is not None and r.rot_err_deg >= min_deg]
         if not misses:
             continue
+        turns = [r for r in misses if r.rot_err_deg is not None and r.rot_err_deg >= min_deg]
         text = f"- {name}: {len(turns)} of {len(misses)} misses are turns of {min_deg:.0f} degrees or more"
         if turns:
             a = np.array([r.rot_axis for r in turns])
-            w, v = np.linalg.eigh(a.T @ a)  # the axis and its negative are the same half turn
+            _, v = np.linalg.eigh(a.T @ a)  # the axis and its negative are the same half turn
             axis, share = v[:, -1] * np.sign(v[np.argmax(np.abs(v[:, -1])), -1]), float(np.mean(np.abs(a @ v[:, -1]) > 0.9))
             text += f", {share * 100:.0f} % of them about the object axis [{axis[0]:.2f}, {axis[1]:.2f}, {axis[2]:.2f}]"
         lines.append(text)

@@ -376,7 +376,8 @@ class DenseFusionNode(Node):
         if self._input_freq["color"].rate() > 0 and self._output_freq.rate() == 0 and self._p("continuous"):
             level, message = (WARN, "inputs arrive but no frame is processed")
         values = self._stats.summary(self._sync.sets, self._drops.counts)
-        values.update({"device": str(self.pipeline.device), "input decoding": "raw" if self._raw_inputs else "rclpy", **{f"backend {k}": v for k, v in compat.backends().items()}})
+        values.update({"device": str(self.pipeline.device), "input decoding": "raw" if self._raw_inputs else "rclpy",
+                       **{f"backend {k}": v for k, v in compat.backends().items()}})
         tasks.append(("pipeline", (level, message, values)))
         hardware = str(self.pipeline.device)
         status = [

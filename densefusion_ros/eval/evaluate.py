@@ -247,8 +247,9 @@ def half_turn_lines(recs: list[InstanceRecord], min_deg: float = 150.0) -> list[
         text = f"- {name}: {len(turns)} of {len(misses)} misses are turns of {min_deg:.0f} degrees or more"
         if turns:
             a = np.array([r.rot_axis for r in turns])
-            _, v = np.linalg.eigh(a.T @ a)  # the axis and its negative are the same half turn
-            axis, share = v[:, -1] * np.sign(v[np.argmax(np.abs(v[:, -1])), -1]), float(np.mean(np.abs(a @ v[:, -1]) > 0.9))
+            axis = np.linalg.eigh(a.T @ a)[1][:, -1]  # sign-free: an axis and its negative give the same half turn
+            axis *= np.sign(axis[np.argmax(np.abs(axis))])
+            share = float(np.mean(np.abs(a @ axis) > 0.9))
             text += f", {share * 100:.0f} % of them about the object axis [{axis[0]:.2f}, {axis[1]:.2f}, {axis[2]:.2f}]"
         lines.append(text)
     return ["Misses by rotation error:", "", *lines] if lines else []
@@ -457,16 +458,16 @@ def _score(result: EvalResult, mode: str, scene_id: int, im_id: int, scored, pre
             add = metrics.add(R, t, g.R, g.t, pts)
             adds = metrics.adds(R, t, g.R, g.t, pts)
             angle, axis = metrics.rotation_error(R, g.R)
-            turn = (angle, tuple(float(a) for a in axis))
+            axis = tuple(float(a) for a in axis)
         else:
             add = adds = math.inf
-            conf = turn = None
+            conf = angle = axis = None
         result.records.append(
             InstanceRecord(
                 mode=mode, scene_id=int(scene_id), im_id=int(im_id), class_id=int(g.class_id), name=info.name,
                 symmetric=bool(info.symmetric), diameter=float(info.diameter), visib_fract=float(g.visib_fract),
                 add=float(add), adds=float(adds), confidence=None if conf is None else float(conf),
-                rot_err_deg=None if turn is None else turn[0], rot_axis=None if turn is None else turn[1],
+                rot_err_deg=angle, rot_axis=axis,
             )
         )  # fmt: skip
 
@@ -499,8 +500,8 @@ def write_reports(result: EvalResult, out: str | Path) -> list[Path]:
         "summary": summaries,
         "timings_ms": result.timings_ms,
         "instances": [
-            {**{k: getattr(r, k) for k in ("mode", "scene_id", "im_id", "class_id", "name", "symmetric", "visib_fract", "add", "adds", "confidence",
-                                                                "rot_err_deg", "rot_axis")}}
+            {k: getattr(r, k) for k in ("mode", "scene_id", "im_id", "class_id", "name", "symmetric", "visib_fract", "add", "adds",
+                                        "confidence", "rot_err_deg", "rot_axis")}
             for r in result.records
         ],
     }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
 from densefusion_ros.geometry import transform_points
 
@@ -78,8 +79,6 @@ def rotation_error(R_est: np.ndarray, R_gt: np.ndarray) -> tuple[float, np.ndarr
     """Angle (degrees) and unit axis, in the object frame, of the turn ``R_gt^T R_est`` that takes
     the true orientation to the estimate. A miss of about 180 degrees about one fixed axis marks a
     near-symmetry of the object (a mug upside down with its handle in place, say)."""
-    from scipy.spatial.transform import Rotation
-
     rotvec = Rotation.from_matrix(np.asarray(R_gt, np.float64).T @ np.asarray(R_est, np.float64)).as_rotvec()
     angle = float(np.linalg.norm(rotvec))
     return float(np.degrees(angle)), (rotvec / angle if angle > 1e-9 else np.array([0.0, 0.0, 1.0]))

@@ -10,6 +10,7 @@ This module imports no rclpy.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -33,8 +34,9 @@ _VISION_MSGS = ("Point2D", "Pose2D", "BoundingBox2D", "BoundingBox3D", "ObjectHy
                 "ObjectHypothesisWithPose", "Detection3D", "Detection3DArray")
 
 
+@lru_cache(maxsize=1)
 def typestore():
-    """The ROS 2 Kilted type store plus vision_msgs from ``interfaces/vision_msgs/msg``."""
+    """The ROS 2 Kilted type store plus vision_msgs from ``interfaces/vision_msgs/msg`` (built once, shared)."""
     store = get_typestore(Stores.ROS2_KILTED)
     msg_dir = share_path("interfaces", "vision_msgs", "msg")
     if msg_dir.is_dir():

@@ -31,7 +31,7 @@ from scipy.spatial.transform import Rotation
 
 __all__ = [
     "IcpOptions", "IcpResult", "refine_pose", "icp_from_centroid", "group_rotations", "depth_consistency",
-    "refine_with_hypotheses", "mask_grid",
+    "refine_with_hypotheses", "mask_grid", "pose_score",
 ]
 
 
@@ -294,6 +294,36 @@ def depth_consistency(
     return score
 
 
+def _score_subset(model_points: np.ndarray, count: int) -> np.ndarray:
+    """About ``count`` of ``model_points``, evenly strided: what a pose is scored on."""
+    return model_points[:: max(1, len(model_points) // max(1, count))]
+
+
+def _verify_score(scored, R, t, depth_m, K, mask, options: IcpOptions, grid=None) -> float:
+    return depth_consistency(
+        scored @ np.asarray(R).T + np.asarray(t).reshape(3), depth_m, K, mask, options.verify_tolerance,
+        options.verify_violation_weight, options.verify_coverage_weight, grid,
+    )  # fmt: skip
+
+
+def pose_score(
+    model_points: np.ndarray,
+    R: np.ndarray,
+    t: np.ndarray,
+    depth_m: np.ndarray,
+    K: np.ndarray,
+    mask: np.ndarray,
+    options: IcpOptions | None = None,
+    score_points: int = 500,
+) -> float:
+    """:func:`depth_consistency` of the pose ``(R, t)`` with ``"verify"`` mode's settings
+    (tolerance, weights, ``score_points`` model points): the score by which
+    :func:`refine_with_hypotheses` ranks its hypotheses, for one pose."""
+    options = options or IcpOptions()
+    model_points = np.asarray(model_points, dtype=np.float64).reshape(-1, 3)
+    return _verify_score(_score_subset(model_points, score_points), R, t, depth_m, K, mask, options)
+
+
 def refine_with_hypotheses(
     observed_points: np.ndarray,
     model_points: np.ndarray,
@@ -322,7 +352,7 @@ def refine_with_hypotheses(
     if len(observed_points) < 3 or len(model_points) < 3:
         return IcpResult(R, t, 0.0, float("inf"), accepted=False)
     centre = model_points.mean(axis=0)
-    scored = model_points[:: max(1, len(model_points) // max(1, score_points))]
+    scored = _score_subset(model_points, score_points)
     max_distance = options.max_distance or _default_distance(model_points)
     model = _model_cloud(model_points, options, max_distance)
     coarse = _cloud(observed_points[:: max(1, -(-len(observed_points) // max(1, coarse_points)))])
@@ -335,10 +365,7 @@ def refine_with_hypotheses(
         res = _as_result(_register(coarse, model, init, options, max_distance), R0, t0, options.min_fitness)
         if not res.accepted:
             continue
-        score = depth_consistency(
-            scored @ res.R.T + res.t, depth_m, K, mask, options.verify_tolerance, options.verify_violation_weight,
-            options.verify_coverage_weight, grid,
-        )
+        score = _verify_score(scored, res.R, res.t, depth_m, K, mask, options, grid)
         if score > best_score:
             best, best_score = res, score
     if best is None:

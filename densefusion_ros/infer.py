@@ -77,7 +77,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--iterations", type=int, default=2, help="refiner iterations K (published: 2 YCB, 4 LineMOD)")
     opt.add_argument("--icp", choices=("off", "after", "verify", "only"), default="off", help="Open3D ICP stage")
     opt.add_argument("--num-points", type=int, default=None, help="points per instance (default: from the checkpoint)")
-    opt.add_argument("--instances", choices=("class", "largest", "split"), default="class", help="mask -> instances rule")
+    opt.add_argument(
+        "--instances", choices=("class", "largest", "best", "split"), default="best",
+        help="mask -> instances rule (PipelineConfig.instances): best = of a class's components, the one its pose explains best",
+    )  # fmt: skip
     opt.add_argument("--score-threshold", type=float, default=0.0)
     opt.add_argument("--min-mask-pixels", type=int, default=50)
     opt.add_argument("--seed", type=int, default=0, help="point sampling seed (-1: random)")

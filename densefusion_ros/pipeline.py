@@ -5,7 +5,8 @@ Stages of :meth:`Pipeline.__call__` (timed per stage, in ms):
 1. **segmentation**: the segmenter's argmax over the full image gives a label image, unless the
    frame brings ``masks`` (used as given) or a ``label`` image.
 2. **instances**: one instance per class id present (the published rule); connected components
-   are optional (``PipelineConfig.instances``, see there). Masks smaller than
+   are optional (``PipelineConfig.instances``, see there; with ``"best"`` the choice among a
+   class's components comes after stage 6 and is timed here). Masks smaller than
    ``min_mask_pixels`` and class ids missing from the catalog are skipped with a reason.
 3. **preprocess**: :func:`densefusion_ros.sampling.prepare_instance` per instance (the shared
    crop + ``choose`` + back-projection rule); too few valid depth points -> skipped.
@@ -47,7 +48,7 @@ from densefusion_ros import geometry
 from densefusion_ros.catalog import Catalog, ObjectInfo
 from densefusion_ros.cuda_graphs import CudaGraphs
 from densefusion_ros.frame import Frame
-from densefusion_ros.icp import IcpOptions, icp_from_centroid, refine_pose, refine_with_hypotheses
+from densefusion_ros.icp import IcpOptions, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
 from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, observed_points, prepare_instance
 
@@ -97,11 +98,20 @@ class PipelineConfig:
         icp_options: :class:`~densefusion_ros.icp.IcpOptions`.
         instances: how a class's mask becomes instances: ``"class"`` (published: the whole mask
             of a class id is one instance), ``"largest"`` (keep the largest 8-connected
-            component; drops segmentation specks that would inflate the crop box) or
-            ``"split"`` (every component of at least ``min_mask_pixels`` is an instance, numbered
-            by decreasing size). External ``frame.masks`` are always one instance per entry.
-            Default ``"largest"``: with the bundled segmenter it raised ADD-S AUC on held-out
-            frames from 72.7 (``"class"``) to the figures in models/README.md.
+            component; drops segmentation specks that would inflate the crop box),
+            ``"best"`` (the largest ``candidates`` components all go through the networks and
+            the ICP stage; the one whose final pose best explains the depth image is kept:
+            :func:`~densefusion_ros.icp.pose_score`, the ``"verify"`` score) or ``"split"``
+            (every component of at least ``min_mask_pixels`` is an instance, numbered by
+            decreasing size). External ``frame.masks`` are always one instance per entry.
+            ``"largest"`` raised ADD-S AUC on the bundled model's held-out frames from 72.7
+            (``"class"``); ``"best"`` (default) keeps a pose off a distractor of the object's
+            colour that the segmenter labelled as the object and that is larger than it: see
+            models/README.md. One instance per class, as ``"largest"``, numbered 0.
+        candidates, candidate_share: ``instances="best"``: at most ``candidates`` components per
+            class are estimated and scored, the largest ones with at least ``candidate_share`` of
+            the largest one's pixels (smaller specks are rarely the object, and each candidate
+            costs a network pass and, with ``icp="verify"``, 60 ICP runs).
         crop_step: crop sizes are multiples of this (published 40).
         keep_masks: store each instance's full-image mask in its result.
         fast_head: batched mode only: :meth:`DenseFusionEstimator.forward_best
@@ -136,7 +146,9 @@ class PipelineConfig:
     fp16: bool = False
     icp: Literal["off", "after", "only", "verify"] = "off"
     icp_options: IcpOptions = field(default_factory=IcpOptions)
-    instances: Literal["class", "largest", "split"] = "largest"
+    instances: Literal["class", "largest", "best", "split"] = "best"
+    candidates: int = 3
+    candidate_share: float = 0.25
     crop_step: int = CROP_STEP
     keep_masks: bool = True
     fast_head: bool = True
@@ -148,8 +160,12 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.icp not in ("off", "after", "only", "verify"):
             raise ValueError(f"icp must be 'off', 'after', 'only' or 'verify', got {self.icp!r}")
-        if self.instances not in ("class", "largest", "split"):
-            raise ValueError(f"instances must be 'class', 'largest' or 'split', got {self.instances!r}")
+        if self.instances not in ("class", "largest", "best", "split"):
+            raise ValueError(f"instances must be 'class', 'largest', 'best' or 'split', got {self.instances!r}")
+        if self.candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {self.candidates}")
+        if not 0.0 <= self.candidate_share <= 1.0:
+            raise ValueError(f"candidate_share must be in [0, 1], got {self.candidate_share}")
         if self.refine_iterations < 0:
             raise ValueError(f"refine_iterations must be >= 0, got {self.refine_iterations}")
         if self.num_points is not None and self.num_points < 1:
@@ -434,6 +450,9 @@ class Pipeline:
                 poses = []
             items, poses = self._threshold(items, poses, result.skipped)
             icp_info = self._icp(frame, items, poses, timer) if self.config.icp != "off" else [None] * len(items)
+            if self.config.instances == "best":
+                items, poses, icp_info = self._keep_best(frame, items, poses, icp_info, result.skipped)
+                timer.lap("segmentation")  # choosing among a class's components is part of stage 2
         result.instances = [self._result(it, pose, icp) for it, pose, icp in zip(items, poses, icp_info)]
         result.timings_ms = timer.done()
         return result
@@ -508,6 +527,9 @@ class Pipeline:
         order = np.argsort(-areas, kind="stable") + 1
         if mode == "largest":
             order = order[:1]
+        elif mode == "best":
+            share = areas[order[0] - 1] * self.config.candidate_share
+            order = [k for k in order[: self.config.candidates] if areas[k - 1] >= share]
         out = []
         for k in order:
             component = np.zeros(mask.shape, bool)
@@ -691,6 +713,35 @@ class Pipeline:
             out.append(res)
         timer.lap("icp")
         return out
+
+    def _keep_best(self, frame: Frame, items: list[_Item], poses: list, icp_info: list, skipped: list):
+        """``instances="best"``: per class, the component whose pose scores highest against the
+        depth image (:func:`~densefusion_ros.icp.pose_score`); the others go to ``skipped``."""
+        by_class: dict[int, list[int]] = {}
+        for i, it in enumerate(items):
+            by_class.setdefault(it.info.class_id, []).append(i)
+        keep = []
+        for cid, idx in by_class.items():
+            best = idx[0]
+            if len(idx) > 1:
+                info = items[idx[0]].info
+                try:
+                    model = info.sample_points(self.config.icp_options.model_points)
+                except Exception as e:  # no usable mesh: keep the largest component
+                    log.warning("instances='best' keeps the largest component of %s: %s", info.name, e)
+                    model = None
+                if model is not None:
+                    opts = self.config.icp_options
+                    scores = [pose_score(model, poses[i][0], poses[i][1], frame.depth_m, frame.K, items[i].mask, opts) for i in idx]
+                    best = idx[int(np.argmax(scores))]
+                    top = max(scores)
+                    for i, score in zip(idx, scores):
+                        if i != best:
+                            skipped.append((cid, f"component {items[i].instance} scored {score:.2f} against the depth, below {top:.2f}"))
+            items[best].instance = 0
+            keep.append(best)
+        keep.sort()
+        return [items[i] for i in keep], [poses[i] for i in keep], [icp_info[i] for i in keep]
 
     def _result(self, it: _Item, pose, icp) -> InstanceResult:
         R, t, conf = pose

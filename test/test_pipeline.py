@@ -263,11 +263,42 @@ def test_instance_rules(nets, catalog, frame):
     label[label == 2] = 1  # class 1 now has two blobs
     f = replace(frame, label=label)
     counts = {}
-    for mode in ("class", "largest", "split"):
+    for mode in ("class", "largest", "best", "split"):
         res = _pipe(nets, catalog, instances=mode)(f)
         counts[mode] = [(r.class_id, r.instance) for r in res.instances if r.class_id == 1]
-    assert counts["class"] == [(1, 0)] and counts["largest"] == [(1, 0)]
+    assert counts["class"] == counts["largest"] == counts["best"] == [(1, 0)]
     assert counts["split"] == [(1, 0), (1, 1)]
+
+
+def test_best_instance_is_the_component_the_model_explains(tmp_path):
+    """instances="best": of two blobs labelled as one class, the one a posed model explains wins,
+    not the larger one; the other is reported in ``skipped``, the winner is instance 0, and a
+    speck under ``candidate_share`` of the largest blob is not estimated."""
+    import trimesh
+
+    pytest.importorskip("open3d")
+    mesh = tmp_path / "cube.obj"
+    trimesh.creation.box(extents=(0.05, 0.05, 0.05)).export(mesh)
+    cat = Catalog([ObjectInfo(f"o{j}", j + 1, j, mesh, np.ones(3)) for j in range(4)])
+    f, z = 300.0, 0.6  # the cube's front face, 5 cm square, faces the camera 0.6 m away
+    K = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
+    depth = np.full((H, W), z + 0.2, np.float32)
+    label = np.zeros((H, W), np.uint8)
+    side = int(round(0.05 * f / z))
+    label[100 : 100 + side, 40 : 40 + side] = 1
+    depth[100 : 100 + side, 40 : 40 + side] = z
+    label[60:76, 160:280] = 1  # a flat bar three times the cube's area, 2 cm above the background
+    depth[60:76, 160:280] = z + 0.18
+    label[200:208, 200:208] = 1  # a speck under a quarter of the largest component: not a candidate
+    rgb = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    scene = Frame(rgb=rgb, depth_m=depth, K=K, label=label)
+    cfg = PipelineConfig(num_points=N, seed=0, min_points=5, icp="only", instances="best")  # poses from ICP alone
+    cfg.icp_options.model_points = 300
+    best = Pipeline(None, cat, cfg)(scene)
+    largest = Pipeline(None, cat, replace(cfg, instances="largest"))(scene)
+    assert [(r.class_id, r.instance) for r in best.instances] == [(1, 0)]
+    assert best.instances[0].mask[100:110, 40:50].all() and largest.instances[0].mask[60:76, 160:280].all()
+    assert [cid for cid, why in best.skipped if "scored" in why] == [1]  # the bar; the speck never ran
 
 
 def test_split_instances_are_the_full_frame_components(nets, catalog, frame):

@@ -77,6 +77,9 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "icp": ("none", "Open3D ICP on the observed points: none (published), after (from the network pose), verify "
             "(from 60 turns of it, checked against the depth image; slower, more accurate) or only (from the centroid, "
             "no networks)", True),
+    "instances": ("best", "mask -> objects: best (of a class's mask components, the one whose pose best explains the depth "
+                  "image; one object per class), largest (its largest component), class (the whole mask, as published) "
+                  "or split (every component an object)", True),
     "score_threshold": (0.0, "objects whose confidence is lower are not published", False),
     "seed": (-1, "seed for point sampling; -1 = random", True),
     "color_topic": ("/camera/camera/color/image_raw", "colour image topic (rgb8, bgr8, rgba8, bgra8)", True),

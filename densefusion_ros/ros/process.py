@@ -117,10 +117,12 @@ def load_pipeline(p: Callable[[str], Any], logger: Any) -> tuple[Catalog, Pipeli
     icp = {"none": "off", "after": "after", "only": "only", "verify": "verify"}.get(p("icp"))  # "off" would read as a YAML bool
     if icp is None:
         raise StartupError(f"icp: '{p('icp')}' is not none, after, verify or only")
+    if p("instances") not in ("best", "largest", "class", "split"):
+        raise StartupError(f"instances: '{p('instances')}' is not best, largest, class or split")
     config = PipelineConfig(
         num_points=p("num_points") or None, refine_iterations=p("refine_iterations"), min_mask_pixels=p("min_mask_pixels"),
         min_points=p("min_points"), score_threshold=p("score_threshold"), seed=None if p("seed") < 0 else p("seed"),
-        device=device, fp16=p("fp16"), cuda_graphs=p("cuda_graphs"), icp=icp,
+        device=device, fp16=p("fp16"), cuda_graphs=p("cuda_graphs"), icp=icp, instances=p("instances"),
     )
     try:
         pipeline = Pipeline(nets["estimator"], catalog, config, refiner=nets["refiner"], segmenter=nets["segmenter"])

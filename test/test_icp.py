@@ -98,7 +98,8 @@ def _render(surface: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray, sh
     return depth, depth < wall - 1e-6
 
 
-def test_verify_recovers_a_quarter_turn_that_plain_icp_keeps(chair_points):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_verify_recovers_a_quarter_turn_that_plain_icp_keeps(chair_points, threads):
     model, surface = chair_points
     K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
     R_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix()
@@ -111,7 +112,7 @@ def test_verify_recovers_a_quarter_turn_that_plain_icp_keeps(chair_points):
     centre = model.mean(0)
     R0 = Rotation.from_euler("xyz", [3, -2, 2], degrees=True).as_matrix() @ R_gt @ turn
     t0 = t_gt + R_gt @ centre - R0 @ centre + np.array([0.004, -0.003, 0.003])
-    options = IcpOptions(max_distance=0.015, max_iterations=50)
+    options = IcpOptions(max_distance=0.015, max_iterations=50, verify_threads=threads)
 
     def angle(R):
         return np.degrees(Rotation.from_matrix(R @ R_gt.T).magnitude())

@@ -1,0 +1,30 @@
+"""scripts/bench_configs.py: variants parse into the pipeline and ICP settings they name."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_configs.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_configs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_variants_set_pipeline_and_icp_fields(bench):
+    cfg = bench.parse_variant("icp=verify,verify_threads=1,instances=largest,num_points=100,fast_head=false")
+    assert (cfg.icp, cfg.instances, cfg.num_points, cfg.fast_head, cfg.seed) == ("verify", "largest", 100, False, 0)
+    assert cfg.icp_options.verify_threads == 1 and cfg.icp_options.verify_coverage_weight == 16.0
+    assert bench.parse_variant("").instances == "best"  # the defaults
+
+
+def test_unknown_setting_is_refused(bench):
+    with pytest.raises(SystemExit, match="unknown setting 'nope'"):
+        bench.parse_variant("nope=1")

@@ -24,6 +24,19 @@ def setup(tmp_path_factory, toy_dataset):
     return toy_dataset, nets["estimator"], nets["refiner"]
 
 
+def test_verify_hypotheses_limit_the_turns_tried(setup, monkeypatch):
+    """``verify_hypotheses`` reaches the verify mode's ICP options (and its report); the other modes keep theirs."""
+    from densefusion_ros import pipeline
+
+    seen = []
+    real = pipeline.refine_with_hypotheses
+    monkeypatch.setattr(pipeline, "refine_with_hypotheses", lambda *a, **k: seen.append(a[-1].init_rotations) or real(*a, **k))
+    root, est, ref = setup
+    res = evaluate(dataset=root, split="test", weights=est, icp_verify=True, verify_hypotheses=3, baseline=False, metric_points=300)
+    assert res.modes == ["per-pixel", "per-pixel+verify"] and res.config["verify_hypotheses"] == 3
+    assert seen and set(seen) == {3}
+
+
 def test_evaluate_all_modes_and_reports(setup, tmp_path):
     root, est, ref = setup
     res = evaluate(dataset=root, split="test", weights=est, refiner=ref, iterations=2, icp=True, icp_verify=True,

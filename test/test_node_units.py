@@ -94,6 +94,17 @@ def test_invalid_poses_are_withheld_and_quaternions_are_unit(node, monkeypatch):
     assert abs(q @ q - 1) < 1e-9 and pose.position.z == 0.5
 
 
+def test_verify_hypotheses_reaches_the_icp_options(node):
+    """``verify_hypotheses`` starts at 60 and applies to the pipeline's verify ICP when set; 0 and 61 are refused."""
+    assert node.pipeline.config.icp_options.init_rotations == 60
+    assert node.set_parameters([Parameter("verify_hypotheses", value=12)])[0].successful
+    assert node.pipeline.config.icp_options.init_rotations == 12
+    for bad in (0, 61):
+        result = node.set_parameters([Parameter("verify_hypotheses", value=bad)])[0]
+        assert not result.successful and "verify_hypotheses must be in [1, 60]" in result.reason
+    assert node.pipeline.config.icp_options.init_rotations == 12
+
+
 def test_valid_pose():
     assert valid_pose(np.eye(3), np.zeros(3))
     assert not valid_pose(np.diag([1.0, 1, -1]), np.zeros(3))  # det -1

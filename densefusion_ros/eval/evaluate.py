@@ -83,6 +83,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=2, help="refiner iterations (published: 2 YCB, 4 LineMOD)")
     p.add_argument("--icp", action="store_true", help="also evaluate with ICP after the network pose")
     p.add_argument("--icp-verify", action="store_true", help="also evaluate with hypothesise-and-verify ICP (icp='verify')")
+    p.add_argument("--verify-hypotheses", type=int, default=0, help="turns tried by --icp-verify, nearest first (0 = all 60)")
     p.add_argument("--no-baseline", action="store_true", help="skip the model-free centroid baseline")
     p.add_argument("--num-points", type=int, default=None, help="points per instance (default: the checkpoint's)")
     p.add_argument("--metric-points", type=int, default=1000, help="model points for ADD / ADD-S")
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         icp=args.icp,
         icp_verify=args.icp_verify,
+        verify_hypotheses=args.verify_hypotheses,
         baseline=not args.no_baseline,
         num_points=args.num_points,
         metric_points=args.metric_points,
@@ -324,6 +326,7 @@ def evaluate(
     iterations: int = 2,
     icp: bool = False,
     icp_verify: bool = False,
+    verify_hypotheses: int = 0,
     baseline: bool = True,
     num_points: int | None = None,
     metric_points: int = 1000,
@@ -364,7 +367,9 @@ def evaluate(
             last = "iterative" if ref is not None else "per-pixel"
             for wanted, icp_mode, suffix in ((icp, "after", "+icp"), (icp_verify, "verify", "+verify")):
                 if wanted:
-                    cfg = replace(pipes[last].config, icp=icp_mode)
+                    cfg = replace(pipes[last].config, icp=icp_mode, icp_options=replace(base.icp_options))
+                    if icp_mode == "verify":
+                        cfg.icp_options.init_rotations = verify_hypotheses
                     pipes[last + suffix] = Pipeline(est, cat, cfg, refiner=ref if last == "iterative" else None, segmenter=seg)
         except ImportError:
             log.warning("open3d is not installed: skipping the ICP modes")
@@ -381,6 +386,7 @@ def evaluate(
         "iterations": iterations,
         "icp": icp,
         "icp_verify": icp_verify,
+        "verify_hypotheses": verify_hypotheses,
         "num_points": num_points_used,
         "metric_points": metric_points,
         "min_visible_px": min_visible_px,

@@ -77,6 +77,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "icp": ("none", "Open3D ICP on the observed points: none (published), after (from the network pose), verify "
             "(from 60 turns of it, checked against the depth image; slower, more accurate) or only (from the centroid, "
             "no networks)", True),
+    "verify_hypotheses": (60, "icp verify: turns of the network pose tried, nearest first (60 = the icosahedral group; "
+                          "12: about 3x less ICP time, 80.6 instead of 85.2 % on the bundled held-out frames)", False),
     "instances": ("best", "mask -> objects: best (of a class's mask components, the one whose pose best explains the depth "
                   "image; one object per class), largest (its largest component), class (the whole mask, as published) "
                   "or split (every component an object)", True),
@@ -116,7 +118,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "max_pixels": (1, float("inf")), "trigger_timeout": (1e-3, float("inf")), "expected_input_hz": (1e-3, float("inf")),
     "processing_budget_ms": (1e-3, float("inf")), "log_throttle": (0.0, float("inf")), "torch_threads": (0, 1024),
     "num_points": (0, 100000), "sync_slop": (0.0, float("inf")), "sync_queue_size": (1, 10000),
-    "diagnostics_period": (1e-3, float("inf")),
+    "diagnostics_period": (1e-3, float("inf")), "verify_hypotheses": (1, 60),
 }
 # Writable parameters that live in the pipeline's configuration (the others are read where used).
 PIPELINE_FIELDS = ("refine_iterations", "min_mask_pixels", "min_points", "score_threshold")
@@ -219,6 +221,8 @@ class DenseFusionNode(Node):
         for param in params:
             if param.name in PIPELINE_FIELDS:
                 setattr(self.pipeline.config, param.name, param.value)
+            elif param.name == "verify_hypotheses":
+                self.pipeline.config.icp_options.init_rotations = param.value
             elif param.name == "expected_input_hz":
                 for freq in self._input_freq.values():
                     freq.min_hz = freq.max_hz = param.value

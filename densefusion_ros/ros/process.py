@@ -26,6 +26,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from densefusion_ros.catalog import Catalog
+from densefusion_ros.icp import IcpOptions
 from densefusion_ros.pipeline import Pipeline, PipelineConfig, resolve_device
 from densefusion_ros.resources import share_path
 
@@ -123,6 +124,7 @@ def load_pipeline(p: Callable[[str], Any], logger: Any) -> tuple[Catalog, Pipeli
         num_points=p("num_points") or None, refine_iterations=p("refine_iterations"), min_mask_pixels=p("min_mask_pixels"),
         min_points=p("min_points"), score_threshold=p("score_threshold"), seed=None if p("seed") < 0 else p("seed"),
         device=device, fp16=p("fp16"), cuda_graphs=p("cuda_graphs"), icp=icp, instances=p("instances"),
+        icp_options=IcpOptions(init_rotations=p("verify_hypotheses")),
     )
     try:
         pipeline = Pipeline(nets["estimator"], catalog, config, refiner=nets["refiner"], segmenter=nets["segmenter"])

@@ -11,7 +11,9 @@ import pytest
 
 from densefusion_ros import cli
 from densefusion_ros.catalog import Catalog
-from densefusion_ros.eval.evaluate import EvalResult, InstanceRecord, _score, evaluate, summarize, write_reports
+from densefusion_ros.eval.evaluate import (
+    EvalResult, InstanceRecord, _score, evaluate, false_detections, summarize, write_reports,
+)
 from densefusion_ros.frame import GtObject
 from densefusion_ros.models.transforms import IMAGENET_NORMALIZATION
 from helpers import save_random_networks
@@ -22,6 +24,12 @@ def setup(tmp_path_factory, toy_dataset):
     nets = save_random_networks(tmp_path_factory.mktemp("ck"), 2, num_points=64, normalization=IMAGENET_NORMALIZATION,
                                 object_names=["lblock", "can"])  # fmt: skip
     return toy_dataset, nets["estimator"], nets["refiner"]
+
+
+def test_false_detections_are_poses_of_absent_classes():
+    gt = [GtObject(class_id=1, R=np.eye(3), t=np.zeros(3)), GtObject(class_id=3, R=np.eye(3), t=np.zeros(3))]
+    preds = [type("P", (), {"class_id": c})() for c in (1, 2, 3, 2, 4)]
+    assert false_detections(gt, preds) == 3 and false_detections(gt, []) == 0 and false_detections(None, preds[:1]) == 1
 
 
 def test_verify_hypotheses_limit_the_turns_tried(setup, monkeypatch):
@@ -54,8 +62,12 @@ def test_evaluate_all_modes_and_reports(setup, tmp_path):
         assert 0.0 <= s["ALL"]["auc_add_s"] <= 100.0 and s["ALL"]["lost"] == 0
     assert res.timings_ms["iterative"]["refiner"] > 0 and res.timings_ms["per-pixel"]["refiner"] == 0
     assert res.timings_ms["iterative+icp"]["icp"] > 0 and res.timings_ms["iterative+verify"]["icp"] > 0
-    # every mode saw the same point samples: the refiner starts from the per-pixel pose
+    # GT masks hold only objects that are there: no false detections, and the report says so
+    assert set(res.false_detections) == set(res.modes) - {"baseline"} and not any(res.false_detections.values())
     paths = write_reports(res, tmp_path / "out")
+    assert "False detections (poses of an object the frame does not contain; not in the table): per-pixel 0," in (
+        tmp_path / "out" / "results.md"
+    ).read_text()
     assert [p.name for p in paths] == ["results.md", "results.csv", "results.json", "accuracy.png"]
     js = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(js["summary"]) == set(res.modes) and len(js["instances"]) == n_gt * 5

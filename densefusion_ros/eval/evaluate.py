@@ -28,8 +28,10 @@ ADD(-S) is ADD-S for symmetric objects and ADD otherwise. A GT instance without 
 (lost detection) gets ``inf`` and counts as a failure. Reported per object, ``ALL`` (instances
 pooled, as the YCB-Video paper's table) and ``MEAN`` (mean of the per-object numbers):
 AUC of ADD, ADD-S and ADD(-S) up to 0.1 m (YCB-Video toolbox VOCap), ADD-S and ADD(-S) < 2 cm,
-and ADD(-S) < 0.1 x diameter (LineMOD). Writes ``results.md``, ``results.csv``,
-``results.json`` and ``accuracy.png`` to ``--out``.
+and ADD(-S) < 0.1 x diameter (LineMOD). Poses of an object the frame does not contain (no
+ground-truth instance of that class, visible or not) are counted per mode as *false detections*
+(:func:`false_detections`), beside the table: the metrics above cannot see them. Writes
+``results.md``, ``results.csv``, ``results.json`` and ``accuracy.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -172,6 +174,7 @@ class EvalResult:
     records: list[InstanceRecord] = field(default_factory=list)
     timings_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # mode -> stage -> mean ms/frame
     frames: int = 0
+    false_detections: dict[str, int] = field(default_factory=dict)  # mode -> poses of absent objects
 
     @property
     def modes(self) -> list[str]:
@@ -436,6 +439,7 @@ def evaluate(
             for k in STAGE_KEYS:
                 sums[mode][k] += float(t.get(k, 0.0))
             preds = {i: (p.R, p.t, p.confidence) for i, p in _match(scored, list(res.instances)).items()}
+            result.false_detections[mode] = result.false_detections.get(mode, 0) + false_detections(frame.gt, res.instances)
             _score(result, mode, scene_id, im_id, scored, preds, cat, model_pts)
         if baseline and first_result is not None:
             rng = np.random.default_rng([seed, scene_id, im_id])
@@ -453,6 +457,12 @@ def evaluate(
     n = max(result.frames, 1)
     result.timings_ms = {m: {k: v / n for k, v in s.items()} for m, s in sums.items()}
     return result
+
+
+def false_detections(gt: list | None, instances: list) -> int:
+    """How many of ``instances`` (pipeline results) are of a class id with no ground-truth object in ``gt``."""
+    present = {int(g.class_id) for g in gt or []}
+    return sum(int(p.class_id) not in present for p in instances)
 
 
 def _score(result: EvalResult, mode: str, scene_id: int, im_id: int, scored, preds, cat, model_pts) -> None:
@@ -505,6 +515,7 @@ def write_reports(result: EvalResult, out: str | Path) -> list[Path]:
         "frames": result.frames,
         "summary": summaries,
         "timings_ms": result.timings_ms,
+        "false_detections": result.false_detections,
         "instances": [
             {k: getattr(r, k) for k in ("mode", "scene_id", "im_id", "class_id", "name", "symmetric", "visib_fract", "add", "adds",
                                         "confidence", "rot_err_deg", "rot_axis")}
@@ -540,6 +551,9 @@ def write_reports(result: EvalResult, out: str | Path) -> list[Path]:
         "## Summary",
         "",
         result.markdown_summary(),
+        "",
+        "False detections (poses of an object the frame does not contain; not in the table): "
+        + (", ".join(f"{m} {n}" for m, n in result.false_detections.items()) or "none counted") + ".",
         "",
         "## Timings (mean ms per frame)",
         "",

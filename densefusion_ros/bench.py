@@ -6,10 +6,10 @@
 the same frames, points and ``choose`` (fixed seed) and give the same poses (tests assert it):
 
 * ``batched``: the pipeline as configured by default (CNN per crop-size group, estimator heads
-  through ``DenseFusionEstimator.forward_best`` (``fast_head``), CPU point-network chunks
-  ``cpu_batch_points``);
-* ``plain``: batching only (``fast_head=False``, ``cpu_batch_points=None``): every network call
-  holds all instances (the CNN: all crops of one size);
+  through ``DenseFusionEstimator.forward_best`` (``fast_head``), on a CPU point rows in
+  cache-sized blocks (``cpu_point_rows``), BatchNorm folded into the convolutions);
+* ``plain``: batching only (``fast_head=False``, ``cpu_point_rows=False``, ``fuse_batchnorm=False``):
+  every network call holds all instances (the CNN: all crops of one size);
 * ``loop``: the published one-object-at-a-time inference (:meth:`Pipeline.run_per_object`).
 
 Ratios are ``loop / mode`` measured in the same process with the modes interleaved run by run,
@@ -154,7 +154,7 @@ def _bench_one(device: str, fp16: bool, backbone: str, counts, args) -> list[_Ro
     )  # fmt: skip
     pipe = Pipeline(est, synthetic_catalog(num_objects), config, refiner=ref, segmenter=seg)
     plain = Pipeline(
-        est, pipe.catalog, replace(config, fast_head=False, cpu_batch_points=None, cpu_point_rows=False, cuda_graphs=False), refiner=ref
+        est, pipe.catalog, replace(config, fast_head=False, cpu_point_rows=False, fuse_batchnorm=False, cuda_graphs=False), refiner=ref
     )
     modes = {"batched": pipe, "plain": plain, "loop": pipe.run_per_object}
     if device.startswith("cuda"):
@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
     if torch.cuda.is_available():
         print(f"# cuda: {torch.cuda.get_device_name(0)}")
     print("# b = batched pipeline, l = published per-object loop, x = l / b (higher = batched faster);")
-    print("# plain = batching only (fast_head=False, cpu_batch_points=None, cpu_point_rows=False, cuda_graphs=False): total ms and l / plain")
+    print("# plain = batching only (fast_head=False, cpu_point_rows=False, fuse_batchnorm=False, cuda_graphs=False): total ms and l / plain")
     print("# seg ms = the compact segmenter alone; fps = 1000 / (seg ms + batched total): end to end")
     print("# eager = CUDA only: the batched pipeline without CUDA graphs (cuda_graphs=False): total ms and l / eager")
     print(_format_header(), flush=True)

@@ -49,6 +49,7 @@ from densefusion_ros.catalog import Catalog, ObjectInfo
 from densefusion_ros.cuda_graphs import CudaGraphs
 from densefusion_ros.frame import Frame
 from densefusion_ros.icp import IcpOptions, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses
+from densefusion_ros.models.blocks import fuse_batchnorm
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
 from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, observed_points, prepare_instance
 
@@ -118,17 +119,17 @@ class PipelineConfig:
             <densefusion_ros.models.DenseFusionEstimator.forward_best>` (the rotation and
             translation heads only at the most confident point) instead of ``forward_head`` on
             every point and an argmax. Same values up to float rounding.
-        cpu_batch_points: on CPU, the point networks (estimator head, refiner) take at most
-            ``max(1, cpu_batch_points // num_points)`` instances per call (None = all). Larger
-            CPU batches fall out of cache: with point rows, 750-1250 points per call ran fastest
-            (5 and 8 objects at N=250, 2 threads), 2048 and 250 up to 20 % slower; on CUDA every
-            instance goes in one call.
         cpu_point_rows: batched mode on CPU only: the point networks (estimator fusion and
             heads, refiner) run on point rows ``[B*N,C]``, one GEMM per 1x1 conv, instead of the
-            published channels-first ``Conv1d`` layout (:mod:`densefusion_ros.models.fusion`).
-            Same values up to float rounding.
+            published channels-first ``Conv1d`` layout (:mod:`densefusion_ros.models.fusion`),
+            with the global branch and the confidence head in blocks of 256 rows whose maps stay
+            in the CPU cache (:func:`~densefusion_ros.models.fusion.row_blocks`); all instances go
+            in one call. Same values up to float rounding.
         per_object: make ``__call__`` run the published one-object-at-a-time loop
             (:meth:`Pipeline.run_per_object`) instead of the batched path.
+        fuse_batchnorm: run inference copies of the networks with BatchNorm folded into the
+            convolutions (:func:`~densefusion_ros.models.fuse_batchnorm`; the compact colour net
+            and segmenter; the published PSPNet has none). Same values up to float rounding.
         cuda_graphs: on CUDA, the batched path replays its network calls (colour CNN per
             crop-size group, estimator heads, the K refiner iterations) through CUDA graphs
             captured once per input shape (:class:`~densefusion_ros.cuda_graphs.CudaGraphs`):
@@ -152,9 +153,9 @@ class PipelineConfig:
     crop_step: int = CROP_STEP
     keep_masks: bool = True
     fast_head: bool = True
-    cpu_batch_points: int | None = 1024
     cpu_point_rows: bool = True
     per_object: bool = False
+    fuse_batchnorm: bool = True
     cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
@@ -346,7 +347,9 @@ class Pipeline:
         segmenter: optional segmenter (logits ``[B, objects + 1, H, W]``; channel ``j + 1`` =
             network index ``j``). Needed unless frames carry ``label`` or ``masks``.
 
-    The modules are moved to the configured device and put in eval mode. Images are normalised
+    The modules are moved to the configured device and put in eval mode; with
+    ``config.fuse_batchnorm`` the pipeline then holds BatchNorm-folded copies of those that have
+    BatchNorm, so later changes to the originals do not reach it. Images are normalised
     with each network's ``metadata["normalization"]`` (published convention when absent).
     """
 
@@ -364,9 +367,10 @@ class Pipeline:
         self.device = resolve_device(self.config.device)
         if estimator is None and self.config.icp != "only":
             raise ValueError("an estimator is required unless icp='only'")
-        self.estimator = estimator.to(self.device).eval() if estimator is not None else None
+        inference = fuse_batchnorm if self.config.fuse_batchnorm else (lambda m: m)
+        self.estimator = inference(estimator.to(self.device).eval()) if estimator is not None else None
         self.refiner = refiner.to(self.device).eval() if refiner is not None else None
-        self.segmenter = segmenter.to(self.device).eval() if segmenter is not None else None
+        self.segmenter = inference(segmenter.to(self.device).eval()) if segmenter is not None else None
         self.num_points = self.config.num_points or int(
             (getattr(estimator, "metadata", None) or {}).get("num_points") or DEFAULT_NUM_POINTS
         )
@@ -595,12 +599,6 @@ class Pipeline:
         with self._autocast():
             return (self.estimator.embed(img, choose).float(),)
 
-    def _point_chunks(self, batch: int) -> list[slice]:
-        """Instance slices for the point networks: all at once on CUDA, ``cpu_batch_points`` on CPU."""
-        limit = self.config.cpu_batch_points
-        step = batch if self.device.type != "cpu" or not limit else max(1, int(limit) // self.num_points)
-        return [slice(i, min(i + step, batch)) for i in range(0, batch, step)]
-
     def _head(self, points, emb, obj) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The most confident hypothesis per instance: ``R [B,3,3]``, ``t [B,3]``, ``conf [B]`` (float32)."""
         with self._autocast():
@@ -618,13 +616,10 @@ class Pipeline:
         items = [items[i] for i in order]
         points, obj = self._tensors(items)
         emb = self._embed_batched(items)
-        chunks = self._point_chunks(len(items))
-        parts = [self._head_net(points[c], emb[c], obj[c]) for c in chunks]
-        R, t, best_conf = (torch.cat(p) for p in zip(*parts))
+        R, t, best_conf = self._head_net(points, emb, obj)
         timer.lap("estimator")
         if self.refiner is not None and self.config.refine_iterations > 0:
-            parts = [self._refine_net(points[c], emb[c], obj[c], R[c], t[c]) for c in chunks]
-            R, t = (torch.cat(p) for p in zip(*parts))
+            R, t = self._refine_net(points, emb, obj, R, t)
             timer.lap("refiner")
         R_np, t_np, c_np = R.double().cpu().numpy(), t.double().cpu().numpy(), best_conf.cpu().numpy()
         poses = [None] * len(items)
@@ -633,11 +628,13 @@ class Pipeline:
         return poses
 
     def _refine(self, points, emb, obj, R, t) -> tuple[torch.Tensor, torch.Tensor]:
-        """K refiner iterations on a batch: ``p' = R^T (p - t)``, ``R <- R R2``, ``t <- R t2 + t``."""
+        """K refiner iterations on a batch: ``p' = R^T (p - t)``, ``R <- R R2``, ``t <- R t2 + t``.
+        On point rows the colour branch, the same in every iteration, is computed once."""
+        colour = self.refiner.colour_term(emb) if self._rows and self.config.refine_iterations > 1 else None
         for _ in range(self.config.refine_iterations):
             new_points = geometry.to_object_frame_torch(points, R, t)
             with self._autocast():
-                q2, t2 = self.refiner(new_points, emb, obj, rows=self._rows)
+                q2, t2 = self.refiner(new_points, emb, obj, rows=self._rows, colour=colour)
             R, t = geometry.compose_torch(R, t, geometry.quat_to_matrix_torch(q2.float()), t2.float())
         return R, t
 

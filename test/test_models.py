@@ -23,9 +23,11 @@ from densefusion_ros.models import (
     build_estimator,
     build_refiner,
     build_segmenter,
+    fuse_batchnorm,
     normalize_image,
     to_published_state_dict,
 )
+from densefusion_ros.models.fusion import ROW_BLOCK
 
 KEYS_DIR = Path(__file__).parent / "data" / "official_keys"
 
@@ -225,6 +227,54 @@ def test_forward_best_point_rows_equal_channels_first(estimator_run):
     assert torch.equal(got.index, want.index)
     for g, w in zip(got, want):
         torch.testing.assert_close(g.float(), w.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_point_rows_in_several_blocks_equal_channels_first(estimators):
+    """N = 600 points: the rows path's cache blocks (``ROW_BLOCK`` = 256 rows, never across two
+    samples) give the channels-first estimator head and refiner, also with the refiner's
+    colour branch computed once (``colour=``)."""
+    assert ROW_BLOCK < 600 < 3 * ROW_BLOCK
+    model, refiner = estimators["compact"], build_refiner(num_objects=5).eval()
+    torch.manual_seed(3)
+    img, points, choose, obj = _estimator_inputs(h=40, w=48, n=600)
+    with torch.no_grad():
+        emb = model.embed(img, choose)
+        want = model.forward_best(points, emb, obj)
+        got = model.forward_best(points, emb, obj, rows=True)
+        assert torch.equal(got.index, want.index)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g.float(), w.float(), rtol=1e-5, atol=1e-6)
+        local = (points - points.mean(dim=1, keepdim=True)) * 0.5
+        want = refiner(local, emb, obj)
+        colour = refiner.colour_term(emb)
+        assert colour.shape == (3 * 600, 512)
+        for rows in (refiner(local, emb, obj, rows=True), refiner(local, emb, obj, rows=True, colour=colour)):
+            for g, w in zip(rows, want):
+                torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+        with pytest.raises(ValueError, match="rows"):
+            refiner(local, emb, obj, colour=colour)
+
+
+def test_fuse_batchnorm_keeps_outputs_and_leaves_the_original():
+    """Folding eval BatchNorm into the convs: same embedding and segmenter logits; the original
+    keeps its BatchNorm (still trainable); a network without BatchNorm comes back as it is."""
+    torch.manual_seed(4)
+    est, seg = build_estimator(num_objects=5, backbone="compact").eval(), build_segmenter(num_classes=6).eval()
+    for m in [*est.modules(), *seg.modules()]:
+        if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics, as after training
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.2)
+    img, points, choose, obj = _estimator_inputs()
+    fused_est, fused_seg = fuse_batchnorm(est), fuse_batchnorm(seg)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in [*fused_est.modules(), *fused_seg.modules()])
+    assert any(isinstance(m, nn.BatchNorm2d) for m in est.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(fused_est.embed(img, choose), est.embed(img, choose), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fused_seg(img), seg(img), rtol=1e-4, atol=1e-4)
+    published = build_estimator(num_objects=5, backbone="psp_resnet18")
+    assert fuse_batchnorm(published) is published
 
 
 def test_estimator_accepts_published_call_styles(estimators):

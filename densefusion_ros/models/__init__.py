@@ -8,12 +8,14 @@
 * :func:`load_estimator`, :func:`load_refiner`, :func:`load_segmenter`, :func:`save_checkpoint`,
   :func:`read_metadata`, :class:`CheckpointError`: the one place where files are read and written;
   :func:`unwrap_model` strips DataParallel / DDP / ``torch.compile`` wrappers.
+* :func:`fuse_batchnorm`: an inference copy with BatchNorm folded into the convolutions.
 * :func:`normalize_image`: image normalisation matching a checkpoint's ``metadata["normalization"]``.
 
 Conventions: quaternions are w-first ``[w, x, y, z]``; points in metres, camera frame; RGB input.
 """
 
 from .backbones import COLOR_BACKBONES, CompactColorNet, build_color_backbone
+from .blocks import fuse_batchnorm
 from .checkpoint import (
     CheckpointError,
     load_estimator,
@@ -50,6 +52,7 @@ __all__ = [
     "build_refiner",
     "build_segmenter",
     "check_normalization",
+    "fuse_batchnorm",
     "load_estimator",
     "load_refiner",
     "load_segmenter",

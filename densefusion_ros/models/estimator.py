@@ -21,7 +21,7 @@ from torch import nn
 
 from .backbones import EMBEDDING_DIM, build_color_backbone
 from ._checks import check_choose, check_obj, check_points, select_object
-from .fusion import PixelwiseFusion, pointwise, to_rows
+from .fusion import PixelwiseFusion, pointwise, row_blocks, to_rows
 
 __all__ = ["BestHypothesis", "DenseFusionEstimator", "EstimatorOutput", "build_estimator"]
 
@@ -57,6 +57,11 @@ class BestHypothesis(NamedTuple):
     """``[B]`` int64 index of the most confident point."""
 
 
+def _global_part(conv: nn.Conv1d, glob: torch.Tensor, local_channels: int) -> torch.Tensor:
+    """The first head layer's global share and bias, ``W[:, 384:] @ glob + b``: ``[B,640]``."""
+    return F.linear(glob, conv.weight[:, local_channels:, 0], conv.bias)
+
+
 def _first_head_layer(conv: nn.Conv1d, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
     """``conv(cat[local, glob repeated N times])`` without materialising the 1408 x N input.
 
@@ -67,7 +72,7 @@ def _first_head_layer(conv: nn.Conv1d, local: torch.Tensor, glob: torch.Tensor) 
     """
     c = local.shape[1]
     w = conv.weight[:, :, 0]
-    per_sample = F.linear(glob, w[:, c:], conv.bias)  # [B,640]
+    per_sample = _global_part(conv, glob, c)
     if local.dim() == 2:
         b = glob.shape[0]
         return (F.linear(local, w[:, :c]).view(b, -1, w.shape[0]) + per_sample.unsqueeze(1)).view(local.shape[0], -1)
@@ -153,6 +158,19 @@ class DenseFusionEstimator(nn.Module):
         x = F.relu(pointwise(getattr(self, f"conv3_{name}"), x))
         return pointwise(getattr(self, f"conv4_{name}"), x)
 
+    def _conf_rows(self, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
+        """``_head("c", ...)`` on point rows ``local [B*N,384]``, in blocks of rows
+        (:func:`.fusion.row_blocks`) whose maps stay in the CPU cache, ReLUs in place: ``[B*N,K]``."""
+        c = local.shape[1]
+        per_sample = _global_part(self.conv1_c, glob, c)
+        w_local = self.conv1_c.weight[:, :c, 0]
+        blocks = []
+        for i, block in row_blocks(local.shape[0], glob.shape[0]):
+            x = torch.addmm(per_sample[i], local[block], w_local.T).relu_()
+            x = pointwise(self.conv3_c, pointwise(self.conv2_c, x).relu_()).relu_()
+            blocks.append(pointwise(self.conv4_c, x))
+        return torch.cat(blocks)
+
     def forward_head(self, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor) -> EstimatorOutput:
         """Fusion and heads: ``points [B,N,3]``, ``emb [B,32,N]``, ``obj [B]`` -> :class:`EstimatorOutput`."""
         check_points(points)
@@ -180,7 +198,7 @@ class DenseFusionEstimator(nn.Module):
         b, n, _ = points.shape
         if rows:
             local, glob = self.feat.forward_split(*to_rows(points, emb), batch=b)
-            conf = self._head("c", local, glob).view(b, n, -1).gather(2, obj.view(b, 1, 1).expand(-1, n, 1))
+            conf = self._conf_rows(local, glob).view(b, n, -1).gather(2, obj.view(b, 1, 1).expand(-1, n, 1))
         else:
             local, glob = self.feat.forward_split(points.transpose(1, 2), emb)
             conf = select_object(self._head("c", local, glob), obj, 1)

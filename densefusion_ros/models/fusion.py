@@ -14,11 +14,13 @@ CPUs (``rows=True``); training, the published-style loop and the parity tests us
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PointFusionBase", "PixelwiseFusion", "GlobalFusion", "pointwise", "to_rows"]
+__all__ = ["PointFusionBase", "PixelwiseFusion", "GlobalFusion", "pointwise", "row_blocks", "to_rows"]
 
 
 def pointwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
@@ -34,9 +36,34 @@ def to_rows(points: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor, torc
     return points.reshape(b * n, 3), emb.transpose(1, 2).reshape(b * n, emb.shape[1])
 
 
-def _mean_over_points(x: torch.Tensor, batch: int) -> torch.Tensor:
-    """``[B,C,N]`` or rows ``[B*N,C]`` -> ``[B,C]``."""
-    return x.mean(dim=2) if x.dim() == 3 else x.view(batch, -1, x.shape[1]).mean(dim=1)
+ROW_BLOCK = 256
+"""Point rows per block in the global branch on rows (:func:`_block_mean`)."""
+
+
+def _block_mean(fn: Callable[..., torch.Tensor], rows: tuple[torch.Tensor, ...], batch: int) -> torch.Tensor:
+    """Each sample's mean over its point rows of ``fn(*rows)``, ``[B,C]``, ``ROW_BLOCK`` rows at a time.
+
+    ``rows`` are row-aligned ``[B*N,*]`` tensors. A block's maps (at most ``[256,1024]`` floats,
+    1 MB) stay in the CPU's cache between the GEMM, the ReLU and the sum. On the 2-core CPU,
+    conv5 + conv6 over 5 x 250 points took 18.6 instead of 26.7 ms in one piece.
+    """
+    sums: list[torch.Tensor] = []
+    for i, block in row_blocks(rows[0].shape[0], batch):
+        part = fn(*(r[block] for r in rows)).sum(dim=0)
+        if i < len(sums):
+            sums[i] = sums[i] + part
+        else:
+            sums.append(part)
+    return torch.stack(sums) / (rows[0].shape[0] // batch)
+
+
+def row_blocks(num_rows: int, batch: int) -> Iterator[tuple[int, slice]]:
+    """``(sample, rows)``: blocks of at most ``ROW_BLOCK`` point rows of ``[B*N,C]``, each within
+    one sample, in order."""
+    n = num_rows // batch
+    for i in range(batch):
+        for start in range(i * n, (i + 1) * n, ROW_BLOCK):
+            yield i, slice(start, min(start + ROW_BLOCK, (i + 1) * n))
 
 
 class PointFusionBase(nn.Module):
@@ -64,8 +91,14 @@ class PointFusionBase(nn.Module):
         return pointfeat_1, pointfeat_2
 
     def _global(self, x: torch.Tensor, batch: int) -> torch.Tensor:
-        """``mean_N(relu(conv6(relu(conv5(x)))))``: ``[B,1024]``."""
-        return _mean_over_points(F.relu(pointwise(self.conv6, F.relu(pointwise(self.conv5, x)))), batch)
+        """``mean_N(relu(conv6(relu(conv5(x)))))``: ``[B,1024]``; point rows block by block."""
+        if x.dim() == 3:
+            return F.relu(self.conv6(F.relu(self.conv5(x)))).mean(dim=2)
+        return _block_mean(lambda r: self._conv6_rows(pointwise(self.conv5, r)), (x,), batch)
+
+    def _conv6_rows(self, x5: torch.Tensor) -> torch.Tensor:
+        """``relu(conv6(relu(x5)))`` on point rows, in place (the inference layout)."""
+        return pointwise(self.conv6, x5.relu_()).relu_()
 
 
 class PixelwiseFusion(PointFusionBase):
@@ -110,3 +143,34 @@ class GlobalFusion(PointFusionBase):
         """Channels-first ``[B,3,N]``, ``[B,32,N]``, or point rows ``[B*N,3]``, ``[B*N,32]`` with ``batch=B``."""
         pointfeat_1, pointfeat_2 = self.point_features(points, emb)
         return self._global(torch.cat([pointfeat_1, pointfeat_2], dim=1), points.shape[0] if batch is None else batch)
+
+    def _conv5_columns(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``conv5``'s weight ``[512,384]`` split by input: ``geo64, col64, geo128, col128``."""
+        w = self.conv5.weight[:, :, 0]
+        g1, c1 = self.conv1.out_channels, self.e_conv1.out_channels
+        g2 = self.conv2.out_channels
+        return w[:, :g1], w[:, g1 : g1 + c1], w[:, g1 + c1 : g1 + c1 + g2], w[:, g1 + c1 + g2 :]
+
+    def colour_term(self, emb: torch.Tensor) -> torch.Tensor:
+        """``conv5``'s colour share, its bias included, for point rows ``emb [M,32]``: ``[M,512]``.
+
+        The colour branch does not depend on the pose, so K refiner iterations on one batch can
+        compute it once and pass it to :meth:`forward_geometry` (on the 2-core CPU about 0.1 M of
+        the 0.74 M multiply-adds per point and iteration).
+        """
+        col1 = F.relu(pointwise(self.e_conv1, emb))
+        col2 = F.relu(pointwise(self.e_conv2, col1))
+        _, w_col1, _, w_col2 = self._conv5_columns()
+        return torch.addmm(torch.addmm(self.conv5.bias, col1, w_col1.T), col2, w_col2.T)
+
+    def forward_geometry(self, points: torch.Tensor, colour: torch.Tensor, batch: int) -> torch.Tensor:
+        """:meth:`forward` on point rows ``points [B*N,3]`` with the colour branch given as
+        ``colour_term(emb)``: ``[B,1024]``, the same values up to float rounding."""
+        geo1 = F.relu(pointwise(self.conv1, points))
+        geo2 = F.relu(pointwise(self.conv2, geo1))
+        w_geo1, _, w_geo2, _ = self._conv5_columns()
+
+        def block(geo1: torch.Tensor, geo2: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+            return self._conv6_rows(torch.addmm(torch.addmm(colour, geo1, w_geo1.T), geo2, w_geo2.T))
+
+        return _block_mean(block, (geo1, geo2, colour), batch)

@@ -55,7 +55,14 @@ class DenseFusionRefiner(nn.Module):
         self.conv3_t = nn.Linear(128, num_objects * 3)
         self.metadata: dict = {}
 
-    def forward(self, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor, *, rows: bool = False) -> RefinerOutput:
+    def colour_term(self, emb: torch.Tensor) -> torch.Tensor:
+        """The pose-independent colour branch for ``emb [B,32,N]``: ``[B*N,512]``, for ``forward(...,
+        colour=)`` in every refiner iteration of this batch (:meth:`.GlobalFusion.colour_term`)."""
+        return self.feat.colour_term(emb.transpose(1, 2).reshape(-1, emb.shape[1]))
+
+    def forward(
+        self, points: torch.Tensor, emb: torch.Tensor, obj: torch.Tensor, *, rows: bool = False, colour: torch.Tensor | None = None
+    ) -> RefinerOutput:
         """Predict the residual pose.
 
         Args:
@@ -64,6 +71,8 @@ class DenseFusionRefiner(nn.Module):
             obj: ``[B]`` or ``[B,1]`` int64 object indices.
             rows: run the point layers on point rows ``[B*N,C]``, one GEMM per layer (faster on a
                 CPU, same values up to float rounding; see :mod:`.fusion`).
+            colour: with ``rows``: ``colour_term(emb)``, computed once for several iterations on
+                the same ``emb`` (``emb`` is then only checked for its shape).
 
         Returns:
             ``(quat [B,4], trans [B,3])``, see :class:`RefinerOutput`.
@@ -73,7 +82,12 @@ class DenseFusionRefiner(nn.Module):
         if emb.dim() != 3 or emb.shape[0] != b or emb.shape[2] != points.shape[1]:
             raise ValueError(f"emb must have shape [B,32,N]={[b, EMBEDDING_DIM, points.shape[1]]}, got {list(emb.shape)}")
         obj = check_obj(obj, b, self.num_objects)
-        x = self.feat(*to_rows(points, emb), batch=b) if rows else self.feat(points.transpose(1, 2), emb)
+        if colour is not None:
+            if not rows:
+                raise ValueError("colour= needs rows=True")
+            x = self.feat.forward_geometry(points.reshape(-1, 3), colour, batch=b)
+        else:
+            x = self.feat(*to_rows(points, emb), batch=b) if rows else self.feat(points.transpose(1, 2), emb)
         rx = F.relu(self.conv2_r(F.relu(self.conv1_r(x))))
         tx = F.relu(self.conv2_t(F.relu(self.conv1_t(x))))
         rows = torch.arange(b, device=x.device)

@@ -228,7 +228,7 @@ def icp_from_centroid(
     return best
 
 
-def mask_grid(mask: np.ndarray, cells: int = 256) -> tuple[int, int, int, np.ndarray] | None:
+def mask_grid(mask: np.ndarray, cells: int = 1024) -> tuple[int, int, int, np.ndarray] | None:
     """``mask`` on a grid of about ``cells`` cells inside its bounding box: ``(row0, col0, cell
     size, occupied cells)``, or None for an empty mask. Computed once per instance; each pose's
     coverage (:func:`depth_consistency`) then needs only its own points."""
@@ -243,7 +243,7 @@ def mask_grid(mask: np.ndarray, cells: int = 256) -> tuple[int, int, int, np.nda
 
 
 def _mask_coverage(u: np.ndarray, v: np.ndarray, grid: tuple[int, int, int, np.ndarray] | None) -> float:
-    """Share of the grid's mask cells that the pixels ``(u, v)`` reach (so that a few hundred
+    """Share of the grid's mask cells that the pixels ``(u, v)`` reach (so that a few thousand
     points can cover a well-explained mask), hits spread to the 8 neighbouring cells."""
     if grid is None:
         return 0.0
@@ -300,6 +300,15 @@ def depth_consistency(
     return score
 
 
+SCORE_POINTS = 2000
+"""Model points a ``"verify"`` pose is scored on (the catalog's default sample: all of them), on a
+mask grid of about 1024 cells (:func:`mask_grid`). Against 500 points on 256 cells, choosing among
+the 60 hypotheses' coarse ICP results (ground-truth masks) was right for 85.2 instead of 81.3 %
+of the instances on the fresh ``val`` split and 88.4 instead of 86.6 % on ``test``; the mug,
+whose handle is the only cue to its turn, gained most (50.6 -> 60.7 % and 52.9 -> 60.0 %). Fewer
+points make a noisy score: the handle is 6 % of the mug's surface, 29 of 500 points."""
+
+
 def _score_subset(model_points: np.ndarray, count: int) -> np.ndarray:
     """About ``count`` of ``model_points``, evenly strided: what a pose is scored on."""
     return model_points[:: max(1, len(model_points) // max(1, count))]
@@ -320,7 +329,7 @@ def pose_score(
     K: np.ndarray,
     mask: np.ndarray,
     options: IcpOptions | None = None,
-    score_points: int = 500,
+    score_points: int = SCORE_POINTS,
 ) -> float:
     """:func:`depth_consistency` of the pose ``(R, t)`` with ``"verify"`` mode's settings
     (tolerance, weights, ``score_points`` model points): the score by which
@@ -339,7 +348,7 @@ def refine_with_hypotheses(
     K: np.ndarray,
     mask: np.ndarray,
     options: IcpOptions | None = None,
-    score_points: int = 500,
+    score_points: int = SCORE_POINTS,
     coarse_points: int = 600,
 ) -> IcpResult:
     """ICP (``options.verify_method``) from ``(R, t)`` turned by each rotation of

@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 from densefusion_ros.catalog import ObjectInfo
 from densefusion_ros.geometry import backproject
 from densefusion_ros.icp import (
-    IcpOptions, depth_consistency, group_rotations, icp_from_centroid, refine_pose, refine_with_hypotheses,
+    IcpOptions, depth_consistency, group_rotations, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses,
 )
 
 pytest.importorskip("open3d")
@@ -159,3 +159,30 @@ def test_depth_consistency_coverage_prefers_poses_that_explain_the_whole_mask():
     full = depth_consistency(spread, depth, K, mask, coverage_weight=1.0)
     half = depth_consistency(crowded, depth, K, mask, coverage_weight=1.0)
     assert full == pytest.approx(2.0) and 1.4 < half < 1.75, (full, half)
+
+
+def test_pose_score_sees_a_mug_handle_turned_out_of_view(tmp_path):
+    """A cylinder with a small handle (about 6 % of its surface, like the demo mug), seen from the
+    side with the handle to the right: the true pose must outscore the same pose turned about the
+    axis so that the handle hides behind the cup (its pixels left unexplained) or sticks out on the
+    left (in front of the wall, where the camera sees the wall)."""
+    import trimesh
+
+    cup = trimesh.creation.cylinder(radius=0.04, height=0.10)
+    handle = trimesh.creation.box(extents=(0.02, 0.012, 0.06), transform=trimesh.transformations.translation_matrix((0.05, 0, 0)))
+    path = tmp_path / "mug.obj"
+    trimesh.util.concatenate([cup, handle]).export(path)
+    obj = ObjectInfo(name="mug", class_id=1, index=0, mesh_path=path, scale=np.ones(3))
+    model, surface = obj.sample_points(2000, seed=0), obj.sample_points(200_000, seed=1)
+    K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
+    R_gt = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # model z (the axis) up in the image, handle (+x) right
+    t_gt = np.array([0.0, 0.0, 0.5])
+    depth, mask = _render(surface, R_gt, t_gt, K)
+
+    def turned(deg):
+        return R_gt @ Rotation.from_euler("z", deg, degrees=True).as_matrix()
+
+    true = pose_score(model, R_gt, t_gt, depth, K, mask)
+    hidden = pose_score(model, turned(90), t_gt, depth, K, mask)  # handle pointing away from the camera
+    left = pose_score(model, turned(180), t_gt, depth, K, mask)
+    assert true > hidden + 1.0 and true > left + 1.0, (true, hidden, left)

@@ -221,9 +221,12 @@ def test_forward_best_point_rows_equal_channels_first(estimator_run):
     """``rows=True`` (one GEMM per layer over all B*N points) gives the channels-first result."""
     model, (img, points, choose, obj), _ = estimator_run
     with torch.no_grad():
-        emb = model.embed(img, choose)
-        want = model.forward_best(points, emb, obj)
-        got = model.forward_best(points, emb, obj, rows=True)
+        _assert_best_rows_equal(model, points, model.embed(img, choose), obj)
+
+
+def _assert_best_rows_equal(model, points, emb, obj) -> None:
+    want = model.forward_best(points, emb, obj)
+    got = model.forward_best(points, emb, obj, rows=True)
     assert torch.equal(got.index, want.index)
     for g, w in zip(got, want):
         torch.testing.assert_close(g.float(), w.float(), rtol=1e-5, atol=1e-6)
@@ -239,11 +242,7 @@ def test_point_rows_in_several_blocks_equal_channels_first(estimators):
     img, points, choose, obj = _estimator_inputs(h=40, w=48, n=600)
     with torch.no_grad():
         emb = model.embed(img, choose)
-        want = model.forward_best(points, emb, obj)
-        got = model.forward_best(points, emb, obj, rows=True)
-        assert torch.equal(got.index, want.index)
-        for g, w in zip(got, want):
-            torch.testing.assert_close(g.float(), w.float(), rtol=1e-5, atol=1e-6)
+        _assert_best_rows_equal(model, points, emb, obj)
         local = (points - points.mean(dim=1, keepdim=True)) * 0.5
         want = refiner(local, emb, obj)
         colour = refiner.colour_term(emb)

@@ -186,3 +186,24 @@ def test_pose_score_sees_a_mug_handle_turned_out_of_view(tmp_path):
     hidden = pose_score(model, turned(90), t_gt, depth, K, mask)  # handle pointing away from the camera
     left = pose_score(model, turned(180), t_gt, depth, K, mask)
     assert true > hidden + 1.0 and true > left + 1.0, (true, hidden, left)
+
+
+def test_climb_recovers_a_small_turn_and_shift_by_the_score(chair_points):
+    """``_climb`` (the verify mode's last step before the final ICP): from the true pose turned by
+    12 degrees and shifted by 15 mm, coordinate ascent of the depth score comes back near it."""
+    from densefusion_ros.icp import _climb
+
+    model, surface = chair_points
+    K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
+    R_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix()
+    t_gt = np.array([0.01, -0.01, 0.5])
+    depth, mask = _render(surface, R_gt, t_gt, K)
+    centre = model.mean(0)
+    R0 = R_gt @ Rotation.from_euler("y", 12, degrees=True).as_matrix()
+    t0 = t_gt + R_gt @ centre - R0 @ centre + np.array([0.015, 0.0, 0.0])
+    score = lambda R, t: pose_score(model, R, t, depth, K, mask)  # noqa: E731
+    start = score(R0, t0)
+    best, R, t = _climb(score, R0, t0, centre, start)
+    assert best > start + 5 and best == pytest.approx(score(R, t))
+    assert np.degrees(Rotation.from_matrix(R @ R_gt.T).magnitude()) < 4.0
+    assert np.linalg.norm(t + R @ centre - t_gt - R_gt @ centre) < 6e-3  # within the score's 10 mm; ICP does the rest

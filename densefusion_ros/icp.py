@@ -398,10 +398,10 @@ def refine_with_hypotheses(
     def score_of(Rc: np.ndarray, tc: np.ndarray) -> float:
         return _verify_score(scored, Rc, tc, depth_m, K, mask, options, grid)
 
-    best_score, best = ranked[0]
+    best = ranked[0][1]
     if options.verify_climb > 0:
         climbed = [_climb(score_of, res.R, res.t, centre, s) for s, res in _distinct(ranked, scored, options.verify_climb)]
-        best_score, R_best, t_best = max(climbed, key=lambda c: c[0])
+        _, R_best, t_best = max(climbed, key=lambda c: c[0])
         best = replace(best, R=R_best, t=t_best)
     final = _register(_cloud(observed_points), model, np.linalg.inv(_pose_matrix(best.R, best.t)), options, max_distance)
     return _as_result(final, best.R, best.t, options.min_fitness)

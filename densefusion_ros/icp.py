@@ -407,7 +407,11 @@ def refine_with_hypotheses(
     return _as_result(final, best.R, best.t, options.min_fitness)
 
 
-_CLIMB_STEPS = ((8.0, 0.004), (4.0, 0.002), (2.0, 0.002))  # (degrees, metres) per stage
+_AXES = np.concatenate([np.eye(3), -np.eye(3)])
+_CLIMB_STEPS = tuple(  # per stage: turns of 8, 4, 2 degrees about +-x, y, z and shifts of 4, 2, 2 mm
+    (Rotation.from_rotvec(np.radians(degrees) * _AXES).as_matrix(), metres * _AXES)
+    for degrees, metres in ((8.0, 0.004), (4.0, 0.002), (2.0, 0.002))
+)
 
 
 def _climb(score, R: np.ndarray, t: np.ndarray, centre: np.ndarray, start: float) -> tuple[float, np.ndarray, np.ndarray]:
@@ -415,9 +419,7 @@ def _climb(score, R: np.ndarray, t: np.ndarray, centre: np.ndarray, start: float
     model's axes through ``centre`` and shifts along the camera axes, coarse to fine
     (``_CLIMB_STEPS``); a move is kept when it raises the score. ``(score, R, t)``."""
     best = start
-    for degrees, metres in _CLIMB_STEPS:
-        turns = Rotation.from_rotvec(np.radians(degrees) * np.concatenate([np.eye(3), -np.eye(3)])).as_matrix()
-        shifts = metres * np.concatenate([np.eye(3), -np.eye(3)])
+    for turns, shifts in _CLIMB_STEPS:
         improved = True
         while improved:
             improved = False

@@ -32,7 +32,7 @@ from scipy.spatial.transform import Rotation
 
 __all__ = [
     "IcpOptions", "IcpResult", "refine_pose", "icp_from_centroid", "group_rotations", "depth_consistency",
-    "refine_with_hypotheses", "mask_grid", "pose_score",
+    "refine_with_hypotheses", "mask_grid", "pose_score", "centroid_translation",
 ]
 
 
@@ -74,6 +74,13 @@ class IcpOptions:
             (a mug's handle a few degrees off), and a wrong but well-aligned one then outscores
             it. Chosen on the ``val`` and ``test`` tuning splits (ground-truth masks; ADD(-S) <
             0.1 d 86.4 -> 89.1 % and 88.4 -> 90.7 % with 4).
+        verify_centroid_starts: when the observed points place the model's centre
+            (:func:`centroid_translation`) farther than the ICP correspondence distance from where
+            the input pose places it, the rotations also start from there (up to twice the ICPs).
+            A heavily occluded object's network pose can be 4-9 cm off, beyond what any of the
+            rotations' ICPs reach. Chosen on the ``val`` and ``test`` tuning splits
+            (ground-truth masks; ADD(-S) < 0.1 d 89.1 -> 89.7 % and 90.3 -> 92.2 %, every duck,
+            bunny and torus change a gain; about 35 % more time per frame).
     """
 
     method: Literal["point_to_point", "point_to_plane"] = "point_to_point"
@@ -90,6 +97,7 @@ class IcpOptions:
     verify_method: Literal["point_to_point", "point_to_plane"] = "point_to_plane"
     verify_threads: int = 2
     verify_climb: int = 4
+    verify_centroid_starts: bool = True
 
 
 @dataclass
@@ -347,6 +355,20 @@ def pose_score(
     return _verify_score(_score_subset(model_points, score_points), R, t, depth_m, K, mask, options)
 
 
+def centroid_translation(observed_points: np.ndarray, model_points: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """The translation that puts the centre of ``model_points`` (turned by ``R``) a quarter of the
+    model's extent (bounding-box diagonal) behind the centroid of ``observed_points``, along the
+    viewing ray. The camera sees the near side, so the centre lies behind what it sees: for a
+    ball seen pixel by pixel, 2/3 of the radius (0.19 of the diagonal); the ICPs that start
+    there take up the rest. ``(3,)``, metres."""
+    observed = np.asarray(observed_points, dtype=np.float64).reshape(-1, 3)
+    model = np.asarray(model_points, dtype=np.float64).reshape(-1, 3)
+    centroid = observed.mean(axis=0)
+    ray = centroid / max(float(np.linalg.norm(centroid)), 1e-9)
+    extent = float(np.linalg.norm(model.max(axis=0) - model.min(axis=0)))
+    return centroid + 0.25 * extent * ray - np.asarray(R, dtype=np.float64) @ model.mean(axis=0)
+
+
 def refine_with_hypotheses(
     observed_points: np.ndarray,
     model_points: np.ndarray,
@@ -360,8 +382,9 @@ def refine_with_hypotheses(
     coarse_points: int = 600,
 ) -> IcpResult:
     """ICP (``options.verify_method``) from ``(R, t)`` turned by each rotation of
-    ``options.rotation_group`` about the model's centre; the accepted result with the best
-    :func:`depth_consistency` wins.
+    ``options.rotation_group`` about the model's centre (and, with
+    ``options.verify_centroid_starts``, from the same turns placed by
+    :func:`centroid_translation`); the accepted result with the best :func:`depth_consistency` wins.
 
     Each hypothesis runs ICP on at most ``coarse_points`` observed points (one model cloud serves
     all of them and the final ICP); only the winner is refined with every observed point (on
@@ -381,16 +404,22 @@ def refine_with_hypotheses(
     model = _model_cloud(model_points, options, max_distance)
     coarse = _cloud(observed_points[:: max(1, -(-len(observed_points) // max(1, coarse_points)))])
     grid = mask_grid(mask) if options.verify_coverage_weight else None
+    rotations = group_rotations(options.rotation_group, options.init_rotations)
+    starts = [(S, t) for S in rotations]
+    t_obs = centroid_translation(observed_points, model_points, R)
+    if options.verify_centroid_starts and np.linalg.norm(t_obs - t) > max_distance:
+        starts += [(S, t_obs) for S in rotations]
 
-    def hypothesis(S: np.ndarray) -> tuple[IcpResult, float]:
+    def hypothesis(start: tuple[np.ndarray, np.ndarray]) -> tuple[IcpResult, float]:
+        S, t_start = start
         R0 = R @ S
-        t0 = t + R @ centre - R0 @ centre
+        t0 = t_start + R @ centre - R0 @ centre
         init = np.linalg.inv(_pose_matrix(R0, t0))
         res = _as_result(_register(coarse, model, init, options, max_distance), R0, t0, options.min_fitness)
         return res, _verify_score(scored, res.R, res.t, depth_m, K, mask, options, grid) if res.accepted else float("-inf")
 
     with ThreadPoolExecutor(max(1, options.verify_threads)) as pool:  # Open3D's ICP releases the GIL
-        results = pool.map(hypothesis, group_rotations(options.rotation_group, options.init_rotations))
+        results = pool.map(hypothesis, starts)
         ranked = sorted(((score, res) for res, score in results if res.accepted), key=lambda c: -c[0])
     if not ranked:
         return IcpResult(R, t, 0.0, float("inf"), accepted=False)

@@ -207,3 +207,40 @@ def test_climb_recovers_a_small_turn_and_shift_by_the_score(chair_points):
     assert best > start + 5 and best == pytest.approx(score(R, t))
     assert np.degrees(Rotation.from_matrix(R @ R_gt.T).magnitude()) < 4.0
     assert np.linalg.norm(t + R @ centre - t_gt - R_gt @ centre) < 6e-3  # within the score's 10 mm; ICP does the rest
+
+
+def test_verify_starts_at_the_observed_centroid_when_the_network_centre_is_far(chair_points):
+    """A heavily occluded object's network pose can be centimetres off. Here two thirds of the
+    object hide behind an occluder and the network puts its centre 5 cm off toward the hidden
+    side: no rotation's ICP from there finds the pose, the starts placed by the observed points
+    (``verify_centroid_starts``, :func:`centroid_translation`) do."""
+    from dataclasses import replace
+
+    from densefusion_ros.icp import centroid_translation
+
+    model, surface = chair_points
+    K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
+    R_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix()
+    t_gt = np.array([0.01, -0.01, 0.5])
+    depth, mask = _render(surface, R_gt, t_gt, K)
+    hidden = np.zeros_like(mask)
+    hidden[:, int(np.percentile(np.nonzero(mask)[1], 35)) :] = True  # an occluder 10 cm in front
+    depth[hidden] = 0.4
+    mask &= ~hidden
+    rows, cols = np.nonzero(mask)
+    observed = backproject(depth.astype(np.float32), K, rows, cols)
+    centre = R_gt @ model.mean(0) + t_gt
+    for turn, offset in ((150, (0.05, 0.0, 0.0)), (90, (0.05, 0.0, 0.06))):
+        R0 = R_gt @ Rotation.from_euler("y", turn, degrees=True).as_matrix()
+        t0 = centre - R0 @ model.mean(0) + np.array(offset)
+        placed = centroid_translation(observed, model, R0) + R0 @ model.mean(0)
+        assert np.linalg.norm(placed - observed.mean(0)) == pytest.approx(0.25 * np.linalg.norm(np.ptp(model, 0)), rel=1e-4)
+        options = IcpOptions(max_iterations=50)
+        without = refine_with_hypotheses(observed, model, R0, t0, depth, K, mask, replace(options, verify_centroid_starts=False))
+        assert _angle(without.R, R_gt) > 10 or np.linalg.norm(without.t - t_gt) > 0.02
+        found = refine_with_hypotheses(observed, model, R0, t0, depth, K, mask, options)
+        assert found.accepted and _angle(found.R, R_gt) < 2.0 and np.linalg.norm(found.t - t_gt) < 3e-3
+
+
+def _angle(R: np.ndarray, R_gt: np.ndarray) -> float:
+    return float(np.degrees(Rotation.from_matrix(R @ R_gt.T).magnitude()))

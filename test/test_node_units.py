@@ -105,6 +105,13 @@ def test_verify_hypotheses_reaches_the_icp_options(node):
     assert node.pipeline.config.icp_options.init_rotations == 12
 
 
+def test_verify_centroid_starts_reaches_the_icp_options(node):
+    """``verify_centroid_starts`` starts on and switches the verify ICP's second set of starts."""
+    assert node.pipeline.config.icp_options.verify_centroid_starts is True
+    assert node.set_parameters([Parameter("verify_centroid_starts", value=False)])[0].successful
+    assert node.pipeline.config.icp_options.verify_centroid_starts is False
+
+
 def test_valid_pose():
     assert valid_pose(np.eye(3), np.zeros(3))
     assert not valid_pose(np.diag([1.0, 1, -1]), np.zeros(3))  # det -1

@@ -79,6 +79,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
             "no networks)", True),
     "verify_hypotheses": (60, "icp verify: turns of the network pose tried, nearest first (60 = the icosahedral group; "
                           "12: about 3x less ICP time, 80.6 instead of 85.2 % on the bundled held-out frames)", False),
+    "verify_centroid_starts": (True, "icp verify: also start the turns where the observed points put the object's centre, "
+                               "when that is far from the network's (occluded objects; up to twice the ICP time)", False),
     "instances": ("best", "mask -> objects: best (of a class's mask components, the one whose pose best explains the depth "
                   "image; one object per class), largest (its largest component), class (the whole mask, as published) "
                   "or split (every component an object)", True),
@@ -223,6 +225,8 @@ class DenseFusionNode(Node):
                 setattr(self.pipeline.config, param.name, param.value)
             elif param.name == "verify_hypotheses":
                 self.pipeline.config.icp_options.init_rotations = param.value
+            elif param.name == "verify_centroid_starts":
+                self.pipeline.config.icp_options.verify_centroid_starts = param.value
             elif param.name == "expected_input_hz":
                 for freq in self._input_freq.values():
                     freq.min_hz = freq.max_hz = param.value

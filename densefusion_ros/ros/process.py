@@ -124,7 +124,7 @@ def load_pipeline(p: Callable[[str], Any], logger: Any) -> tuple[Catalog, Pipeli
         num_points=p("num_points") or None, refine_iterations=p("refine_iterations"), min_mask_pixels=p("min_mask_pixels"),
         min_points=p("min_points"), score_threshold=p("score_threshold"), seed=None if p("seed") < 0 else p("seed"),
         device=device, fp16=p("fp16"), cuda_graphs=p("cuda_graphs"), icp=icp, instances=p("instances"),
-        icp_options=IcpOptions(init_rotations=p("verify_hypotheses")),
+        icp_options=IcpOptions(init_rotations=p("verify_hypotheses"), verify_centroid_starts=p("verify_centroid_starts")),
     )
     try:
         pipeline = Pipeline(nets["estimator"], catalog, config, refiner=nets["refiner"], segmenter=nets["segmenter"])

@@ -406,9 +406,10 @@ def refine_with_hypotheses(
     grid = mask_grid(mask) if options.verify_coverage_weight else None
     rotations = group_rotations(options.rotation_group, options.init_rotations)
     starts = [(S, t) for S in rotations]
-    t_obs = centroid_translation(observed_points, model_points, R)
-    if options.verify_centroid_starts and np.linalg.norm(t_obs - t) > max_distance:
-        starts += [(S, t_obs) for S in rotations]
+    if options.verify_centroid_starts:
+        t_obs = centroid_translation(observed_points, model_points, R)
+        if np.linalg.norm(t_obs - t) > max_distance:  # else the ICPs from both would end alike
+            starts += [(S, t_obs) for S in rotations]
 
     def hypothesis(start: tuple[np.ndarray, np.ndarray]) -> tuple[IcpResult, float]:
         S, t_start = start

@@ -34,6 +34,11 @@ def _observe(model: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
     return cam[(normals_toward_camera[:, 2] < 0)]
 
 
+def _angle(R: np.ndarray, R_gt: np.ndarray) -> float:
+    """Degrees between two rotations."""
+    return float(np.degrees(Rotation.from_matrix(R @ R_gt.T).magnitude()))
+
+
 @pytest.mark.parametrize("method", ["point_to_point", "point_to_plane"])
 def test_small_offset_is_recovered(model_points, method):
     R_gt = Rotation.from_euler("xyz", [20, -35, 60], degrees=True).as_matrix()
@@ -43,8 +48,7 @@ def test_small_offset_is_recovered(model_points, method):
     t0 = t_gt + np.array([0.006, -0.004, 0.005])
     res = refine_pose(observed, model_points, R0, t0, IcpOptions(method=method, max_distance=0.02, max_iterations=60))
     assert res.accepted and res.fitness > 0.9
-    angle = np.degrees(Rotation.from_matrix(res.R @ R_gt.T).magnitude())
-    assert angle < 1.0, angle
+    assert _angle(res.R, R_gt) < 1.0, _angle(res.R, R_gt)
     assert np.linalg.norm(res.t - t_gt) < 2e-3
     assert res.rmse < 5e-3
 
@@ -113,14 +117,10 @@ def test_verify_recovers_a_quarter_turn_that_plain_icp_keeps(chair_points, threa
     R0 = Rotation.from_euler("xyz", [3, -2, 2], degrees=True).as_matrix() @ R_gt @ turn
     t0 = t_gt + R_gt @ centre - R0 @ centre + np.array([0.004, -0.003, 0.003])
     options = IcpOptions(max_distance=0.015, max_iterations=50, verify_threads=threads)
-
-    def angle(R):
-        return np.degrees(Rotation.from_matrix(R @ R_gt.T).magnitude())
-
     plain = refine_pose(observed, model, R0, t0, options)
     verified = refine_with_hypotheses(observed, model, R0, t0, depth, K, mask, options)
-    assert angle(plain.R) > 5, angle(plain.R)  # plain ICP ends in a wrong local minimum
-    assert verified.accepted and angle(verified.R) < 2.0, angle(verified.R)
+    assert _angle(plain.R, R_gt) > 5, _angle(plain.R, R_gt)  # plain ICP ends in a wrong local minimum
+    assert verified.accepted and _angle(verified.R, R_gt) < 2.0, _angle(verified.R, R_gt)
     assert np.linalg.norm(verified.t - t_gt) < 3e-3
     score = lambda R, t: depth_consistency(model @ R.T + t, depth, K, mask)  # noqa: E731
     assert score(R_gt, t_gt) > 0.3 and score(R_gt, t_gt) > score(plain.R, plain.t) + 0.1
@@ -205,7 +205,7 @@ def test_climb_recovers_a_small_turn_and_shift_by_the_score(chair_points):
     start = score(R0, t0)
     best, R, t = _climb(score, R0, t0, centre, start)
     assert best > start + 5 and best == pytest.approx(score(R, t))
-    assert np.degrees(Rotation.from_matrix(R @ R_gt.T).magnitude()) < 4.0
+    assert _angle(R, R_gt) < 4.0
     assert np.linalg.norm(t + R @ centre - t_gt - R_gt @ centre) < 6e-3  # within the score's 10 mm; ICP does the rest
 
 
@@ -240,7 +240,3 @@ def test_verify_starts_at_the_observed_centroid_when_the_network_centre_is_far(c
         assert _angle(without.R, R_gt) > 10 or np.linalg.norm(without.t - t_gt) > 0.02
         found = refine_with_hypotheses(observed, model, R0, t0, depth, K, mask, options)
         assert found.accepted and _angle(found.R, R_gt) < 2.0 and np.linalg.norm(found.t - t_gt) < 3e-3
-
-
-def _angle(R: np.ndarray, R_gt: np.ndarray) -> float:
-    return float(np.degrees(Rotation.from_matrix(R @ R_gt.T).magnitude()))

@@ -77,7 +77,7 @@ class IcpOptions:
         verify_centroid_starts: when the observed points place the model's centre
             (:func:`centroid_translation`) farther than the ICP correspondence distance from where
             the input pose places it, the rotations also start from there (up to twice the ICPs).
-            A heavily occluded object's network pose can be 4-9 cm off, beyond what any of the
+            A heavily occluded object's network pose can be 2-9 cm off, beyond what any of the
             rotations' ICPs reach. Chosen on the ``val`` and ``test`` tuning splits
             (ground-truth masks; ADD(-S) < 0.1 d 89.1 -> 89.7 % and 90.3 -> 92.2 %, every duck,
             bunny and torus change a gain; 1.55x the time per frame on held-out frames).

@@ -52,6 +52,7 @@ from densefusion_ros.icp import IcpOptions, icp_from_centroid, pose_score, refin
 from densefusion_ros.models.blocks import fuse_batchnorm
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
 from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, observed_points, prepare_instance
+from densefusion_ros.verify import DepthEvidence, ModelGeometry, VerifyInput, verify_instances
 
 __all__ = [
     "PipelineConfig",
@@ -65,7 +66,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STAGES = ("segmentation", "preprocess", "estimator", "refiner", "icp", "total")
+STAGES = ("segmentation", "preprocess", "estimator", "refiner", "icp", "track", "total")
 DEFAULT_NUM_POINTS = 1000
 
 
@@ -94,8 +95,9 @@ class PipelineConfig:
         fp16: float16 autocast for the networks on CUDA (ignored on CPU); poses compose in float32.
         icp: ``"off"`` (published), ``"after"`` (ICP from the network pose), ``"verify"`` (ICP
             from the network pose turned by each rotation of ``icp_options.rotation_group``, the
-            result most consistent with the depth image kept) or ``"only"`` (ICP from the centroid, no networks); see
-            :mod:`densefusion_ros.icp`.
+            result most consistent with the depth image kept; the default: the networks alone are
+            often a turn off) or ``"only"`` (ICP from the centroid, no networks); see
+            :mod:`densefusion_ros.icp` and :mod:`densefusion_ros.verify`.
         icp_options: :class:`~densefusion_ros.icp.IcpOptions`.
         instances: how a class's mask becomes instances: ``"class"`` (published: the whole mask
             of a class id is one instance), ``"largest"`` (keep the largest 8-connected
@@ -145,7 +147,7 @@ class PipelineConfig:
     seed: int | None = None
     device: str = "cpu"
     fp16: bool = False
-    icp: Literal["off", "after", "only", "verify"] = "off"
+    icp: Literal["off", "after", "only", "verify"] = "verify"
     icp_options: IcpOptions = field(default_factory=IcpOptions)
     instances: Literal["class", "largest", "best", "split"] = "best"
     candidates: int = 3
@@ -190,6 +192,8 @@ class InstanceResult:
         num_points: distinct valid depth pixels in the mask (before sampling / padding).
         mask: ``(H, W)`` bool instance mask (None with ``keep_masks=False``).
         icp_fitness, icp_rmse: ICP quality when ICP ran (rmse in metres).
+        track_id: the :class:`~densefusion_ros.tracking.Tracker`'s id of the object, stable
+            across frames while it is followed; None from single-frame estimation.
     """
 
     name: str
@@ -205,6 +209,7 @@ class InstanceResult:
     mask: np.ndarray | None = None
     icp_fitness: float | None = None
     icp_rmse: float | None = None
+    track_id: int | None = None
 
     @property
     def quaternion_xyzw(self) -> np.ndarray:
@@ -378,6 +383,7 @@ class Pipeline:
         self._seg_norm = _network_normalization(self.segmenter)
         self._seg_scale = float((getattr(segmenter, "metadata", None) or {}).get("input_scale") or 1.0)
         self._rng = np.random.default_rng()
+        self._geometry: dict[tuple, ModelGeometry] = {}
         self._rows = self.device.type == "cpu" and self.config.cpu_point_rows
         graphs = self.device.type == "cuda" and self.config.cuda_graphs
         self._embed_net = CudaGraphs(self._embed, name="estimator.embed") if graphs else self._embed
@@ -686,6 +692,7 @@ class Pipeline:
     def _icp(self, frame: Frame, items: list[_Item], poses: list, timer: _Timer) -> list:
         out = []
         opts = self.config.icp_options
+        batched = []  # (position, VerifyInput) for the device's batched verification
         for i, (it, (R, t, c)) in enumerate(zip(items, poses)):
             if opts.observed_points > 0:
                 observed = observed_points(frame.depth_m, frame.K, it.mask, it.prep.box, opts.observed_points, self._instance_rng(it))
@@ -701,6 +708,9 @@ class Pipeline:
             if self.config.icp == "only":
                 res = icp_from_centroid(observed, model, opts)
                 poses[i] = (res.R, res.t, res.fitness)
+            elif self.config.icp == "verify" and opts.verify_backend == "torch":
+                batched.append((i, VerifyInput(self.model_geometry(it.info), observed, R, t, slot=len(batched))))
+                res = None  # filled in below, all instances at once
             elif self.config.icp == "verify":
                 res = refine_with_hypotheses(observed, model, R, t, frame.depth_m, frame.K, it.mask, opts)
                 poses[i] = (res.R, res.t, c)
@@ -708,8 +718,22 @@ class Pipeline:
                 res = refine_pose(observed, model, R, t, opts)
                 poses[i] = (res.R, res.t, c)
             out.append(res)
+        if batched:
+            evidence = DepthEvidence.build(frame.depth_m, frame.K, [items[i].mask for i, _ in batched], self.device)
+            for (i, _), res in zip(batched, verify_instances([x for _, x in batched], evidence, opts)):
+                out[i] = res
+                poses[i] = (res.R, res.t, poses[i][2])
         timer.lap("icp")
         return out
+
+    def model_geometry(self, info: ObjectInfo) -> ModelGeometry:
+        """``info``'s model points, normals and nearest-point lookup on the pipeline's device
+        (:class:`~densefusion_ros.verify.ModelGeometry`), built at first use and kept."""
+        opts = self.config.icp_options
+        key = (info.name, opts.model_points, opts.max_distance)
+        if key not in self._geometry:
+            self._geometry[key] = ModelGeometry.build(info.sample_points(opts.model_points), opts.max_distance, self.device)
+        return self._geometry[key]
 
     def _keep_best(self, frame: Frame, items: list[_Item], poses: list, icp_info: list, skipped: list):
         """``instances="best"``: per class, the component whose pose scores highest against the

@@ -5,9 +5,10 @@
 Each positional argument is one variant: comma-separated ``key=value`` settings of
 :class:`~densefusion_ros.pipeline.PipelineConfig` or of its
 :class:`~densefusion_ros.icp.IcpOptions` (e.g. ``"icp=verify,verify_threads=1"``). Bundled
-weights, segmenter masks. Prints each variant's mean and median ms per frame, the instances it
-estimated and published, and every variant's mean time over the first's, all from one run, so
-the machine's drift falls on every variant alike.
+weights, segmenter masks (``--masks gt``: ground-truth ones). Prints each variant's mean and median ms per frame, the instances it
+estimated and published, the share of visible ground-truth objects it put within 0.1 x diameter
+(ADD(-S), as ``densefusion-ros evaluate`` matches them), and every variant's mean time over the
+first's, all from one run, so the machine's drift falls on every variant alike.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import replace
 import torch
 
 from densefusion_ros.data.bop import BopDataset
+from densefusion_ros.eval import metrics
+from densefusion_ros.eval.evaluate import _input_frame, _match
 from densefusion_ros.icp import IcpOptions
 from densefusion_ros.pipeline import Pipeline, PipelineConfig
 from densefusion_ros.resources import share_path
@@ -56,6 +59,7 @@ def main() -> None:
     parser.add_argument("--split", default="eval")
     parser.add_argument("--max-frames", type=int, default=0, help="0 = all")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--masks", choices=("segmenter", "gt"), default="segmenter", help="where instance masks come from")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipes = {
@@ -67,25 +71,41 @@ def main() -> None:
     }
     data = BopDataset(args.dataset, args.split)
     index = data.index[: args.max_frames or None]
-    frames = [replace(data.load_frame(s, i), gt=None) for s, i in index]
+    catalog = next(iter(pipes.values())).catalog
+    frames, truths = [], []
+    for s, i in index:
+        frame, scored = _input_frame(data.load_frame(s, i), args.masks, catalog, min_visible_px=50)
+        frames.append(replace(frame, gt=None))
+        truths.append(scored)
+    points = {info.class_id: info.sample_points(1000) for info in catalog}
     for frame in frames[:2]:  # warm-up
         for pipe in pipes.values():
             pipe(frame)
     ms = {v: [] for v in pipes}
     published = dict.fromkeys(pipes, 0)
     estimated = dict.fromkeys(pipes, 0)
-    for frame in frames:
+    correct = dict.fromkeys(pipes, 0)
+    for frame, scored in zip(frames, truths):
         for v, pipe in pipes.items():
             t0 = time.perf_counter()
             res = pipe(frame)
             ms[v].append((time.perf_counter() - t0) * 1e3)
             published[v] += len(res.instances)
+            matched = _match(scored, res.instances)
+            for k, g in scored:
+                if k in matched:
+                    info = catalog.by_class_id(g.class_id)
+                    p = matched[k]
+                    d = metrics.add_or_adds(p.R, p.t, g.R, g.t, points[g.class_id], info.symmetric)
+                    correct[v] += d < 0.1 * info.diameter
             estimated[v] += len(res.instances) + sum("scored" in why for _, why in res.skipped)
-    print(f"# {args.split}: {len(frames)} frames, {torch.get_num_threads()} torch threads")
+    total = sum(len(s) for s in truths)
+    print(f"# {args.split}: {len(frames)} frames, {total} visible objects, {torch.get_num_threads()} torch threads")
     first = args.variants[0]
     for v in args.variants:
         print(f"{v:40s} mean {statistics.mean(ms[v]):7.1f} ms/frame, median {statistics.median(ms[v]):7.1f};"
               f" instances estimated {estimated[v]}, published {published[v]};"
+              f" ADD(-S) < 0.1 d {100 * correct[v] / max(1, total):5.1f} %;"
               f" mean / first {statistics.mean(ms[v]) / statistics.mean(ms[first]):.3f}")
 
 

@@ -37,8 +37,8 @@ def test_verify_hypotheses_limit_the_turns_tried(setup, monkeypatch):
     from densefusion_ros import pipeline
 
     seen = []
-    real = pipeline.refine_with_hypotheses
-    monkeypatch.setattr(pipeline, "refine_with_hypotheses", lambda *a, **k: seen.append(a[-1].init_rotations) or real(*a, **k))
+    real = pipeline.verify_instances
+    monkeypatch.setattr(pipeline, "verify_instances", lambda *a, **k: seen.append(a[-1].init_rotations) or real(*a, **k))
     root, est, ref = setup
     res = evaluate(dataset=root, split="test", weights=est, icp_verify=True, verify_hypotheses=3, baseline=False, metric_points=300)
     assert res.modes == ["per-pixel", "per-pixel+verify"] and res.config["verify_hypotheses"] == 3

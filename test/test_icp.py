@@ -14,6 +14,8 @@ from densefusion_ros.icp import (
     IcpOptions, depth_consistency, group_rotations, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses,
 )
 
+from helpers import chair_object, render_depth
+
 pytest.importorskip("open3d")
 
 
@@ -77,29 +79,9 @@ def test_centroid_init_with_cube_starts(model_points):
 
 @pytest.fixture(scope="module")
 def chair_points(tmp_path_factory) -> tuple[np.ndarray, np.ndarray]:
-    """A shape with no rotational symmetry (three boxes of different sizes): (ICP model points, dense surface)."""
-    import trimesh
-
-    parts = [
-        trimesh.creation.box(extents=(0.12, 0.03, 0.03)),
-        trimesh.creation.box(extents=(0.03, 0.07, 0.03), transform=trimesh.transformations.translation_matrix((0.045, 0.05, 0))),
-        trimesh.creation.box(extents=(0.03, 0.03, 0.05), transform=trimesh.transformations.translation_matrix((-0.045, 0, 0.04))),
-    ]
-    path = Path(tmp_path_factory.mktemp("mesh")) / "chair.obj"
-    trimesh.util.concatenate(parts).export(path)
-    obj = ObjectInfo(name="chair", class_id=1, index=0, mesh_path=path, scale=np.ones(3))
+    """A shape with no rotational symmetry: (ICP model points, dense surface)."""
+    obj = chair_object(tmp_path_factory.mktemp("mesh"))
     return obj.sample_points(2000, seed=0), obj.sample_points(200_000, seed=1)
-
-
-def _render(surface: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray, shape=(240, 320), wall: float = 0.8):
-    """Depth of the posed surface in front of a wall (a point-splat z-buffer) and the object's mask."""
-    cam = surface @ R.T + t
-    u = np.round(K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2]).astype(int)
-    v = np.round(K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]).astype(int)
-    keep = (u >= 0) & (u < shape[1]) & (v >= 0) & (v < shape[0])
-    depth = np.full(shape, wall)
-    np.minimum.at(depth, (v[keep], u[keep]), cam[keep, 2])
-    return depth, depth < wall - 1e-6
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -108,7 +90,7 @@ def test_verify_recovers_a_quarter_turn_that_plain_icp_keeps(chair_points, threa
     K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
     R_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix()
     t_gt = np.array([0.01, -0.01, 0.5])
-    depth, mask = _render(surface, R_gt, t_gt, K)
+    depth, mask = render_depth(surface, R_gt, t_gt, K)
     rows, cols = np.nonzero(mask)
     observed = backproject(depth.astype(np.float32), K, rows, cols)
     # the network is a quarter turn off about the model's y axis (through its centre), and a bit noisy
@@ -177,7 +159,7 @@ def test_pose_score_sees_a_mug_handle_turned_out_of_view(tmp_path):
     K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
     R_gt = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # model z (the axis) up in the image, handle (+x) right
     t_gt = np.array([0.0, 0.0, 0.5])
-    depth, mask = _render(surface, R_gt, t_gt, K)
+    depth, mask = render_depth(surface, R_gt, t_gt, K)
 
     def turned(deg):
         return R_gt @ Rotation.from_euler("z", deg, degrees=True).as_matrix()
@@ -197,7 +179,7 @@ def test_climb_recovers_a_small_turn_and_shift_by_the_score(chair_points):
     K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
     R_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix()
     t_gt = np.array([0.01, -0.01, 0.5])
-    depth, mask = _render(surface, R_gt, t_gt, K)
+    depth, mask = render_depth(surface, R_gt, t_gt, K)
     centre = model.mean(0)
     R0 = R_gt @ Rotation.from_euler("y", 12, degrees=True).as_matrix()
     t0 = t_gt + R_gt @ centre - R0 @ centre + np.array([0.015, 0.0, 0.0])
@@ -222,7 +204,7 @@ def test_verify_starts_at_the_observed_centroid_when_the_network_centre_is_far(c
     K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
     R_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix()
     t_gt = np.array([0.01, -0.01, 0.5])
-    depth, mask = _render(surface, R_gt, t_gt, K)
+    depth, mask = render_depth(surface, R_gt, t_gt, K)
     hidden = np.zeros_like(mask)
     hidden[:, int(np.percentile(np.nonzero(mask)[1], 35)) :] = True  # an occluder 10 cm in front
     depth[hidden] = 0.4

@@ -5,6 +5,8 @@ Usage::
     densefusion-ros evaluate --dataset DATA --split test --weights est.pth --refiner ref.pth \\
         [--masks gt|segmenter --segmenter seg.pth] [--iterations 2] [--icp] [--icp-verify] [--out eval_out] \\
         [--max-frames 200]
+    densefusion-ros evaluate --sequence --dataset DATA --split seq_eval --weights est.pth --refiner ref.pth \
+        --segmenter seg.pth [--mode track|detect]   (densefusion_ros.eval.sequence)
 
 Every frame goes through :class:`densefusion_ros.pipeline.Pipeline` (the node's code path) once
 per mode, with a fixed pipeline seed so that all modes see the same point samples:
@@ -96,11 +98,19 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: cores not busy at start)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--sequence", action="store_true",
+                   help="each scene is a 30 Hz sequence: follow it (densefusion_ros.eval.sequence) instead of the per-frame modes")
+    p.add_argument("--mode", choices=("track", "detect"), default="track", help="--sequence: the tracker, or the pipeline per frame")
+    p.add_argument("--max-sequences", type=int, default=None, help="--sequence: only the first this many")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.sequence:
+        from densefusion_ros.eval import sequence
+
+        return sequence.run(args)
     import torch
 
     from densefusion_ros.train.trainer import cpu_threads
@@ -359,7 +369,7 @@ def evaluate(
     seg = load_segmenter(segmenter, device=dev) if (segmenter and masks == "segmenter") else None
     n_pts = num_points or int((est.metadata or {}).get("num_points") or 0) or None
 
-    base = PipelineConfig(num_points=n_pts, seed=seed, device=str(dev), keep_masks=True)
+    base = PipelineConfig(num_points=n_pts, seed=seed, device=str(dev), keep_masks=True, icp="off")
     pipes: dict[str, Pipeline] = {"per-pixel": Pipeline(est, cat, replace(base, refine_iterations=0), segmenter=seg)}
     if ref is not None:
         pipes["iterative"] = Pipeline(est, cat, replace(base, refine_iterations=iterations), refiner=ref, segmenter=seg)

@@ -1,0 +1,234 @@
+"""``densefusion-ros evaluate --sequence``: the tracker (or the per-frame path) over 30 Hz sequences.
+
+Each scene of the split is one sequence (``densefusion-ros synth --sequence``), its frames in
+``im_id`` order. ``track`` mode runs one :class:`~densefusion_ros.tracking.Tracker`, reset at
+each sequence's start; ``detect`` mode runs the pipeline on every frame alone. Masks come from
+the segmenter (the node's path). Per object and pooled:
+
+* **ADD(-S) < 0.1 d**: share of (object, frame) pairs where the object is at least
+  ``min_visib`` visible (BOP ``visib_fract``) that got a pose within 0.1 x diameter; no pose
+  counts as a failure;
+* **time to first correct pose**: per (sequence, object), frames from the first frame it is
+  ``min_visib`` visible to its first correct pose (mean over pairs that got one, and how many never did);
+* **re-acquisitions**: a pose published again after frames without one while the object stayed
+  ``min_visib`` visible;
+* **wrong poses published**: published poses with ADD(-S) > 0.1 d, or of an object absent from
+  the frame (no matter how visible: a published pose is a claim);
+* **ms per frame**: the first frame of each sequence, then the steady state after the first
+  ``warmup_s`` seconds (median and p95).
+
+Writes ``sequence_results.md`` and ``sequence_results.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from densefusion_ros.eval import metrics
+
+FPS = 30.0
+
+
+@dataclass
+class _ObjectStats:
+    pairs: int = 0
+    correct: int = 0
+    wrong_published: int = 0
+    reacquisitions: int = 0
+    first_correct_frames: list[int] = field(default_factory=list)
+    never_correct: int = 0
+
+
+@dataclass
+class SequenceResult:
+    """Per object name (and ``"ALL"``) statistics, the frame times and the settings."""
+
+    objects: dict[str, _ObjectStats] = field(default_factory=dict)
+    first_ms: list[float] = field(default_factory=list)
+    steady_ms: list[float] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        rows = {}
+        pooled = _ObjectStats()
+        for name, s in sorted(self.objects.items()):
+            rows[name] = _row(s)
+            pooled.pairs += s.pairs
+            pooled.correct += s.correct
+            pooled.wrong_published += s.wrong_published
+            pooled.reacquisitions += s.reacquisitions
+            pooled.first_correct_frames += s.first_correct_frames
+            pooled.never_correct += s.never_correct
+        rows["ALL"] = _row(pooled)
+        steady = np.asarray(self.steady_ms or [np.nan])
+        return {
+            "objects": rows,
+            "ms_first_frame_mean": float(np.mean(self.first_ms)) if self.first_ms else float("nan"),
+            "ms_steady_median": float(np.median(steady)),
+            "ms_steady_p95": float(np.percentile(steady, 95)),
+            "frames": len(self.first_ms) + len(self.steady_ms),
+            "config": self.config,
+        }
+
+    def markdown(self) -> str:
+        s = self.summary()
+        lines = [
+            f"# Sequences: {self.config.get('split')} ({self.config.get('mode')} mode, {s['frames']} frames)",
+            "",
+            "| object | pairs | ADD(-S) < 0.1 d | first correct (frames, mean) | never correct | re-acquisitions | wrong published |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, r in s["objects"].items():
+            lines.append(
+                f"| {name} | {r['pairs']} | {100 * r['accuracy']:.1f} % | {r['first_correct_frames']:.1f} | "
+                f"{r['never_correct']} | {r['reacquisitions']} | {r['wrong_published']} |"
+            )
+        lines += [
+            "",
+            f"ms per frame: first frame {s['ms_first_frame_mean']:.0f} (mean over sequences), "
+            f"steady state median {s['ms_steady_median']:.0f}, p95 {s['ms_steady_p95']:.0f}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _row(s: _ObjectStats) -> dict:
+    return {
+        "pairs": s.pairs,
+        "accuracy": s.correct / s.pairs if s.pairs else float("nan"),
+        "first_correct_frames": float(np.mean(s.first_correct_frames)) if s.first_correct_frames else float("nan"),
+        "never_correct": s.never_correct,
+        "reacquisitions": s.reacquisitions,
+        "wrong_published": s.wrong_published,
+    }
+
+
+def evaluate_sequences(
+    runner_factory,
+    dataset,
+    catalog,
+    *,
+    min_visib: float = 0.1,
+    warmup_s: float = 1.0,
+    max_sequences: int | None = None,
+    metric_points: int = 1000,
+    progress: bool = False,
+) -> SequenceResult:
+    """Run ``runner_factory()`` (a fresh callable ``frame -> FrameResult`` per sequence) over
+    every sequence (scene) of ``dataset`` (a :class:`~densefusion_ros.data.bop.BopDataset`)."""
+    result = SequenceResult()
+    points = {info.class_id: info.sample_points(metric_points) for info in catalog}
+    scenes: dict[int, list[int]] = {}
+    for scene_id, im_id in dataset.index:
+        scenes.setdefault(int(scene_id), []).append(int(im_id))
+    for n, (scene_id, im_ids) in enumerate(sorted(scenes.items())):
+        if max_sequences is not None and n >= max_sequences:
+            break
+        runner = runner_factory()
+        first_visible: dict[int, int] = {}
+        first_correct: dict[int, int] = {}
+        published_before: dict[int, bool] = {}
+        last_published: dict[int, bool] = {}
+        for k, im_id in enumerate(sorted(im_ids)):
+            frame = dataset.load_frame(scene_id, im_id)
+            gts = list(frame.gt)
+            start = time.perf_counter()
+            res = runner(replace(frame, gt=[], masks=None, label=None))
+            ms = (time.perf_counter() - start) * 1e3
+            (result.first_ms if k == 0 else result.steady_ms if k >= warmup_s * FPS else []).append(ms)
+            matched = _match_by_distance(gts, res.instances, points, catalog)
+            for p in res.instances:
+                if id(p) not in {id(q) for q in matched.values()}:  # a pose of an object not in the frame
+                    result.objects.setdefault(p.name, _ObjectStats()).wrong_published += 1
+            for g_index, g in enumerate(gts):
+                info = catalog.by_class_id(g.class_id)
+                if info is None:
+                    continue
+                stats = result.objects.setdefault(info.name, _ObjectStats())
+                key = int(g.class_id)  # synth puts each catalog object in a scene at most once
+                p = matched.get(g_index)
+                correct = False
+                if p is not None:
+                    d = metrics.add_or_adds(p.R, p.t, g.R, g.t, points[g.class_id], info.symmetric)
+                    correct = d < 0.1 * info.diameter
+                    stats.wrong_published += not correct
+                visible = g.visib_fract >= min_visib
+                if visible:
+                    stats.pairs += 1
+                    stats.correct += correct
+                    first_visible.setdefault(key, k)
+                    if correct:
+                        first_correct.setdefault(key, k)
+                    if p is not None and published_before.get(key) and not last_published.get(key, False):
+                        stats.reacquisitions += 1
+                published_before[key] = published_before.get(key, False) or p is not None
+                last_published[key] = p is not None
+        for key, k0 in first_visible.items():
+            name = catalog.by_class_id(key).name
+            if key in first_correct:
+                result.objects[name].first_correct_frames.append(first_correct[key] - k0)
+            else:
+                result.objects[name].never_correct += 1
+        if progress:
+            print(f"sequence {scene_id}: {len(im_ids)} frames", flush=True)
+    return result
+
+
+def _match_by_distance(gts, instances, points, catalog) -> dict[int, object]:
+    """GT index -> the published pose of its class nearest to it (ADD(-S)), each pose used once."""
+    out: dict[int, object] = {}
+    used: set[int] = set()
+    pairs = []
+    for gi, g in enumerate(gts):
+        info = catalog.by_class_id(g.class_id)
+        if info is None:
+            continue
+        for pi, p in enumerate(instances):
+            if p.class_id == g.class_id:
+                pairs.append((metrics.add_or_adds(p.R, p.t, g.R, g.t, points[g.class_id], info.symmetric), gi, pi))
+    for _, gi, pi in sorted(pairs, key=lambda x: x[0]):
+        if gi not in out and pi not in used:
+            out[gi] = instances[pi]
+            used.add(pi)
+    return out
+
+
+def run(args) -> int:
+    """The ``evaluate --sequence`` command (arguments of :mod:`densefusion_ros.eval.evaluate`)."""
+    import torch
+
+    from densefusion_ros.data.bop import BopDataset
+    from densefusion_ros.pipeline import Pipeline, PipelineConfig
+    from densefusion_ros.train.trainer import cpu_threads
+    from densefusion_ros.tracking import Tracker
+
+    torch.set_num_threads(cpu_threads(args.threads))
+    catalog_path = args.catalog or Path(args.dataset) / "catalog.yaml"
+    config = PipelineConfig(seed=args.seed, device=args.device, refine_iterations=args.iterations)
+    pipeline = Pipeline.from_checkpoints(args.weights, catalog_path, config, refiner=args.refiner, segmenter=args.segmenter)
+    if args.mode == "track":
+        tracker = Tracker(pipeline)
+
+        def factory():
+            tracker.reset()
+            return tracker
+    else:
+        def factory():
+            return pipeline
+
+    dataset = BopDataset(args.dataset, args.split, load_masks=False)
+    result = evaluate_sequences(
+        factory, dataset, pipeline.catalog, max_sequences=args.max_sequences, progress=not args.no_progress,
+    )  # fmt: skip
+    result.config = {"dataset": str(args.dataset), "split": args.split, "mode": args.mode, "threads": torch.get_num_threads(),
+                     "device": str(pipeline.device), "weights": str(args.weights)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sequence_results.md").write_text(result.markdown())
+    (out / "sequence_results.json").write_text(json.dumps(result.summary(), indent=2))
+    print(result.markdown())
+    return 0

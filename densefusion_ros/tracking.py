@@ -1,0 +1,408 @@
+"""Follow objects from frame to frame: accurate poses at camera rate.
+
+A single frame's accurate path (networks, then verification: :mod:`densefusion_ros.verify`)
+costs several times a camera frame. Objects mostly move little between frames, so a
+:class:`Tracker` runs that path only to **acquire** an object, and then **follows** it:
+
+* **acquire** a new or lost object (a mask component that no track explains) with the pipeline
+  (networks + verification), at most ``acquire_per_frame`` per frame so that no frame stalls;
+* **follow** every track: predict its pose with a constant-velocity model, take the observed
+  depth points of its class's mask inside the predicted silhouette (grown by ``margin_px``), and
+  run a short ICP from the prediction, all tracks batched in one call;
+* **check** every pose against the depth image (:func:`~densefusion_ros.verify.depth_terms`):
+  ICP fitness, mask coverage and points the camera sees through. A pose that fails is not
+  published; its track is lost and the object re-acquired;
+* **re-check the turn** (temporal evidence): each frame one track, round robin, tries the 24
+  turns of the cube group about its model's centre (which contain the half turns that make a
+  mug upside down); a turn whose pose explains the depth clearly better replaces the track's.
+  A view that cannot tell two poses apart keeps the track's; a later view that can, switches.
+
+``Tracker(pipeline)(frame)`` returns a :class:`~densefusion_ros.pipeline.FrameResult` whose
+instances carry a ``track_id``, stable while the object is followed; a lost object re-acquired
+near where it was lost, within ``reuse_lost_frames`` frames, gets its id back. Frames must come
+in stamp order; :meth:`Tracker.reset` forgets every track. No ROS imports here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, fields, replace
+
+import cv2
+import numpy as np
+import torch
+
+from densefusion_ros import geometry
+from densefusion_ros.catalog import ObjectInfo
+from densefusion_ros.frame import Frame
+from densefusion_ros.icp import IcpOptions, group_rotations
+from densefusion_ros.pipeline import STAGES, FrameResult, InstanceResult, Pipeline, validate_frame
+from densefusion_ros.sampling import mask_box, valid_depth
+from densefusion_ros.verify import DepthEvidence, ModelBank, depth_terms, icp, padded
+
+__all__ = ["Tracker", "TrackerOptions", "Track"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackerOptions:
+    """Tracker settings (pixels, metres, frames).
+
+    Attributes:
+        acquire_per_frame: most acquisitions (the pipeline's networks + verification, one mask
+            component each) per frame; the rest wait for later frames.
+        follow_points: most observed points per track in the follow ICP.
+        follow_iterations: ICP steps per track and frame.
+        margin_px: the predicted silhouette grows by this many pixels before it selects the
+            observed points (the motion model's error, in pixels, must stay below it).
+        velocity_damping: the constant-velocity prediction moves by this share of the last
+            frame-to-frame motion (0 = predict no motion).
+        min_fitness: a pose passes its check when at least this share of the track's observed
+            points lie within the ICP correspondence distance of the posed model,
+        min_coverage: the supported model points reach at least this share of the mask, and
+        max_violation: at most this share of the model points lie in front of the measured
+            depth (:func:`~densefusion_ros.verify.depth_terms`).
+        min_pixels: a track whose class mask has fewer pixels inside its silhouette is lost
+            (occluded or out of view); also the smallest mask component that is acquired.
+        explained_share: a mask component is explained by a track (not acquired) when at least
+            this share of its pixels lies inside the track's silhouette.
+        recheck_turns: each frame one track tries the cube group's 24 turns (0 = never).
+        recheck_margin: a turn replaces the track's pose when its score is higher by this much.
+        reuse_lost_frames: a lost track's id is given back to an object of its class acquired
+            within this many frames and one model diameter of where it was lost.
+    """
+
+    acquire_per_frame: int = 1
+    follow_points: int = 500
+    follow_iterations: int = 15
+    margin_px: int = 12
+    velocity_damping: float = 0.8
+    min_fitness: float = 0.9
+    min_coverage: float = 0.8
+    max_violation: float = 0.08
+    min_pixels: int = 50
+    explained_share: float = 0.3
+    recheck_turns: bool = True
+    recheck_margin: float = 0.5
+    reuse_lost_frames: int = 30
+
+
+@dataclass
+class Track:
+    """One followed object.
+
+    Attributes:
+        track_id: stable id; ``info``: the catalog object.
+        R, t: the last checked pose (object -> camera, metres); ``velocity``: the last
+            frame-to-frame motion ``(dR, dt)`` in the camera frame.
+        state: ``"tracking"`` or ``"lost"``; ``lost_at``: the frame it was lost at.
+        age: frames since acquisition; ``reacquired``: times it was lost and acquired again.
+    """
+
+    track_id: int
+    info: ObjectInfo
+    R: np.ndarray
+    t: np.ndarray
+    velocity: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.eye(3), np.zeros(3)))
+    state: str = "tracking"
+    lost_at: int = -1
+    age: int = 0
+    reacquired: int = 0
+    confidence: float = 0.0
+
+
+class Tracker:
+    """Acquire, follow and check objects over a stream of frames (module docstring).
+
+    Args:
+        pipeline: a :class:`~densefusion_ros.pipeline.Pipeline`; its configuration (normally
+            ``icp="verify"``) is the acquisition path, its segmenter gives the masks and its
+            ``icp_options`` the scoring settings.
+        **options: fields of :class:`TrackerOptions`.
+    """
+
+    def __init__(self, pipeline: Pipeline, **options) -> None:
+        known = {f.name for f in fields(TrackerOptions)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unknown tracker options {unknown}; known: {sorted(known)}")
+        self.pipeline = pipeline
+        self.options = TrackerOptions(**options)
+        self._turns = group_rotations("cube")
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track (ids start again at 0)."""
+        self.tracks: list[Track] = []
+        self._next_id = 0
+        self._frame_index = 0
+        self._recheck_cursor = 0
+        self.reacquisitions = 0
+        self.acquisitions = 0
+        self._reacquired_at: list[float] = []
+
+    # ------------------------------------------------------------------------------------------
+
+    def __call__(self, frame: Frame) -> FrameResult:
+        """Poses of the followed objects in ``frame`` (each with its ``track_id``); an object
+        whose pose fails the depth check is left out. Never raises on bad input (see
+        :meth:`Pipeline.__call__ <densefusion_ros.pipeline.Pipeline.__call__>`)."""
+        start = time.perf_counter()
+        result = FrameResult()
+        try:
+            validate_frame(frame)
+        except ValueError as e:
+            result.error = f"invalid frame: {e}"
+            result.timings_ms["total"] = (time.perf_counter() - start) * 1e3
+            return result
+        self._frame_index += 1
+        with torch.inference_mode():
+            masks = self._class_masks(frame, result)
+            t_seg = time.perf_counter()
+            published = self._follow(frame, masks)
+            t_follow = time.perf_counter()
+            published += self._acquire(frame, masks, result)
+        result.timings_ms["segmentation"] = (t_seg - start) * 1e3
+        result.timings_ms["track"] = (t_follow - t_seg) * 1e3
+        result.instances = sorted(published, key=lambda r: r.track_id)
+        result.timings_ms["total"] = (time.perf_counter() - start) * 1e3
+        return result
+
+    def stats(self) -> dict:
+        """For diagnostics: tracks by state, acquisitions, re-acquisitions (all time and over
+        the last 60 s of wall time)."""
+        now = time.monotonic()
+        self._reacquired_at = [s for s in self._reacquired_at if now - s < 60.0]
+        return {
+            "tracks": sum(t.state == "tracking" for t in self.tracks),
+            "lost": sum(t.state == "lost" for t in self.tracks),
+            "acquisitions": self.acquisitions,
+            "reacquisitions": self.reacquisitions,
+            "reacquisitions_per_minute": len(self._reacquired_at),
+        }
+
+    # masks ------------------------------------------------------------------------------------
+
+    def _class_masks(self, frame: Frame, result: FrameResult) -> dict[int, np.ndarray]:
+        """``{class_id: (H, W) bool}`` of the catalog's classes present in the frame."""
+        if frame.masks is not None:
+            masks = {int(c): np.asarray(m) != 0 for c, m in frame.masks.items()}
+        else:
+            labels = frame.label if frame.label is not None else self.pipeline.segment(frame.rgb)
+            if frame.label is None:
+                result.label = labels
+            ids = np.unique(labels[:: 4, :: 4])
+            masks = {int(c): labels == c for c in ids if c != 0}
+        return {c: m for c, m in masks.items() if self.pipeline.catalog.by_class_id(c) is not None}
+
+    # follow -----------------------------------------------------------------------------------
+
+    def _silhouette(self, info: ObjectInfo, R: np.ndarray, t: np.ndarray, frame: Frame) -> np.ndarray:
+        """The pixels the posed model covers, grown by ``margin_px``: ``(H, W)`` bool."""
+        pts = self.pipeline.model_geometry(info).points.cpu().numpy()
+        X = pts @ R.T + t
+        X = X[X[:, 2] > 1e-3]
+        shape = frame.depth_m.shape
+        out = np.zeros(shape, np.uint8)
+        if len(X):
+            uv = np.round(geometry.project(X, np.asarray(frame.K, np.float64))).astype(np.int64)
+            keep = (uv[:, 0] >= 0) & (uv[:, 0] < shape[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < shape[0])
+            out[uv[keep, 1], uv[keep, 0]] = 1
+        size = 2 * self.options.margin_px + 1
+        return cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))).astype(bool)
+
+    def _follow(self, frame: Frame, masks: dict[int, np.ndarray]) -> list[InstanceResult]:
+        """Predict, ICP and check every tracking track (batched); lose those that fail."""
+        opts, icp_opts = self.options, self.pipeline.config.icp_options
+        live = [tr for tr in self.tracks if tr.state == "tracking"]
+        rows, regions, clouds = [], [], []
+        valid = valid_depth(frame.depth_m)
+        for tr in live:
+            dR, dt = tr.velocity
+            Rp, tp = _damped(dR, dt, opts.velocity_damping)
+            R_pred, t_pred = Rp @ tr.R, Rp @ tr.t + tp
+            region = self._silhouette(tr.info, R_pred, t_pred, frame)
+            region &= masks.get(tr.info.class_id, np.zeros_like(region)) & valid
+            rr, cc = np.nonzero(region)
+            if len(rr) < opts.min_pixels:
+                self._lose(tr)
+                continue
+            if len(rr) > opts.follow_points:
+                pick = np.linspace(0, len(rr) - 1, opts.follow_points).astype(np.int64)
+                rr, cc = rr[pick], cc[pick]
+            rows.append((tr, R_pred, t_pred))
+            regions.append(region)
+            clouds.append(geometry.backproject(frame.depth_m, frame.K, rr, cc))
+        if not rows:
+            return []
+        device = self.pipeline.device
+        models = [self.pipeline.model_geometry(tr.info) for tr, _, _ in rows]
+        bank = ModelBank(models)
+        obj = torch.arange(len(rows), device=device)
+        source, valid_pts = padded(clouds, list(range(len(clouds))), device)
+        R0 = torch.as_tensor(np.stack([r for _, r, _ in rows]), dtype=torch.float32, device=device)
+        t0 = torch.as_tensor(np.stack([t for _, _, t in rows]), dtype=torch.float32, device=device)
+        R, t, fitness, rmse = icp(bank, obj, source, valid_pts, R0, t0, opts.follow_iterations, icp_opts.verify_method)
+        evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, device)
+        supported, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, icp_opts.verify_tolerance)
+        if opts.recheck_turns and rows:
+            R, t, coverage, violating = self._recheck(rows, bank, evidence, source, valid_pts, R, t, supported, violating, coverage)
+        out = []
+        R_np, t_np = R.double().cpu().numpy(), t.double().cpu().numpy()
+        for j, (tr, _, _) in enumerate(rows):
+            passed = float(fitness[j]) >= opts.min_fitness and float(coverage[j]) >= opts.min_coverage and float(violating[j]) <= opts.max_violation
+            if not passed:
+                self._lose(tr)
+                continue
+            dR = R_np[j] @ tr.R.T
+            tr.velocity = (dR, t_np[j] - dR @ tr.t)
+            tr.R, tr.t = R_np[j], t_np[j]
+            tr.age += 1
+            tr.confidence = float(coverage[j])
+            out.append(self._result(tr, regions[j], clouds[j], float(fitness[j]), float(rmse[j])))
+        return out
+
+    def _recheck(self, rows, bank, evidence, source, valid_pts, R, t, supported, violating, coverage):
+        """One track (round robin) tries the cube group's turns about its model's centre with a
+        short ICP each; a turn that scores ``recheck_margin`` higher replaces its pose."""
+        self._recheck_cursor = (self._recheck_cursor + 1) % len(rows)
+        j = self._recheck_cursor
+        icp_opts = self.pipeline.config.icp_options
+        device = R.device
+        S = torch.as_tensor(self._turns[1:], dtype=torch.float32, device=device)
+        c = bank.centre[j]
+        Rs = R[j] @ S
+        ts = t[j] + (R[j] @ c) - Rs @ c
+        n = len(S)
+        obj = torch.full((n,), j, dtype=torch.int64, device=device)
+        Rr, tr_, fit, _ = icp(bank, obj, source[j : j + 1].expand(n, -1, -1), valid_pts[j : j + 1].expand(n, -1), Rs, ts, 10, icp_opts.verify_method)
+        sup, vio, cov = depth_terms(evidence, bank.points[obj], obj, Rr, tr_, icp_opts.verify_tolerance)
+        w = (icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
+        scores = sup - w[0] * vio + w[1] * cov
+        scores = torch.where(fit >= self.options.min_fitness, scores, torch.full_like(scores, -float("inf")))
+        current = float(supported[j] - w[0] * violating[j] + w[1] * coverage[j])
+        k = int(scores.argmax())
+        if float(scores[k]) > current + self.options.recheck_margin:
+            R, t, coverage, violating = R.clone(), t.clone(), coverage.clone(), violating.clone()
+            R[j], t[j], coverage[j], violating[j] = Rr[k], tr_[k], cov[k], vio[k]
+            rows[j][0].velocity = (np.eye(3), np.zeros(3))  # the motion so far was of another pose
+        return R, t, coverage, violating
+
+    def _lose(self, tr: Track) -> None:
+        tr.state, tr.lost_at = "lost", self._frame_index
+
+    # acquire ----------------------------------------------------------------------------------
+
+    def _acquire(self, frame: Frame, masks: dict[int, np.ndarray], result: FrameResult) -> list[InstanceResult]:
+        """Run the pipeline on the largest unexplained mask components, ``acquire_per_frame`` at most."""
+        opts = self.options
+        self.tracks = [tr for tr in self.tracks if tr.state == "tracking" or self._frame_index - tr.lost_at <= opts.reuse_lost_frames]
+        live = [tr for tr in self.tracks if tr.state == "tracking"]
+        silhouettes = {tr.track_id: self._silhouette(tr.info, tr.R, tr.t, frame) for tr in live}
+        candidates = []
+        for cid, mask in masks.items():
+            for component in _components(mask, opts.min_pixels):
+                n = int(component.sum())
+                explained = any(
+                    tr.info.class_id == cid and (component & silhouettes[tr.track_id]).sum() >= opts.explained_share * n for tr in live
+                )
+                if not explained:
+                    candidates.append((n, cid, component))
+        candidates.sort(key=lambda c: -c[0])
+        out = []
+        for _, cid, component in candidates[: opts.acquire_per_frame]:
+            res = self.pipeline(replace(frame, masks={cid: component}, label=None))
+            for stage in ("preprocess", "estimator", "refiner", "icp"):
+                result.timings_ms[stage] += res.timings_ms[stage]
+            result.skipped += res.skipped
+            for inst in res.instances:
+                checked = self._check_acquired(frame, inst, component)
+                if checked is None:
+                    result.skipped.append((cid, f"acquired pose of {inst.name} failed the depth check"))
+                    continue
+                out.append(self._start_track(inst, component, *checked))
+        return out
+
+    def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[float, float, np.ndarray] | None:
+        """``(fitness, rmse, observed points)`` when the acquired pose passes the check, else None."""
+        opts = self.options
+        info = self.pipeline.catalog.by_class_id(inst.class_id)
+        model = self.pipeline.model_geometry(info)
+        rr, cc = np.nonzero(mask & valid_depth(frame.depth_m))
+        if len(rr) < opts.min_pixels:
+            return None
+        if len(rr) > opts.follow_points:
+            pick = np.linspace(0, len(rr) - 1, opts.follow_points).astype(np.int64)
+            rr, cc = rr[pick], cc[pick]
+        cloud = geometry.backproject(frame.depth_m, frame.K, rr, cc)
+        device = self.pipeline.device
+        bank = ModelBank([model])
+        obj = torch.zeros(1, dtype=torch.int64, device=device)
+        source, valid_pts = padded([cloud], [0], device)
+        R = torch.as_tensor(inst.R[None], dtype=torch.float32, device=device)
+        t = torch.as_tensor(inst.t[None], dtype=torch.float32, device=device)
+        _, _, fitness, rmse = icp(bank, obj, source, valid_pts, R, t, 0, self.pipeline.config.icp_options.verify_method)
+        evidence = DepthEvidence.build(frame.depth_m, frame.K, [mask], device)
+        _, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, self.pipeline.config.icp_options.verify_tolerance)
+        if float(fitness[0]) < opts.min_fitness or float(coverage[0]) < opts.min_coverage or float(violating[0]) > opts.max_violation:
+            return None
+        return float(fitness[0]), float(rmse[0]), cloud
+
+    def _start_track(self, inst: InstanceResult, mask: np.ndarray, fitness: float, rmse: float, cloud: np.ndarray) -> InstanceResult:
+        """A new track, or a recently lost one of the same class near this pose taken up again."""
+        self.acquisitions += 1
+        lost = [
+            tr for tr in self.tracks
+            if tr.state == "lost" and tr.info.class_id == inst.class_id and np.linalg.norm(tr.t - inst.t) < tr.info.diameter
+        ]  # fmt: skip
+        if lost:
+            tr = min(lost, key=lambda tr: np.linalg.norm(tr.t - inst.t))
+            tr.state, tr.R, tr.t, tr.velocity = "tracking", inst.R, inst.t, (np.eye(3), np.zeros(3))
+            tr.reacquired += 1
+            self.reacquisitions += 1
+            self._reacquired_at.append(time.monotonic())
+        else:
+            info = self.pipeline.catalog.by_class_id(inst.class_id)
+            tr = Track(self._next_id, info, inst.R, inst.t)
+            self._next_id += 1
+            self.tracks.append(tr)
+        tr.confidence = inst.confidence
+        return self._result(tr, mask, cloud, fitness, rmse)
+
+    def _result(self, tr: Track, mask: np.ndarray, cloud: np.ndarray, fitness: float, rmse: float) -> InstanceResult:
+        box = mask_box(mask) or (0, 0, 0, 0)
+        same_class = sorted(t.track_id for t in self.tracks if t.info.class_id == tr.info.class_id)
+        return InstanceResult(
+            name=tr.info.name, class_id=int(tr.info.class_id), index=int(tr.info.index),
+            instance=same_class.index(tr.track_id), R=tr.R.copy(), t=tr.t.copy(),
+            quaternion_wxyz=geometry.matrix_to_quat(tr.R), confidence=float(tr.confidence), box=box,
+            num_points=len(cloud), mask=mask if self.pipeline.config.keep_masks else None,
+            icp_fitness=fitness, icp_rmse=rmse, track_id=tr.track_id,
+        )  # fmt: skip
+
+
+def _damped(dR: np.ndarray, dt: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """``share`` of the motion ``(dR, dt)``: the rotation's angle scaled, the translation scaled."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(share * Rotation.from_matrix(dR).as_rotvec()).as_matrix(), share * dt
+
+
+def _components(mask: np.ndarray, min_pixels: int) -> list[np.ndarray]:
+    """The 8-connected components of ``mask`` with at least ``min_pixels`` pixels, largest first."""
+    box = mask_box(mask)
+    if box is None:
+        return []
+    r0, r1, c0, c1 = box
+    n, cc, stats, _ = cv2.connectedComponentsWithStats(mask[r0:r1, c0:c1].astype(np.uint8), connectivity=8)
+    out = []
+    for k in np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1:
+        if stats[k, cv2.CC_STAT_AREA] < min_pixels:
+            break
+        component = np.zeros(mask.shape, bool)
+        component[r0:r1, c0:c1] = cc == k
+        out.append(component)
+    return out
+

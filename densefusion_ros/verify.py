@@ -1,0 +1,508 @@
+"""Hypothesise and verify as batched tensor code on the pipeline's device (CPU or CUDA alike).
+
+The same search as :func:`densefusion_ros.icp.refine_with_hypotheses` (the Open3D path, kept to
+compare against), for all instances of a frame at once:
+
+1. **starts**: per instance, the network pose turned by each rotation of
+   ``IcpOptions.rotation_group`` about the model's centre (and, with
+   ``verify_centroid_starts``, the same turns placed by
+   :func:`~densefusion_ros.icp.centroid_translation`);
+2. **coarse ICP** of every start at once (:func:`icp`), on at most ``coarse_points`` observed
+   points per instance;
+3. **score** every result against the depth image and mask (:func:`score_poses`);
+4. **climb**: the best ``verify_climb`` distinct results of each instance climb the score by
+   steepest ascent over turns and shifts, all candidates' moves scored in one call per step;
+5. **final ICP** of each instance's best climbed pose on all its observed points.
+
+Nearest model points come from a voxel lookup built once per object (:class:`ModelGeometry`):
+each cell of a grid around the model holds the index of the model point nearest its centre, so
+a correspondence is a gather, not a search, and thousands of hypotheses cost little more than
+one. Poses map object points to the camera frame, ``p_cam = R p_obj + t``, metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from densefusion_ros.icp import (
+    IcpOptions, IcpResult, centroid_translation, default_distance, group_rotations, mask_grid,
+)  # fmt: skip
+
+__all__ = ["ModelGeometry", "ModelBank", "padded", "DepthEvidence", "icp", "score_poses", "depth_terms", "verify_instances", "VerifyInput"]
+
+
+def _normals(points: np.ndarray, neighbours: int = 30) -> np.ndarray:
+    """Unit normals ``(M, 3)`` of a point sample: the least-variance axis of each point's
+    ``neighbours`` nearest (Open3D's ``estimate_normals``; the sign is irrelevant to point-to-plane ICP)."""
+    _, idx = cKDTree(points).query(points, k=min(neighbours, len(points)))
+    local = points[idx] - points[idx].mean(axis=1, keepdims=True)
+    _, vectors = np.linalg.eigh(np.einsum("mki,mkj->mij", local, local))
+    return vectors[:, :, 0]
+
+
+@dataclass
+class ModelGeometry:
+    """One object's model points, normals and nearest-point voxel lookup, on a device.
+
+    Attributes:
+        points, normals: ``(M, 3)`` float32, object frame, metres.
+        centre: ``(3,)`` the points' mean.
+        max_distance: ICP correspondence distance, metres.
+        origin: ``(3,)`` the grid's lower corner; ``cell``: its cell size (m); ``dims``: cells per axis.
+        lookup: ``(gx * gy * gz,)`` int64, the nearest model point of each cell centre.
+    """
+
+    points: torch.Tensor
+    normals: torch.Tensor
+    centre: torch.Tensor
+    max_distance: float
+    origin: torch.Tensor
+    cell: float
+    dims: tuple[int, int, int]
+    lookup: torch.Tensor
+
+    @classmethod
+    def build(
+        cls, points: np.ndarray, max_distance: float | None, device: torch.device | str, cells: int = 96
+    ) -> "ModelGeometry":
+        """From ``(M, 3)`` model points: the grid spans the points' box grown by the correspondence
+        distance, so every point within that distance of the model falls inside it; about
+        ``cells`` cells along the longest side (at least 1 mm each)."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        dist = max_distance or default_distance(pts)
+        lo, hi = pts.min(axis=0) - dist, pts.max(axis=0) + dist
+        cell = max(float((hi - lo).max()) / cells, 1e-3)
+        dims = tuple(int(d) for d in np.ceil((hi - lo) / cell).astype(int) + 1)
+        axes = [lo[i] + cell * (np.arange(dims[i]) + 0.5) for i in range(3)]
+        centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+        _, nearest = cKDTree(pts).query(centres)
+        as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
+        return cls(
+            points=as_tensor(pts), normals=as_tensor(_normals(pts)), centre=as_tensor(pts.mean(axis=0)),
+            max_distance=float(dist), origin=as_tensor(lo), cell=cell, dims=dims,
+            lookup=as_tensor(nearest, torch.int64),
+        )  # fmt: skip
+
+
+class ModelBank:
+    """The models of one batch side by side: per row of a batch, its model's points, normals and
+    lookup, found through per-model offsets (models may differ in grid size, not in point count)."""
+
+    def __init__(self, models: list[ModelGeometry]) -> None:
+        self.points = torch.stack([m.points for m in models])  # [O,M,3]
+        self.normals = torch.stack([m.normals for m in models])
+        self.centre = torch.stack([m.centre for m in models])  # [O,3]
+        device = self.points.device
+        self.max_distance = torch.tensor([m.max_distance for m in models], device=device)
+        self.origin = torch.stack([m.origin for m in models])
+        self.cell = torch.tensor([m.cell for m in models], device=device)
+        self.dims = torch.tensor([m.dims for m in models], dtype=torch.int64, device=device)
+        self.inv_cell = 1.0 / self.cell
+        self.top = (self.dims - 1).to(torch.int32)
+        self.strides = torch.stack([self.dims[:, 1] * self.dims[:, 2], self.dims[:, 2], torch.ones_like(self.dims[:, 2])], -1).to(torch.int32)
+        sizes = torch.tensor([m.lookup.numel() for m in models], device=device)
+        self.lookup_offset = torch.cumsum(sizes, 0) - sizes
+        M = self.points.shape[1]  # the lookup holds rows of points_normals: model o's point i is o * M + i
+        self.lookup = torch.cat([m.lookup + o * M for o, m in enumerate(models)])
+        self.points_normals = torch.cat([self.points, self.normals], -1).reshape(-1, 6)
+
+    def nearest(self, X: torch.Tensor, obj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest model point and its normal for object-frame points ``X [B,N,3]`` of rows whose
+        model is ``obj [B]``: ``(q [B,N,3], n [B,N,3])``."""
+        cell = ((X - self.origin[obj, None]) * self.inv_cell[obj, None, None]).to(torch.int32)  # <0 truncates to 0
+        cell = torch.minimum(cell.clamp_min_(0), self.top[obj, None])
+        flat = (cell * self.strides[obj, None]).sum(-1, dtype=torch.int64) + self.lookup_offset[obj, None]
+        qn = self.points_normals[self.lookup[flat]]  # [B,N,6]
+        return qn[..., :3], qn[..., 3:]
+
+
+def _rodrigues(w: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices ``[B,3,3]`` of rotation vectors ``w [B,3]``."""
+    theta = w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    k = w / theta
+    K = torch.zeros(w.shape[0], 3, 3, dtype=w.dtype, device=w.device)
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    K = K - K.transpose(1, 2)
+    s, c = torch.sin(theta)[..., None], torch.cos(theta)[..., None]
+    return torch.eye(3, dtype=w.dtype, device=w.device) + s * K + (1 - c) * (K @ K)
+
+
+def icp(
+    bank: ModelBank,
+    obj: torch.Tensor,
+    source: torch.Tensor,
+    valid: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    iterations: int = 30,
+    method: str = "point_to_plane",
+    tolerance: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batched ICP of observed points onto their models, from the poses ``(R, t)``.
+
+    Args:
+        bank: the models; ``obj [B]`` the model of each row.
+        source: ``[B,N,3]`` camera-frame observed points; ``valid [B,N]`` marks real ones (padding False).
+        R, t: ``[B,3,3]``, ``[B,3]`` object -> camera start poses.
+        iterations: the most Gauss-Newton (point-to-plane) or Kabsch (point-to-point) steps;
+            stops early when no row moves by more than ``tolerance`` (rad or m).
+
+    Returns:
+        ``(R, t, fitness, rmse)``: the refined poses, the share of valid points with a model point
+        within the model's correspondence distance, and those correspondences' RMS distance (m;
+        inf with none). As Open3D's ``registration_icp`` with the same settings, up to the
+        lookup's cell size in which model point is nearest.
+    """
+    A, b = R.transpose(1, 2).clone(), -(R.transpose(1, 2) @ t[..., None])[..., 0]  # camera -> object
+    limit = bank.max_distance[obj, None]
+    active = torch.arange(len(obj), device=obj.device)  # rows still moving
+    for _ in range(iterations):
+        if not len(active):
+            break
+        dR, dt, step = _icp_step(bank, obj[active], source[active], valid[active], A[active], b[active], limit[active], method)
+        A[active], b[active] = dR @ A[active], (dR @ b[active, :, None])[..., 0] + dt
+        active = active[step > tolerance]
+    X = source @ A.transpose(1, 2) + b[:, None]
+    q, _ = bank.nearest(X, obj)
+    d = (X - q).norm(dim=-1)
+    inlier = valid & (d < limit)
+    count = inlier.sum(-1)
+    fitness = count / valid.sum(-1).clamp_min(1)
+    rmse = torch.where(count > 0, ((d * inlier) ** 2).sum(-1).div(count.clamp_min(1)).sqrt(), torch.full_like(fitness, float("inf")))
+    R_out = A.transpose(1, 2)
+    return R_out, -(R_out @ b[..., None])[..., 0], fitness, rmse
+
+
+def _icp_step(bank, obj, source, valid, A, b, limit, method):
+    """One ICP step of every row: the increment ``(dR [B,3,3], dt [B,3])`` that moves the
+    camera -> object transform ``(A, b)`` to ``(dR A, dR b + dt)``, and each row's step size."""
+    X = source @ A.transpose(1, 2) + b[:, None]
+    q, n = bank.nearest(X, obj)
+    w = (valid & ((X - q).norm(dim=-1) < limit)).to(X.dtype)
+    eye = torch.eye(3, dtype=X.dtype, device=X.device)
+    if method == "point_to_plane":  # Gauss-Newton on (X + w x X + tau - q) . n, small angles
+        J = torch.cat([torch.cross(X, n, dim=-1), n], dim=-1) * w[..., None]  # [B,N,6]
+        r = ((X - q) * n).sum(-1) * w
+        H = (J.transpose(1, 2) @ J).double() + 1e-12 * torch.eye(6, dtype=torch.float64, device=X.device)
+        delta = -torch.linalg.solve_ex(H, (J.transpose(1, 2) @ r[..., None]).double())[0][..., 0]
+        delta = torch.where(w.sum(-1, keepdim=True) >= 6, delta, torch.zeros_like(delta)).to(X.dtype)
+        return _rodrigues(delta[:, :3]), delta[:, 3:], delta.abs().amax(-1)
+    if method == "point_to_point":  # Kabsch on the weighted correspondences
+        count = w.sum(-1, keepdim=True).clamp_min(1)
+        mx = (X * w[..., None]).sum(1) / count
+        mq = (q * w[..., None]).sum(1) / count
+        C = ((X - mx[:, None]) * w[..., None]).transpose(1, 2) @ (q - mq[:, None])
+        U, _, Vh = torch.linalg.svd(C.double())
+        d = torch.det(Vh.transpose(1, 2) @ U.transpose(1, 2))
+        D = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+        dR = (Vh.transpose(1, 2) @ D @ U.transpose(1, 2)).to(X.dtype)
+        ok = (count[:, 0] >= 3)[:, None, None]
+        dR = torch.where(ok, dR, eye.expand_as(dR))
+        dt = torch.where(ok[:, 0], mq - (dR @ mx[..., None])[..., 0], torch.zeros_like(mq))
+        return dR, dt, torch.maximum((dR - eye).abs().flatten(1).amax(-1), dt.abs().amax(-1))
+    raise ValueError(f"unknown ICP method {method!r}")
+
+
+@dataclass
+class DepthEvidence:
+    """A frame's depth and the instances' masks, on the device, for :func:`score_poses`.
+
+    Attributes:
+        depth: ``[H,W]`` float32 metres (0 = no reading).
+        K: ``(fx, fy, cx, cy)``.
+        masks: ``[S,H,W]`` bool, one per instance (slot).
+        grid_origin: ``[S,2]`` the mask grids' ``(row0, col0)``; ``grid_cell [S]`` their cell sizes;
+            ``grid_shape [S,2]`` their sizes; ``occupied [S,GH,GW]`` float, zero-padded;
+            ``occupied_count [S]`` (see :func:`~densefusion_ros.icp.mask_grid`).
+    """
+
+    depth: torch.Tensor
+    K: tuple[float, float, float, float]
+    masks: torch.Tensor
+    grid_origin: torch.Tensor
+    grid_cell: torch.Tensor
+    grid_shape: torch.Tensor
+    occupied: torch.Tensor
+    occupied_count: torch.Tensor
+
+    @classmethod
+    def build(cls, depth_m: np.ndarray, K: np.ndarray, masks: list[np.ndarray], device: torch.device | str) -> "DepthEvidence":
+        depth = np.nan_to_num(np.asarray(depth_m, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        grids = [mask_grid(np.asarray(m, bool)) for m in masks]
+        GH = max([g[3].shape[0] for g in grids if g is not None], default=1)
+        GW = max([g[3].shape[1] for g in grids if g is not None], default=1)
+        occupied = np.zeros((len(masks), GH, GW), bool)
+        origin, cell, shape = np.zeros((len(masks), 2), np.int64), np.ones(len(masks), np.int64), np.zeros((len(masks), 2), np.int64)
+        for s, g in enumerate(grids):
+            if g is not None:
+                origin[s], cell[s], shape[s] = (g[0], g[1]), g[2], g[3].shape
+                occupied[s, : g[3].shape[0], : g[3].shape[1]] = g[3]
+        on = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+        mask_stack = np.stack([np.asarray(m, bool) for m in masks]) if masks else np.zeros((0,) + depth.shape, bool)
+        return cls(
+            depth=on(depth), K=(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])),
+            masks=on(mask_stack), grid_origin=on(origin), grid_cell=on(cell), grid_shape=on(shape),
+            occupied=on(occupied), occupied_count=on(occupied.reshape(len(masks), -1).sum(-1)),
+        )  # fmt: skip
+
+
+def score_poses(
+    evidence: DepthEvidence,
+    points: torch.Tensor,
+    slot: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    tolerance: float = 0.01,
+    violation_weight: float = 3.0,
+    coverage_weight: float = 0.0,
+) -> torch.Tensor:
+    """:func:`~densefusion_ros.icp.depth_consistency` of many poses at once: ``[P]``.
+
+    ``points [P,M,3]`` (object frame) posed by ``R [P,3,3]``, ``t [P,3]``, each scored against
+    the mask of instance ``slot [P]``: ``(supported - w * violating) / M + c * coverage``
+    (:func:`depth_terms`).
+    """
+    supported, violating, coverage = depth_terms(evidence, points, slot, R, t, tolerance, with_coverage=bool(coverage_weight))
+    return supported - violation_weight * violating + coverage_weight * coverage
+
+
+def depth_terms(
+    evidence: DepthEvidence,
+    points: torch.Tensor,
+    slot: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    tolerance: float = 0.01,
+    with_coverage: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The parts of the depth check, each ``[P]``: the shares of the ``M`` posed model points
+    that are *supported* (inside the slot's mask, within ``tolerance`` of the measured depth) and
+    *violating* (more than ``tolerance`` in front of a measured depth: the camera sees through
+    them), and the mask's *coverage* by supported points (zeros when not ``with_coverage``).
+    Points behind the surface and without a reading count for nothing."""
+    X = points @ R.transpose(1, 2) + t[:, None]
+    fx, fy, cx, cy = evidence.K
+    H, W = evidence.depth.shape
+    z = X[..., 2]
+    front = z > 1e-6
+    zs = torch.where(front, z, torch.ones_like(z))
+    u = torch.round(fx * X[..., 0] / zs + cx).clamp(-1, W).long()
+    v = torch.round(fy * X[..., 1] / zs + cy).clamp(-1, H).long()
+    inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    pix = torch.where(inside, v * W + u, torch.zeros_like(u))
+    d = evidence.depth.reshape(-1)[pix]
+    measured = inside & (d > 0)
+    in_mask = evidence.masks.reshape(-1)[pix + (slot * (H * W))[:, None]] & inside
+    supported = measured & in_mask & ((z - d).abs() < tolerance)
+    violating = measured & (z < d - tolerance)
+    M = points.shape[1]
+    coverage = _coverage(evidence, slot, u, v, supported) if with_coverage else torch.zeros(len(slot), device=X.device)
+    return supported.sum(-1) / M, violating.sum(-1) / M, coverage
+
+
+def _coverage(evidence: DepthEvidence, slot: torch.Tensor, u: torch.Tensor, v: torch.Tensor, supported: torch.Tensor) -> torch.Tensor:
+    """Share of each pose's mask-grid cells that its supported pixels reach, hits spread to the 8
+    neighbouring cells: ``[P]``."""
+    P = slot.shape[0]
+    GH, GW = evidence.occupied.shape[1:]
+    g = evidence.grid_cell[slot, None]
+    r = torch.div(v - evidence.grid_origin[slot, 0, None], g, rounding_mode="floor")
+    c = torch.div(u - evidence.grid_origin[slot, 1, None], g, rounding_mode="floor")
+    keep = supported & (r >= 0) & (c >= 0) & (r < evidence.grid_shape[slot, 0, None]) & (c < evidence.grid_shape[slot, 1, None])
+    rows = torch.arange(P, device=slot.device)[:, None].expand_as(r)
+    hit = torch.zeros(P * GH * GW, dtype=torch.bool, device=evidence.occupied.device)
+    hit[((rows * GH + r) * GW + c)[keep]] = True
+    hit = hit.view(P, GH, GW)
+    grown = hit.clone()  # the 3 x 3 dilation, one axis at a time
+    grown[:, 1:] |= hit[:, :-1]
+    grown[:, :-1] |= hit[:, 1:]
+    hit = grown.clone()
+    hit[:, :, 1:] |= grown[:, :, :-1]
+    hit[:, :, :-1] |= grown[:, :, 1:]
+    return (evidence.occupied[slot] & hit).sum((1, 2)) / evidence.occupied_count[slot].clamp_min(1)
+
+
+@dataclass
+class VerifyInput:
+    """One instance to verify: its model, observed points, network pose and slot in the evidence."""
+
+    model: ModelGeometry
+    observed: np.ndarray  # (N, 3) camera frame, metres
+    R: np.ndarray  # (3, 3)
+    t: np.ndarray  # (3,)
+    slot: int
+
+
+_AXES = np.concatenate([np.eye(3), -np.eye(3)])
+_CLIMB_STAGES = tuple(  # turns of 8, 4, 2 degrees about +-x, y, z and shifts of 4, 2, 2 mm
+    (Rotation.from_rotvec(np.radians(degrees) * _AXES).as_matrix(), metres * _AXES)
+    for degrees, metres in ((8.0, 0.004), (4.0, 0.002), (2.0, 0.002))
+)
+
+
+def padded(clouds: list[np.ndarray], rows: list[int], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clouds ``rows`` of ``clouds`` as one ``[B,N,3]`` zero-padded tensor and its validity mask."""
+    N = max(1, max((len(clouds[i]) for i in rows), default=1))
+    out = np.zeros((len(rows), N, 3), np.float32)
+    valid = np.zeros((len(rows), N), bool)
+    for j, i in enumerate(rows):
+        out[j, : len(clouds[i])], valid[j, : len(clouds[i])] = clouds[i], True
+    return torch.as_tensor(out, device=device), torch.as_tensor(valid, device=device)
+
+
+def verify_instances(
+    inputs: list[VerifyInput],
+    evidence: DepthEvidence,
+    options: IcpOptions,
+    coarse_points: int = 600,
+    max_steps: int = 30,
+) -> list[IcpResult]:
+    """Hypothesise and verify every instance of a frame in batched tensor code (module docstring).
+
+    Returns one :class:`~densefusion_ros.icp.IcpResult` per input: the winner after the final
+    ICP, or the input pose, not accepted, when ICP accepted no start (fitness below
+    ``options.min_fitness``) or the instance has fewer than 3 observed points.
+    """
+    if not inputs:
+        return []
+    device = evidence.depth.device
+    bank = ModelBank([x.model for x in inputs])
+    rotations = torch.as_tensor(group_rotations(options.rotation_group, options.init_rotations), dtype=torch.float32, device=device)
+    usable = [i for i, x in enumerate(inputs) if len(x.observed) >= 3]
+    coarse = [x.observed[:: max(1, -(-len(x.observed) // max(1, coarse_points)))] for x in inputs]
+    # 1. starts: per instance, turns about the model centre at the network's and the observed centre
+    obj_rows, R0s, t0s = [], [], []
+    for i in usable:
+        x = inputs[i]
+        R = torch.as_tensor(x.R, dtype=torch.float32, device=device)
+        t = torch.as_tensor(x.t, dtype=torch.float32, device=device).reshape(3)
+        centres = [t]
+        if options.verify_centroid_starts:
+            t_obs = torch.as_tensor(centroid_translation(x.observed, x.model.points.cpu().numpy(), x.R), dtype=torch.float32, device=device)
+            if float((t_obs - t).norm()) > x.model.max_distance:  # else both would end alike
+                centres.append(t_obs)
+        Rs = R @ rotations
+        c = x.model.centre
+        for tc in centres:
+            obj_rows += [i] * len(rotations)
+            R0s.append(Rs)
+            t0s.append(tc + R @ c - Rs @ c)
+    if not obj_rows:
+        return [_unaccepted(x) for x in inputs]
+    obj = torch.as_tensor(obj_rows, device=device)
+    R, t = torch.cat(R0s), torch.cat(t0s)
+    slots = torch.as_tensor([inputs[i].slot for i in obj_rows], device=device)
+    weights = (options.verify_tolerance, options.verify_violation_weight, options.verify_coverage_weight)
+    if options.verify_screen_points > 0:  # 2a. a short ICP of every start on a few points; keep the best few
+        screen = [x.observed[:: max(1, -(-len(x.observed) // options.verify_screen_points))] for x in inputs]
+        source, valid = padded(screen, obj_rows, device)
+        R, t, fitness, _ = icp(bank, obj, source, valid, R, t, options.verify_screen_iterations, options.verify_method)
+        score = score_poses(evidence, bank.points[obj], slots, R, t, *weights)
+        score = torch.where(fitness >= options.min_fitness, score, torch.full_like(score, -float("inf")))
+        keep = _best_per_instance(obj, score, options.verify_keep)
+        if not len(keep):
+            return [_unaccepted(x) for x in inputs]
+        obj, slots, R, t = obj[keep], slots[keep], R[keep], t[keep]
+    # 2. coarse ICP of every (kept) start
+    source, valid = padded(coarse, obj.tolist(), device)
+    R, t, fitness, _ = icp(bank, obj, source, valid, R, t, options.max_iterations, options.verify_method)
+    # 3. score every accepted result
+    score = score_poses(evidence, bank.points[obj], slots, R, t, *weights)
+    score = torch.where(fitness >= options.min_fitness, score, torch.full_like(score, -float("inf")))
+    # 4. climb from the best distinct results of each instance
+    picks = _distinct_per_instance(bank, obj, R, t, score, max(1, options.verify_climb))
+    if options.verify_climb > 0 and picks.numel():
+        R_c, t_c, s_c = _climb(evidence, bank, obj[picks], slots[picks], R[picks], t[picks], score[picks], weights, max_steps)
+        R, t, score, obj_c = R_c, t_c, s_c, obj[picks]
+    else:
+        R, t, score, obj_c = R[picks], t[picks], score[picks], obj[picks]
+    # 5. final ICP of each instance's best pose on all its observed points
+    best_rows, results = [], {}
+    for i in usable:
+        rows = (obj_c == i).nonzero()[:, 0]
+        if len(rows) and torch.isfinite(score[rows]).any():
+            best_rows.append(int(rows[score[rows].argmax()]))
+    if best_rows:
+        final_obj = obj_c[best_rows]
+        final_src, final_valid = padded([x.observed for x in inputs], final_obj.tolist(), device)
+        Rf, tf, ff, ef = icp(bank, final_obj, final_src, final_valid, R[best_rows], t[best_rows], options.max_iterations, options.verify_method)
+        for j, i in enumerate(final_obj.tolist()):
+            accepted = float(ff[j]) >= options.min_fitness and float(ff[j]) > 0
+            Rj, tj = (Rf[j], tf[j]) if accepted else (R[best_rows[j]], t[best_rows[j]])
+            results[i] = IcpResult(Rj.double().cpu().numpy(), tj.double().cpu().numpy(), float(ff[j]), float(ef[j]), accepted)
+    return [results.get(i) or _unaccepted(x) for i, x in enumerate(inputs)]
+
+
+def _unaccepted(x: VerifyInput) -> IcpResult:
+    """The input pose, not accepted: no start passed ICP's fitness."""
+    return IcpResult(np.asarray(x.R, np.float64), np.asarray(x.t, np.float64).reshape(3), 0.0, float("inf"), accepted=False)
+
+
+def _best_per_instance(obj: torch.Tensor, score: torch.Tensor, count: int) -> torch.Tensor:
+    """Row indices of each instance's ``count`` best-scoring rows (finite scores only)."""
+    picks = []
+    for i in torch.unique(obj).tolist():
+        rows = (obj == i).nonzero()[:, 0]
+        rows = rows[torch.isfinite(score[rows])]
+        picks.append(rows[score[rows].argsort(descending=True)[:count]])
+    return torch.cat(picks) if picks else torch.zeros(0, dtype=torch.int64, device=obj.device)
+
+
+def _distinct_per_instance(
+    bank: ModelBank, obj: torch.Tensor, R: torch.Tensor, t: torch.Tensor, score: torch.Tensor, count: int, apart: float = 0.002, pool: int = 32
+) -> torch.Tensor:
+    """Row indices of each instance's best ``count`` scored results whose posed model points lie
+    more than ``apart`` (mean distance, metres) from those of every better one taken: starts that
+    converged to the same pose are climbed once. Only the best ``pool`` of each instance are considered."""
+    picks = []
+    sub = bank.points[:, :: max(1, bank.points.shape[1] // 500)]
+    for i in torch.unique(obj).tolist():
+        rows = (obj == i).nonzero()[:, 0]
+        rows = rows[torch.isfinite(score[rows])]
+        rows = rows[score[rows].argsort(descending=True)][:pool]
+        if not len(rows):
+            continue
+        X = sub[i] @ R[rows].transpose(1, 2) + t[rows, None]  # [p,m,3]
+        D = (X[:, None] - X[None]).norm(dim=-1).mean(-1).cpu().numpy()
+        taken: list[int] = []
+        for j in range(len(rows)):
+            if all(D[j, k] > apart for k in taken):
+                taken.append(j)
+                if len(taken) == count:
+                    break
+        picks += rows[taken].tolist()
+    return torch.as_tensor(picks, dtype=torch.int64, device=obj.device)
+
+
+def _climb(evidence, bank, obj, slot, R, t, score, weights, max_steps):
+    """Steepest ascent of the score from each candidate pose: per stage of ``_CLIMB_STAGES``, every
+    candidate's turns (about its model's centre) and shifts are scored in one call and the best
+    raising move taken, until none raises any candidate's score or ``max_steps``."""
+    device = R.device
+    centre = bank.centre[obj]  # [C,3]
+    for turns, shifts in _CLIMB_STAGES:
+        S = torch.as_tensor(turns, dtype=R.dtype, device=device)  # [6,3,3]
+        D = torch.as_tensor(shifts, dtype=R.dtype, device=device)  # [6,3]
+        moves = len(S) + len(D)
+        for _ in range(max_steps):
+            C = R.shape[0]
+            Rt = R[:, None] @ S[None]  # [C,6,3,3]
+            tt = t[:, None] + ((R[:, None] - Rt) @ centre[:, None, :, None])[..., 0]
+            Rm = torch.cat([Rt, R[:, None].expand(C, len(D), 3, 3)], 1).reshape(-1, 3, 3)
+            tm = torch.cat([tt, t[:, None] + D[None]], 1).reshape(-1, 3)
+            rep = lambda a: a.repeat_interleave(moves, 0)  # noqa: E731
+            s = score_poses(evidence, bank.points[rep(obj)], rep(slot), Rm, tm, *weights).view(C, moves)
+            best, which = s.max(1)
+            better = best > score
+            if not bool(better.any()):
+                break
+            pick = torch.arange(C, device=device) * moves + which
+            R = torch.where(better[:, None, None], Rm[pick], R)
+            t = torch.where(better[:, None], tm[pick], t)
+            score = torch.where(better, best, score)
+    return R, t, score

@@ -1,0 +1,120 @@
+"""The tracker's state machine on rendered depth: acquire, follow, lose, re-acquire; stable ids.
+
+Real parts: a random-weight compact estimator and refiner (the acquisition path's networks are
+far off, as untrained ones are; verification finds the pose from the depth), the batched
+verification and ICP, depth rendered from a dense surface sample of an asymmetric shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from densefusion_ros.catalog import Catalog
+from densefusion_ros.frame import Frame
+from densefusion_ros.icp import IcpOptions
+from densefusion_ros.models import build_estimator, build_refiner
+from densefusion_ros.pipeline import Pipeline, PipelineConfig
+from densefusion_ros.tracking import Tracker
+from helpers import chair_object, render_depth
+
+K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
+SHAPE = (240, 320)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    info = chair_object(tmp_path_factory.mktemp("mesh"))
+    catalog = Catalog([info])
+    torch.manual_seed(0)
+    config = PipelineConfig(num_points=100, seed=0, min_points=5, icp="verify", icp_options=IcpOptions(max_distance=0.015))
+    pipeline = Pipeline(build_estimator(num_objects=1, backbone="compact"), catalog, config, refiner=build_refiner(num_objects=1))
+    return pipeline, info.sample_points(200_000, seed=1)
+
+
+def _pose(k: int, x0: float = 0.0, y0: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The chair at frame ``k`` of a slow push: 2 mm and 1 degree per frame (60 mm/s, 30 deg/s at 30 Hz)."""
+    R = Rotation.from_euler("xyz", [30, -20, 15 + k], degrees=True).as_matrix()
+    return R, np.array([x0 + 0.002 * k, y0, 0.5])
+
+
+def _frame(surface, poses) -> Frame:
+    depth, mask = np.full(SHAPE, 0.8), np.zeros(SHAPE, bool)
+    for R, t in poses:
+        depth, m = render_depth(surface, R, t, K, shape=SHAPE, depth=depth)
+        mask = (mask & ~m) | m
+    rgb = np.full(SHAPE + (3,), 128, np.uint8)
+    return Frame(rgb=rgb, depth_m=depth.astype(np.float32), K=K, masks={1: mask} if mask.any() else {})
+
+
+def _close(inst, R, t) -> bool:
+    angle = np.degrees(Rotation.from_matrix(inst.R @ R.T).magnitude())
+    return angle < 3.0 and np.linalg.norm(inst.t - t) < 4e-3
+
+
+def test_acquire_follow_lose_and_reacquire_with_the_same_id(setup):
+    pipeline, surface = setup
+    tracker = Tracker(pipeline)
+    ids = []
+    for k in range(6):  # acquire, then follow the push
+        R, t = _pose(k)
+        res = tracker(_frame(surface, [(R, t)]))
+        assert res.ok and len(res.instances) == 1, (k, res.skipped)
+        assert _close(res.instances[0], R, t), k
+        ids.append(res.instances[0].track_id)
+    assert ids == [0] * 6
+    assert res.timings_ms["track"] > 0 and res.timings_ms["estimator"] == 0  # followed: no network ran
+    empty = tracker(_frame(surface, []))  # the object is gone (nothing in front of the wall)
+    assert empty.ok and empty.instances == []
+    assert tracker.stats()["tracks"] == 0 and tracker.stats()["lost"] == 1
+    R, t = _pose(7)
+    back = tracker(_frame(surface, [(R, t)]))
+    assert [i.track_id for i in back.instances] == [0] and _close(back.instances[0], R, t)
+    assert tracker.stats()["reacquisitions"] == 1
+    tracker.reset()
+    assert tracker.stats() == {"tracks": 0, "lost": 0, "acquisitions": 0, "reacquisitions": 0, "reacquisitions_per_minute": 0}
+
+
+def test_two_instances_of_one_class_keep_their_ids(setup):
+    pipeline, surface = setup
+    tracker = Tracker(pipeline, acquire_per_frame=1)
+    seen: dict[int, list[float]] = {}
+    for k in range(5):
+        left, right = _pose(k, x0=-0.08), _pose(k, x0=0.08, y0=0.01)
+        res = tracker(_frame(surface, [left, right]))
+        for inst in res.instances:
+            seen.setdefault(inst.track_id, []).append(float(inst.t[0]))
+            assert _close(inst, *(left if inst.t[0] < 0 else right)), (k, inst.track_id)
+        assert len(res.instances) == min(k + 1, 2)  # one acquisition per frame
+    assert sorted(seen) == [0, 1]
+    for xs in seen.values():  # each id stays on its own side
+        assert all(x < 0 for x in xs) or all(x > 0 for x in xs)
+
+
+def test_no_pose_for_an_object_that_left_the_view(setup):
+    pipeline, surface = setup
+    tracker = Tracker(pipeline)
+    R, t = _pose(0)
+    assert len(tracker(_frame(surface, [(R, t)])).instances) == 1
+    for shift in (0.15, 0.30, 0.45):  # out through the right edge of the image
+        res = tracker(_frame(surface, [(R, t + np.array([shift, 0, 0]))]))
+        for inst in res.instances:  # while part of it shows, a pose must still be right
+            assert _close(inst, R, t + np.array([shift, 0, 0]))
+    assert res.instances == [] and tracker.stats()["tracks"] == 0
+
+
+def test_a_pose_that_fails_the_depth_check_is_not_published(setup):
+    """The followed object is swapped for a flat board of another shape under the same class mask:
+    ICP cannot fit the chair to it, the check fails, nothing is published and the track is lost."""
+    pipeline, surface = setup
+    tracker = Tracker(pipeline)
+    R, t = _pose(0)
+    assert len(tracker(_frame(surface, [(R, t)])).instances) == 1
+    rows, cols = np.mgrid[60:180:1, 100:220:1]
+    board = np.stack([(cols.ravel() - 160) / 500 * 0.5, (rows.ravel() - 120) / 500 * 0.5, np.full(rows.size, 0.5)], 1)
+    frame = _frame(board, [(np.eye(3), np.zeros(3))])
+    res = tracker(frame)
+    assert res.ok and res.instances == []  # neither the followed pose nor a new acquisition passes
+    assert tracker.stats()["tracks"] == 0

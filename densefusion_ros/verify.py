@@ -183,7 +183,7 @@ def _icp_step(bank, obj, source, valid, A, b, limit, method):
     camera -> object transform ``(A, b)`` to ``(dR A, dR b + dt)``, and each row's step size."""
     X = source @ A.transpose(1, 2) + b[:, None]
     q, n = bank.nearest(X, obj)
-    w = (valid & ((X - q).norm(dim=-1) < limit)).to(X.dtype)
+    w = (valid & ((X - q).square().sum(-1) < limit * limit)).to(X.dtype)
     eye = torch.eye(3, dtype=X.dtype, device=X.device)
     if method == "point_to_plane":  # Gauss-Newton on (X + w x X + tau - q) . n, small angles
         J = torch.cat([torch.cross(X, n, dim=-1), n], dim=-1) * w[..., None]  # [B,N,6]
@@ -213,17 +213,16 @@ class DepthEvidence:
     """A frame's depth and the instances' masks, on the device, for :func:`score_poses`.
 
     Attributes:
-        depth: ``[H,W]`` float32 metres (0 = no reading).
-        K: ``(fx, fy, cx, cy)``.
-        masks: ``[S,H,W]`` bool, one per instance (slot).
+        signed_depth: ``[S,H,W]`` float32, per instance (slot): the measured depth in metres
+            inside its mask, minus it outside, 0 without a reading (one gather gives both).
+        K: ``[3,3]`` float32 intrinsics.
         grid_origin: ``[S,2]`` the mask grids' ``(row0, col0)``; ``grid_cell [S]`` their cell sizes;
             ``grid_shape [S,2]`` their sizes; ``occupied [S,GH,GW]`` float, zero-padded;
             ``occupied_count [S]`` (see :func:`~densefusion_ros.icp.mask_grid`).
     """
 
-    depth: torch.Tensor
-    K: tuple[float, float, float, float]
-    masks: torch.Tensor
+    signed_depth: torch.Tensor
+    K: torch.Tensor
     grid_origin: torch.Tensor
     grid_cell: torch.Tensor
     grid_shape: torch.Tensor
@@ -232,7 +231,7 @@ class DepthEvidence:
 
     @classmethod
     def build(cls, depth_m: np.ndarray, K: np.ndarray, masks: list[np.ndarray], device: torch.device | str) -> "DepthEvidence":
-        depth = np.nan_to_num(np.asarray(depth_m, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        depth = np.nan_to_num(np.asarray(depth_m, np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
         grids = [mask_grid(np.asarray(m, bool)) for m in masks]
         GH = max([g[3].shape[0] for g in grids if g is not None], default=1)
         GW = max([g[3].shape[1] for g in grids if g is not None], default=1)
@@ -243,10 +242,10 @@ class DepthEvidence:
                 origin[s], cell[s], shape[s] = (g[0], g[1]), g[2], g[3].shape
                 occupied[s, : g[3].shape[0], : g[3].shape[1]] = g[3]
         on = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-        mask_stack = np.stack([np.asarray(m, bool) for m in masks]) if masks else np.zeros((0,) + depth.shape, bool)
+        signed = np.stack([np.where(np.asarray(m, bool), depth, -depth) for m in masks]) if masks else np.zeros((0,) + depth.shape, np.float32)
         return cls(
-            depth=on(depth), K=(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])),
-            masks=on(mask_stack), grid_origin=on(origin), grid_cell=on(cell), grid_shape=on(shape),
+            signed_depth=on(signed), K=torch.as_tensor(np.asarray(K), dtype=torch.float32, device=device),
+            grid_origin=on(origin), grid_cell=on(cell), grid_shape=on(shape),
             occupied=on(occupied), occupied_count=on(occupied.reshape(len(masks), -1).sum(-1)),
         )  # fmt: skip
 
@@ -285,23 +284,23 @@ def depth_terms(
     *violating* (more than ``tolerance`` in front of a measured depth: the camera sees through
     them), and the mask's *coverage* by supported points (zeros when not ``with_coverage``).
     Points behind the surface and without a reading count for nothing."""
-    X = points @ R.transpose(1, 2) + t[:, None]
-    fx, fy, cx, cy = evidence.K
-    H, W = evidence.depth.shape
-    z = X[..., 2]
+    KR = evidence.K @ R  # [P,3,3]: object points straight to homogeneous pixels (u z, v z, z)
+    Xp = points @ KR.transpose(1, 2) + (evidence.K @ t[..., None])[:, None, :, 0]
+    H, W = evidence.signed_depth.shape[1:]
+    z = Xp[..., 2]
     front = z > 1e-6
     zs = torch.where(front, z, torch.ones_like(z))
-    u = torch.round(fx * X[..., 0] / zs + cx).clamp(-1, W).long()
-    v = torch.round(fy * X[..., 1] / zs + cy).clamp(-1, H).long()
+    u = torch.round(Xp[..., 0] / zs).clamp_(-1, W).long()
+    v = torch.round(Xp[..., 1] / zs).clamp_(-1, H).long()
     inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    pix = torch.where(inside, v * W + u, torch.zeros_like(u))
-    d = evidence.depth.reshape(-1)[pix]
-    measured = inside & (d > 0)
-    in_mask = evidence.masks.reshape(-1)[pix + (slot * (H * W))[:, None]] & inside
-    supported = measured & in_mask & ((z - d).abs() < tolerance)
+    pix = torch.where(inside, v * W + u + (slot * (H * W))[:, None], torch.zeros_like(u))
+    signed = evidence.signed_depth.reshape(-1)[pix]  # > 0 in the mask, < 0 outside, 0 = no reading
+    d = signed.abs()
+    measured = inside & (signed != 0)
+    supported = measured & (signed > 0) & ((z - d).abs() < tolerance)
     violating = measured & (z < d - tolerance)
     M = points.shape[1]
-    coverage = _coverage(evidence, slot, u, v, supported) if with_coverage else torch.zeros(len(slot), device=X.device)
+    coverage = _coverage(evidence, slot, u, v, supported) if with_coverage else torch.zeros(len(slot), device=z.device)
     return supported.sum(-1) / M, violating.sum(-1) / M, coverage
 
 
@@ -370,7 +369,7 @@ def verify_instances(
     """
     if not inputs:
         return []
-    device = evidence.depth.device
+    device = evidence.signed_depth.device
     bank = ModelBank([x.model for x in inputs])
     rotations = torch.as_tensor(group_rotations(options.rotation_group, options.init_rotations), dtype=torch.float32, device=device)
     usable = [i for i, x in enumerate(inputs) if len(x.observed) >= 3]

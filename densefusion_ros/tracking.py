@@ -72,6 +72,8 @@ class TrackerOptions:
         recheck_margin: a turn replaces the track's pose when its score is higher by this much.
         reuse_lost_frames: a lost track's id is given back to an object of its class acquired
             within this many frames and one model diameter of where it was lost.
+        retry_frames: a mask component whose acquisition failed the check is not tried again
+            for this many frames unless it moves by more than twice ``margin_px``.
     """
 
     acquire_per_frame: int = 1
@@ -87,6 +89,7 @@ class TrackerOptions:
     recheck_turns: bool = True
     recheck_margin: float = 0.5
     reuse_lost_frames: int = 30
+    retry_frames: int = 15
 
 
 @dataclass
@@ -142,6 +145,7 @@ class Tracker:
         self.reacquisitions = 0
         self.acquisitions = 0
         self._reacquired_at: list[float] = []
+        self._failed: list[tuple[int, np.ndarray, int]] = []  # (class id, mask centre (row, col), retry from frame)
 
     # ------------------------------------------------------------------------------------------
 
@@ -296,9 +300,14 @@ class Tracker:
     # acquire ----------------------------------------------------------------------------------
 
     def _acquire(self, frame: Frame, masks: dict[int, np.ndarray], result: FrameResult) -> list[InstanceResult]:
-        """Run the pipeline on the largest unexplained mask components, ``acquire_per_frame`` at most."""
+        """Run the pipeline on the largest unexplained mask components, ``acquire_per_frame`` at
+        most. A component whose acquisition failed is not tried again at that place for
+        ``retry_frames`` frames (a distractor that the segmenter takes for an object would
+        otherwise cost an acquisition every frame)."""
         opts = self.options
-        self.tracks = [tr for tr in self.tracks if tr.state == "tracking" or self._frame_index - tr.lost_at <= opts.reuse_lost_frames]
+        now = self._frame_index
+        self.tracks = [tr for tr in self.tracks if tr.state == "tracking" or now - tr.lost_at <= opts.reuse_lost_frames]
+        self._failed = [f for f in self._failed if f[2] > now]
         live = [tr for tr in self.tracks if tr.state == "tracking"]
         silhouettes = {tr.track_id: self._silhouette(tr.info, tr.R, tr.t, frame) for tr in live}
         candidates = []
@@ -308,21 +317,25 @@ class Tracker:
                 explained = any(
                     tr.info.class_id == cid and (component & silhouettes[tr.track_id]).sum() >= opts.explained_share * n for tr in live
                 )
-                if not explained:
-                    candidates.append((n, cid, component))
+                centre = np.argwhere(component).mean(axis=0)
+                failed = any(c == cid and np.linalg.norm(centre - at) < opts.margin_px * 2 for c, at, _ in self._failed)
+                if not explained and not failed:
+                    candidates.append((n, cid, component, centre))
         candidates.sort(key=lambda c: -c[0])
         out = []
-        for _, cid, component in candidates[: opts.acquire_per_frame]:
+        for _, cid, component, centre in candidates[: opts.acquire_per_frame]:
             res = self.pipeline(replace(frame, masks={cid: component}, label=None))
             for stage in ("preprocess", "estimator", "refiner", "icp"):
                 result.timings_ms[stage] += res.timings_ms[stage]
             result.skipped += res.skipped
-            for inst in res.instances:
-                checked = self._check_acquired(frame, inst, component)
-                if checked is None:
+            checked = [(inst, self._check_acquired(frame, inst, component)) for inst in res.instances]
+            for inst, check in checked:
+                if check is None:
                     result.skipped.append((cid, f"acquired pose of {inst.name} failed the depth check"))
-                    continue
-                out.append(self._start_track(inst, component, *checked))
+                else:
+                    out.append(self._start_track(inst, component, *check))
+            if not any(check is not None for _, check in checked):
+                self._failed.append((cid, centre, now + opts.retry_frames))
         return out
 
     def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[float, float, np.ndarray] | None:

@@ -1,6 +1,8 @@
-"""diagnostic_updater-style tasks: frequency, timestamps, processing budget."""
+"""diagnostic_updater-style tasks: frequency, timestamps, processing budget, tracks."""
 
-from densefusion_ros.ros.diagnostics import ERROR, OK, WARN, BudgetStatus, FrequencyStatus, TimestampStatus
+from densefusion_ros.ros.diagnostics import (
+    ERROR, OK, TRACK_KEYS, WARN, BudgetStatus, FrequencyStatus, TimestampStatus, tracks_status,
+)
 
 
 def test_frequency_status_levels():
@@ -39,3 +41,14 @@ def test_budget_warn_then_error_after_ten():
     assert b.status()[0] == ERROR
     b.record(10)
     assert b.status()[0] == OK
+
+
+def test_tracks_status_reports_the_tracker_counts():
+    stats = {"tracks": 2, "lost": 1, "acquisitions": 4, "reacquisitions": 1, "reacquisitions_per_minute": 1}
+    level, message, values = tracks_status("track", stats)
+    assert level == OK and message == "2 followed, 1 lost"
+    assert values == {"mode": "track", "tracks": "2", "lost": "1", "acquisitions": "4", "reacquisitions": "1",
+                      "reacquisitions_per_minute": "1"}
+    level, message, values = tracks_status("detect", stats)
+    assert (level, message) == (OK, "detect mode") and values == {"mode": "detect", **dict.fromkeys(TRACK_KEYS, "0")}
+    assert tracks_status("track", None)[2]["tracks"] == "0"  # before the first tracked frame

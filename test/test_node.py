@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import spawn
+from densefusion_ros.resources import share_path
 from densefusion_ros.ros import synthetic
 
 
@@ -22,7 +23,11 @@ def node_files(tmp_path):
 
 
 def start_node(models, env, *extra):
-    node = spawn(synthetic.node_command(models, "device:=cpu", *extra), env)
+    """The node on ``models`` and the synthetic scene's label topic (per-frame estimation unless ``extra`` says)."""
+    return wait_ready(spawn(synthetic.node_command(models, "device:=cpu", *extra), env))
+
+
+def wait_ready(node):
     lines = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -162,3 +167,58 @@ def test_runtime_parameters_take_effect(node_files, ros_env, tmp_path):
         out = stop(node)
     assert "Traceback" not in out, out
     assert "parameter score_threshold set to 1.0" in out and "parameter refine_iterations" not in out
+
+
+def test_track_mode_keeps_ids_and_reset_restarts_them(ros_env):
+    """The default ``mode: track`` with the bundled weights, on the bundled sequence's first frame sent again and again
+    (tests/nodes/track_driver.py waits for each frame's outputs before the next): one object is acquired per frame and
+    keeps its id ``<name>_<track_id>`` and TF frame; a frame without objects loses every track and publishes nothing
+    for them, and the objects come back with their ids; ``~/reset_tracks`` forgets them and ids start again at 0;
+    ``mode:=detect`` at run time gives ``<name>_<k>`` ids and the service still answers."""
+    node = wait_ready(spawn(["-m", "densefusion_ros.ros.node", "--ros-args", "--params-file",
+                             str(share_path("config", "densefusion.yaml")), "-p", "device:=cpu", "-p", "seed:=0"], ros_env))
+    steps = [["frames", 4, "bundled"], ["diag"], ["frames", 1, "empty"], ["frames", 3, "bundled"], ["diag"], ["reset"],
+             ["frames", 3, "bundled"], ["set", "mode:=detect"], ["frames", 2, "bundled"], ["reset"], ["diag"]]
+    try:
+        driver = spawn(["test/nodes/track_driver.py", json.dumps(steps)], ros_env)
+        out = driver.communicate(timeout=240)[0]
+    finally:
+        log = stop(node)
+    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert len(results) == 19, out + log
+    frames = [r for r in results if r["step"] == "frame"]
+    assert all(f["ids"] is not None and sorted(f["tf"]) == sorted(f["ids"]) for f in frames), out  # TF frame = id
+    track, empty, back, after_reset, detect = frames[:4], frames[4], frames[5:8], frames[8:11], frames[11:]
+    diag_track, diag_back, reset, reset_detect, diag_detect = (r for r in results if r["step"] in ("diag", "reset"))
+
+    def number(i):
+        name, _, k = i.rpartition("_")
+        assert name and k.isdigit(), i
+        return int(k)
+
+    # (a) one acquisition per frame, ids <name>_<n> numbered from 0, each kept in every later frame
+    found = track[-1]["ids"]
+    assert found and sorted(map(number, found)) == list(range(len(found))), out
+    assert len(track[0]["ids"]) == 1
+    for earlier, later in zip(track, track[1:]):
+        assert set(earlier["ids"]) <= set(later["ids"]), out
+    assert diag_track["values"] == {"mode": "track", "tracks": str(len(found)), "lost": "0", "acquisitions": str(len(found)),
+                                    "reacquisitions": "0", "reacquisitions_per_minute": "0"}, diag_track
+    # a lost track is not broadcast; an object re-acquired where it was lost gets its id (and TF frame) back
+    assert empty["ids"] == [] and empty["tf"] == [], out
+    assert set(back[-1]["ids"]) == set(found), out
+    assert int(diag_back["values"]["reacquisitions"]) == len(found) and diag_back["values"]["lost"] == "0", diag_back
+    # (b) reset: every track forgotten, ids start again at 0
+    assert reset["success"] and reset["message"].startswith(f"forgot {len(found)} track(s)"), reset
+    assert [number(i) for i in after_reset[0]["ids"]] == [0], out
+    ids = after_reset[-1]["ids"]
+    assert sorted(map(number, ids)) == list(range(len(ids))) and len(ids) > 1, out
+    # (c) detect mode: <name>_<k>, k the instance number within the class (one per class with instances: best)
+    assert results[results.index(after_reset[-1]) + 1] == {"step": "set", "successful": True, "reason": ""}
+    names = {i.rpartition("_")[0] for i in found}
+    for f in detect:
+        assert all(number(i) == 0 for i in f["ids"]) and {i.rpartition("_")[0] for i in f["ids"]} == names, out
+    assert reset_detect == {"step": "reset", "success": True, "message": "detect mode: there are no tracks"}
+    assert diag_detect["message"] == "detect mode" and diag_detect["values"]["mode"] == "detect", diag_detect
+    assert all(f["sent"] == 1 for f in frames), "every frame was answered the first time it was sent"
+    assert "Traceback" not in log and "parameter mode set to 'detect'" in log, log

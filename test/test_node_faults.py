@@ -28,6 +28,7 @@ def test_startup_errors_exit_2_with_one_clear_line(models, ros_env, tmp_path):
         "icp mode": ({"icp": "sometimes"}, ["icp: 'sometimes' is not none, after, verify or only"]),
         "instances rule": ({"instances": "all"}, ["instances: 'all' is not best, largest, class or split"]),
         "executor": ({"executor": "fast"}, ["executor: 'fast' is not events or multi_threaded"]),
+        "mode": ({"mode": "follow"}, ["mode: 'follow' is not track or detect"]),
         "parameter type": ({"icp": "off"}, ["parameter icp: Trying to set parameter 'icp' to 'False'"]),  # YAML: off = false
     }
     procs = {}

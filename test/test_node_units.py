@@ -11,7 +11,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from densefusion_ros.pipeline import FrameResult, InstanceResult
-from densefusion_ros.ros import synthetic
+from densefusion_ros.ros import process, synthetic
 from densefusion_ros.ros.diagnostics import ERROR, OK, DropLog, SyncStatus
 from densefusion_ros.ros.env import local_ros_env
 from densefusion_ros.ros.node import DenseFusionNode, valid_pose
@@ -27,7 +27,8 @@ def node(tmp_path_factory):
         ctx = rclpy.Context()
         rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
         params = {"estimator_weights": str(models["estimator"]), "refiner_weights": str(models["refiner"]),
-                  "catalog": str(models["catalog"]), "label_topic": synthetic.TOPICS["label"], "device": "cpu", "seed": 0}
+                  "catalog": str(models["catalog"]), "label_topic": synthetic.TOPICS["label"], "device": "cpu", "seed": 0,
+                  "mode": "detect", "icp": "none"}  # the fakes below stand in for the per-frame pipeline
         n = DenseFusionNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         try:
             yield n
@@ -110,6 +111,20 @@ def test_verify_centroid_starts_reaches_the_icp_options(node):
     assert node.pipeline.config.icp_options.verify_centroid_starts is True
     assert node.set_parameters([Parameter("verify_centroid_starts", value=False)])[0].successful
     assert node.pipeline.config.icp_options.verify_centroid_starts is False
+
+
+def test_mode_is_checked_when_set_and_at_start_up(node):
+    """``mode`` takes track or detect at run time; another value is refused with the reason, and at start-up it is a
+    StartupError (exit code 2) before anything is loaded."""
+    assert node._mode == "detect"
+    result = node.set_parameters([Parameter("mode", value="follow")])[0]
+    assert not result.successful and result.reason == "mode: 'follow' is not track or detect"
+    assert node._mode == "detect" and node._p("mode") == "detect"
+    assert node.set_parameters([Parameter("mode", value="track")])[0].successful
+    assert node._mode == "track" and node._reset_pending, "switching to track starts with no tracks"
+    assert node.set_parameters([Parameter("mode", value="detect")])[0].successful and node._mode == "detect"
+    with pytest.raises(process.StartupError, match="mode: 'follow' is not track or detect"):
+        DenseFusionNode(context=node.context, parameter_overrides=[Parameter("mode", value="follow")])
 
 
 def test_valid_pose():

@@ -59,3 +59,23 @@ def test_every_message_carries_the_same_pose_and_the_header():
         # the label floats above the object; the mesh stays at the pose
         assert np.isclose(label.pose.position.y, inst.t[1] - 0.6 * info.diameter)
         assert label.text.startswith(f"{inst.name}_0 ")
+
+
+def test_instance_id_is_the_track_id_when_followed():
+    """A followed object's id (detections, TF child frame, marker label) is ``<name>_<track_id>``; without a track id
+    it is ``<name>_<instance number>``."""
+    from dataclasses import replace
+
+    catalog = Catalog.load(share_path("config", "objects", "demo.yaml"))
+    single = _instances(catalog)[0]
+    single = replace(single, instance=1)
+    tracked = replace(single, track_id=7)
+    assert outputs.instance_id(single) == f"{single.name}_1"
+    assert outputs.instance_id(tracked) == f"{single.name}_7"
+    assert outputs.instance_id(replace(single, track_id=0)) == f"{single.name}_0"
+    header = Header(frame_id="cam")
+    posed = outputs.poses([tracked])
+    assert outputs.detections(header, [tracked], posed, catalog).detections[0].id == f"{single.name}_7"
+    assert outputs.transforms(header, [tracked], posed, "df/").transforms[0].child_frame_id == f"df/{single.name}_7"
+    label = [m for m in outputs.markers(header, [tracked], posed, catalog).markers if m.ns == "labels"][0]
+    assert label.text.startswith(f"{single.name}_7 ")

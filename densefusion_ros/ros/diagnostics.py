@@ -8,6 +8,8 @@
 * :class:`SyncStatus`: ERROR when inputs arrive but no synchronised set forms, naming the input
   that is missing or whose stamps are off by more than the slop.
 * :class:`DropLog`: per-reason drop counters with one rate-limited log line per reason.
+* :func:`tracks_status`: the tracker's counts (objects followed, lost, acquired, re-acquired);
+  always OK, as losing and re-acquiring an object is normal operation.
 
 Each ``status()`` returns a ``(level, message, values)`` triple; levels are
 :data:`OK`, :data:`WARN`, :data:`ERROR` as in ``diagnostic_msgs/DiagnosticStatus``. Pure Python.
@@ -200,3 +202,16 @@ class DropLog:
 
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+TRACK_KEYS = ("tracks", "lost", "acquisitions", "reacquisitions", "reacquisitions_per_minute")
+
+
+def tracks_status(mode: str, stats: dict | None) -> tuple[int, str, dict[str, str]]:
+    """The ``tracks`` status: ``mode`` and the :meth:`Tracker.stats
+    <densefusion_ros.tracking.Tracker.stats>` counts (zeros when ``stats`` is None or in detect mode)."""
+    stats = stats if mode == "track" and stats is not None else {}
+    values = {"mode": mode, **{k: str(stats.get(k, 0)) for k in TRACK_KEYS}}
+    if mode != "track":
+        return OK, "detect mode", values
+    return OK, f"{values['tracks']} followed, {values['lost']} lost", values

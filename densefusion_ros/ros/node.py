@@ -1,7 +1,11 @@
 """``densefusion_node``: synchronised RGB-D in; TF, PoseArray, Detection3DArray, markers, overlay out.
 
 The node only converts messages, schedules work and publishes; the ROS-free
-:class:`~densefusion_ros.pipeline.Pipeline` does the estimation. Inference runs on one worker
+:class:`~densefusion_ros.pipeline.Pipeline` does the estimation. In ``mode: track`` (the default)
+a :class:`~densefusion_ros.tracking.Tracker` around it follows objects from frame to frame, so
+ids and TF frames (``<name>_<track_id>``) stay the same while an object is followed and a lost
+object's pose is simply not published; ``~/reset_tracks`` forgets every track. ``mode: detect``
+estimates every frame on its own (``<name>_<k>``). Inference runs on one worker
 thread fed by a one-slot "latest frame wins" handoff, so queues never build up: a frame that
 arrives while the worker is busy replaces the waiting one (counted as dropped), and frames older
 than ``max_input_age`` are dropped. Every processed frame yields exactly one message on
@@ -54,10 +58,11 @@ from densefusion_ros.pipeline import FrameResult
 from densefusion_ros.ros import compat, outputs, process
 from densefusion_ros.ros.conversions import numpy_to_image
 from densefusion_ros.ros.diagnostics import (
-    OK, WARN, BudgetStatus, DropLog, FrequencyStatus, SyncStatus, TimestampStatus,
+    OK, WARN, BudgetStatus, DropLog, FrequencyStatus, SyncStatus, TimestampStatus, tracks_status,
 )
 from densefusion_ros.ros.inputs import Rejected, check_set, decode_set
 from densefusion_ros.ros.sync import header_stamp
+from densefusion_ros.tracking import Tracker
 
 # name: (default, description, read_only)
 PARAMETERS: dict[str, tuple[Any, str, bool]] = {
@@ -71,12 +76,15 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "cuda_graphs": (True, "on CUDA, replay the networks through CUDA graphs captured once per input shape", True),
     "torch_threads": (0, "CPU threads for torch; 0 = torch's default (all cores)", True),
     "num_points": (0, "points sampled per object; 0 = the estimator checkpoint's value", True),
+    "mode": ("track", "track (follow objects from frame to frame: a new object is acquired with the per-frame path, "
+             "then followed by a short ICP each frame; ids <name>_<track_id> stay while it is followed) or detect "
+             "(every frame estimated on its own; ids <name>_<k>)", False),
     "refine_iterations": (2, "refiner iterations K (the paper uses 2)", False),
     "min_mask_pixels": (50, "smaller masks are skipped", False),
     "min_points": (20, "fewer valid depth points in a mask skip the object", False),
-    "icp": ("none", "Open3D ICP on the observed points: none (published), after (from the network pose), verify "
-            "(from 60 turns of it, checked against the depth image; slower, more accurate) or only (from the centroid, "
-            "no networks)", True),
+    "icp": ("verify", "pose refinement on the observed points (detect mode and track acquisitions): verify (the turns "
+            "of the network pose checked against the depth image, batched on the device), after (ICP from the network "
+            "pose), only (ICP from the centroid, no networks) or none (the network pose, as published)", True),
     "verify_hypotheses": (60, "icp verify: turns of the network pose tried, nearest first (60 = the icosahedral group; "
                           "12: about 3x less ICP time, 80.6 instead of 85.2 % on the bundled held-out frames)", False),
     "verify_centroid_starts": (True, "icp verify: also start the turns where the observed points put the object's centre, "
@@ -98,7 +106,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "max_input_age": (1.0, "frames older than this (seconds, stamp vs. now) are dropped; 0 = never", False),
     "max_depth": (15.0, "median valid depth above this many metres means wrong units: the frame is dropped", False),
     "max_pixels": (4096 * 4096, "larger images are dropped", False),
-    "publish_tf": (True, "broadcast <tf_prefix><object>_<k> frames as children of the camera frame", False),
+    "publish_tf": (True, "broadcast <tf_prefix><object>_<id> frames (id: track id, or instance number in detect mode) "
+                   "as children of the camera frame", False),
     "tf_prefix": ("", "prefix of the TF child frames", False),
     "publish_markers": (True, "publish mesh markers on ~/markers", False),
     "overlay": (True, "publish ~/overlay (computed only while someone subscribes)", False),
@@ -122,15 +131,19 @@ LIMITS: dict[str, tuple[float, float]] = {
     "num_points": (0, 100000), "sync_slop": (0.0, float("inf")), "sync_queue_size": (1, 10000),
     "diagnostics_period": (1e-3, float("inf")), "verify_hypotheses": (1, 60),
 }
+# Values of the enum parameters the node itself checks, at start-up and (writable ones) on every change.
+CHOICES: dict[str, tuple[str, ...]] = {"mode": ("track", "detect"), "executor": ("events", "multi_threaded")}
 # Writable parameters that live in the pipeline's configuration (the others are read where used).
 PIPELINE_FIELDS = ("refine_iterations", "min_mask_pixels", "min_points", "score_threshold")
 
 
 def out_of_limits(name: str, value: Any) -> str | None:
-    """Why ``value`` is not allowed for parameter ``name``, or None."""
+    """Why ``value`` is not allowed for parameter ``name`` (:data:`LIMITS`, :data:`CHOICES`), or None."""
     low, high = LIMITS.get(name, (None, None))
     if low is not None and not low <= value <= high:
         return f"{name} must be in [{low:g}, {high:g}], got {value}"
+    if name in CHOICES and value not in CHOICES[name]:
+        return f"{name}: '{value}' is not {', '.join(CHOICES[name][:-1])} or {CHOICES[name][-1]}"
     return None
 
 
@@ -148,12 +161,15 @@ class DenseFusionNode(Node):
                 self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
             except (InvalidParameterTypeException, InvalidParameterValueException) as e:
                 raise process.StartupError(f"parameter {name}: {e}") from None
-        if self._p("executor") not in ("events", "multi_threaded"):
-            raise process.StartupError(f"executor: '{self._p('executor')}' is not events or multi_threaded")
-        for name in LIMITS:
+        for name in (*CHOICES, *LIMITS):
             if (why := out_of_limits(name, self._p(name))) is not None:
                 raise process.StartupError(why)
         self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
+        self.tracker = Tracker(self.pipeline)
+        self._mode = self._p("mode")
+        self._track_lock = threading.Lock()  # held by the worker while it tracks a frame, and by ~/reset_tracks
+        self._reset_pending = False  # the worker forgets every track before its next tracked frame
+        self._track_stats: dict | None = None  # the tracker's counts after the last tracked frame or reset
         self._warm_up()
         self._stats = _Stats()
         self._drops = DropLog(self.get_logger().warning, lambda: self._p("log_throttle"))
@@ -187,20 +203,22 @@ class DenseFusionNode(Node):
             self, topics, self._on_synced, qos=qos, queue_size=self._p("sync_queue_size"), slop=self._p("sync_slop"),
             on_message=self._on_input, raw=self._raw_inputs,
         )
-        if self._p("executor") == "events":
-            # ~/trigger blocks until the next processed frame and the events executor has one thread:
-            # the service gets its own (hidden) node and thread so that inputs keep flowing meanwhile
-            self._trigger_host: _ServiceHost | None = _ServiceHost(self, "trigger", Trigger, self._on_trigger)
-        else:
-            self._trigger_host = None
-            self.create_service(Trigger, "~/trigger", self._on_trigger, callback_group=MutuallyExclusiveCallbackGroup())
+        self._service_hosts: list[_ServiceHost] = []
+        for service, callback in (("trigger", self._on_trigger), ("reset_tracks", self._on_reset_tracks)):
+            if self._p("executor") == "events":
+                # ~/trigger blocks until the next processed frame, ~/reset_tracks until the frame being tracked is
+                # done, and the events executor has one thread: each service gets its own (hidden) node and
+                # thread so that inputs keep flowing meanwhile
+                self._service_hosts.append(_ServiceHost(self, service, Trigger, callback))
+            else:
+                self.create_service(Trigger, f"~/{service}", callback, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(self._p("diagnostics_period"), self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._worker = threading.Thread(target=self._work, name="densefusion_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"ready: {len(self.catalog)} objects {self.catalog.names}, device {self.pipeline.device}, "
+            f"ready: {len(self.catalog)} objects {self.catalog.names}, mode {self._mode}, device {self.pipeline.device}, "
             f"{self.pipeline.num_points} points, refiner {'on' if self.pipeline.refiner is not None else 'off'}, "
             f"segmentation {'topic ' + self._p('label_topic') if self._p('label_topic') else 'network'}; "
             f"inputs {[t for _, t in topics]} ({qos_name}, {'raw' if self._raw_inputs else 'rclpy'} decoding); "
@@ -212,7 +230,7 @@ class DenseFusionNode(Node):
         return self.get_parameter(name).value
 
     def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Refuse a change outside :data:`LIMITS` (read-only ones rclpy refuses itself)."""
+        """Refuse a change outside :data:`LIMITS` or :data:`CHOICES` (read-only ones rclpy refuses itself)."""
         for param in params:
             if (why := out_of_limits(param.name, param.value)) is not None:
                 return SetParametersResult(successful=False, reason=why)
@@ -233,12 +251,16 @@ class DenseFusionNode(Node):
                 self._output_freq.max_hz = param.value
             elif param.name == "processing_budget_ms":
                 self._budget.budget_ms = param.value
+            elif param.name == "mode" and param.value != self._mode:
+                self._reset_pending = True  # tracking starts again with no tracks
+                self._mode = param.value
             self.get_logger().info(f"parameter {param.name} set to {param.value!r}")
 
     def _warm_up(self) -> None:
         """Load meshes and run each network once, so that the first real frame is not slow."""
         for info in self.catalog:
             info.extents, info.bbox_center, info.diameter, info.sample_points(500)
+            self.pipeline.model_geometry(info)  # the tracker's and the verification's model points
         h, w = 240, 320
         depth = np.full((h, w), 0.6, np.float32)
         mask = np.zeros((h, w), bool)
@@ -305,6 +327,22 @@ class DenseFusionNode(Node):
         response.message = self._trigger_result if response.success else "no frame processed before trigger_timeout"
         return response
 
+    def _on_reset_tracks(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """Forget every track (waits for a frame being tracked to finish); ids start again at 0."""
+        response.success = True
+        if self._mode != "track":
+            response.message = "detect mode: there are no tracks"
+            return response
+        with self._track_lock:
+            before = self.tracker.stats()
+            self.tracker.reset()
+            self._reset_pending = False
+            self._track_stats = self.tracker.stats()
+        response.message = (f"forgot {before['tracks'] + before['lost']} track(s) ({before['tracks']} followed, "
+                            f"{before['lost']} lost); ids start again at 0")
+        self.get_logger().info(f"~/reset_tracks: {response.message}")
+        return response
+
     # ---------------------------------------------------------------- worker
     def _work(self) -> None:
         while True:
@@ -336,7 +374,15 @@ class DenseFusionNode(Node):
     def _process(self, color: Image, depth: Image, info: CameraInfo, label: Image | None = None) -> None:
         t0 = time.perf_counter()
         frame = decode_set(color, depth, info, label, max_pixels=self._p("max_pixels"), max_depth=self._p("max_depth"))
-        result = self.pipeline(frame)
+        if self._mode == "track":
+            with self._track_lock:
+                if self._reset_pending:
+                    self.tracker.reset()
+                    self._reset_pending = False
+                result = self.tracker(frame)
+                self._track_stats = self.tracker.stats()
+        else:
+            result = self.pipeline(frame)
         if result.error is not None:
             raise Rejected("pipeline", result.error)
         instances = [i for i in result.instances if valid_pose(i.R, i.t)]
@@ -390,6 +436,7 @@ class DenseFusionNode(Node):
         values.update({"device": str(self.pipeline.device), "input decoding": "raw" if self._raw_inputs else "rclpy",
                        **{f"backend {k}": v for k, v in compat.backends().items()}})
         tasks.append(("pipeline", (level, message, values)))
+        tasks.append(("tracks", tracks_status(self._mode, None if self._reset_pending else self._track_stats)))
         hardware = str(self.pipeline.device)
         status = [
             DiagnosticStatus(level=bytes([lvl]), name=f"{self.get_name()}: {name}", message=msg, hardware_id=hardware,
@@ -410,8 +457,8 @@ class DenseFusionNode(Node):
             self._stop = True
             self._cv.notify_all()
         self._trigger_done.set()  # a ~/trigger call waiting for a frame answers (unsuccessfully) now
-        if self._trigger_host is not None:
-            self._trigger_host.close()
+        for host in self._service_hosts:
+            host.close()
         self._worker.join(timeout=1.0)
 
 

@@ -1,8 +1,11 @@
 """Output messages for one processed frame: PoseArray, Detection3DArray, TF, markers.
 
-Every message reuses the source image's header (stamp and optical frame id). Instance ids are
-``<name>_<k>``, ``k`` being the instance number within its class, so a consumer can follow an
-object from frame to frame; TF child frames are ``<prefix><name>_<k>``. Each builder takes the
+Every message reuses the source image's header (stamp and optical frame id). Instance ids
+(:func:`instance_id`) are ``<name>_<track_id>`` for an object the
+:class:`~densefusion_ros.tracking.Tracker` follows, the same in every frame while it is followed,
+and ``<name>_<k>`` from single-frame estimation, ``k`` being the instance number within its
+class in that frame. Detections' ``id``, TF child frames (``<prefix><id>``) and marker labels
+use it, so a consumer can follow an object by its id or TF frame. Each builder takes the
 instances' ``Pose`` messages (:func:`poses`) beside the instances, so that the rotation of an
 instance is converted to a quaternion once per frame, not once per message.
 """
@@ -26,8 +29,9 @@ from densefusion_ros.ros.conversions import pose_msg, transform_msg
 
 
 def instance_id(inst: InstanceResult) -> str:
-    """The stable per-class, per-instance id: ``<name>_<k>``."""
-    return f"{inst.name}_{inst.instance}"
+    """``<name>_<track_id>`` when the instance has a track id (stable while followed), else
+    ``<name>_<k>`` with ``k`` its instance number within its class."""
+    return f"{inst.name}_{inst.instance if inst.track_id is None else inst.track_id}"
 
 
 def poses(instances: Sequence[InstanceResult]) -> list[Pose]:

@@ -47,10 +47,16 @@ def make_random_models(folder: str | Path, num_points: int = 100) -> dict[str, P
 
 
 def node_command(models: dict[str, Path], *params: str) -> list[str]:
-    """``python`` arguments that start the node on ``models`` with the label topic; ``params`` are ``name:=value``."""
+    """``python`` arguments that start the node on ``models`` with the label topic; ``params`` are ``name:=value``.
+
+    The node estimates every frame on its own (``mode:=detect``, ``icp:=none``) unless ``params`` say
+    otherwise (a later ``-p`` wins): random networks on :func:`scene`'s flat patch give poses that
+    the tracker's depth check rightly refuses, so in track mode nothing would be published.
+    """
     args = ["-m", "densefusion_ros.ros.node", "--ros-args",
             "-p", f"estimator_weights:={models['estimator']}", "-p", f"refiner_weights:={models['refiner']}",
-            "-p", f"catalog:={models['catalog']}", "-p", f"label_topic:={TOPICS['label']}", "-p", "seed:=0"]
+            "-p", f"catalog:={models['catalog']}", "-p", f"label_topic:={TOPICS['label']}", "-p", "seed:=0",
+            "-p", "mode:=detect", "-p", "icp:=none"]
     for p in params:
         args += ["-p", p]
     return args

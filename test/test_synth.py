@@ -1,5 +1,5 @@
 """The pybullet generator (densefusion_ros.data.synth): BOP layout, GT poses against the rendered
-masks and depth, the K -> OpenGL projection, and the depth noise model. CPU only, ~10 s."""
+masks and depth, the K -> OpenGL projection, the depth noise model and --sequence videos. CPU only, ~10 s."""
 
 from __future__ import annotations
 
@@ -157,3 +157,101 @@ def test_depth_noise_model():
     assert band > 0.95 and (noisy[:, 155:185] == 0).mean() < 0.1 and (noisy[:, 192:] == 0).all()
     raw = synth.depth_to_mm_uint16(noisy)
     assert raw.dtype == np.uint16 and abs(int(np.median(raw[:, 110:140])) - 500) < 10
+
+
+# ---------------------------------------------------------------------------------------------
+# --sequence: one 30 Hz video per scene
+
+SEQ_FRAMES = 8
+
+
+def _sequence_run(out: Path, seed: int = 3) -> int:
+    return cli.main(["synth", "--objects", str(DEMO), "--out", str(out), "--split", "seq", "--scenes", "1",
+                     "--frames-per-scene", str(SEQ_FRAMES), "--sequence", "--seed", str(seed), "--width", str(W),
+                     "--height", str(H), "--no-export-models", "--quiet"])
+
+
+def _world_poses(root: Path, split: str) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[dict]]:
+    """Per frame in index order: the camera ``(centre in the world, R_cw)`` from scene_camera.json and
+    ``{obj_id: (R_wo, t_wo)}``, the objects' world poses from the GT (metres)."""
+    ds = BopDataset(root, split, load_masks=False)
+    cams, objs = [], []
+    for scene_id, im_id in ds.index:
+        cam = ds.scene_camera(scene_id)[im_id]
+        R_cw, t_cw = np.reshape(cam["cam_R_w2c"], (3, 3)), np.asarray(cam["cam_t_w2c"]) / 1000.0
+        cams.append((-R_cw.T @ t_cw, R_cw))
+        objs.append({e["obj_id"]: (R_cw.T @ np.reshape(e["cam_R_m2c"], (3, 3)),
+                                   R_cw.T @ (np.asarray(e["cam_t_m2c"]) / 1000.0 - t_cw))
+                     for e in ds.scene_gt(scene_id)[im_id]})
+    return cams, objs
+
+
+def _angle_deg(R: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
+
+
+@pytest.fixture(scope="module")
+def sequence_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth_seq") / "ds"
+    assert _sequence_run(out) == 0
+    return out
+
+
+def test_sequence_frames_are_consecutive_and_stamped(sequence_dataset):
+    ds = BopDataset(sequence_dataset, "seq")
+    assert ds.index == [(0, i) for i in range(SEQ_FRAMES)]
+    assert [f.stamp for f in ds] == pytest.approx([i / 30 for i in range(SEQ_FRAMES)])
+    assert sum(len(f.gt) for f in ds) >= SEQ_FRAMES
+    config = json.loads((sequence_dataset / "synth_config.json").read_text())
+    assert config["sequence"] is True and config["fps"] == 30 and config["frames_per_scene"] == SEQ_FRAMES
+
+
+def test_sequence_camera_moves_smoothly(sequence_dataset):
+    cams, objs = _world_poses(sequence_dataset, "seq")
+    centres = np.array([c for c, _ in cams])
+    steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    assert np.all(steps > 1e-3) and np.all(steps < 0.04), steps  # a moving hand-held camera, not random views
+    assert np.linalg.norm(np.diff(centres, 2, axis=0), axis=1).max() < 0.01  # no jerks
+    turns = [_angle_deg(R1 @ R0.T) for (_, R0), (_, R1) in zip(cams, cams[1:])]
+    assert max(turns) < 4.0, turns
+    # The GT poses and the written camera poses agree: an object's world pose is the same in every frame.
+    for obj_id in objs[0]:
+        seen = [o[obj_id] for o in objs if obj_id in o]
+        if len(seen) > 1 and np.linalg.norm(seen[-1][1] - seen[0][1]) < 1e-3:  # not pushed
+            assert max(np.abs(t - seen[0][1]).max() for _, t in seen) < 1e-6
+
+
+def test_sequence_pushes_objects_along_the_table(tmp_path):
+    """With pushes short enough to finish within the 8 frames: a pushed object slides 10-25 cm and turns
+    about the vertical only (its height and tilt stay), the resting ones do not move, and the GT stays
+    aligned with the rendered masks and depth."""
+    cfg = synth.SynthConfig(width=W, height=H, fx=153.75, fy=153.75, cx=80.0, cy=60.0, noise=False)
+    seq = synth.SequenceConfig(push_s=(0.15, 0.2), pass_prob=0.0)
+    synth.generate(Catalog.load(DEMO), tmp_path, split="seq", frames_per_scene=SEQ_FRAMES, seed=3, cfg=cfg,
+                   progress=False, sequence=seq)
+    _, objs = _world_poses(tmp_path, "seq")
+    catalog = Catalog.load(DEMO)
+    pushed, resting = [], []
+    for obj_id in objs[0].keys() & objs[-1].keys():
+        (R0, t0), (R1, t1) = objs[0][obj_id], objs[-1][obj_id]
+        if np.linalg.norm(t1 - t0) > 1e-3:
+            pushed.append(obj_id)
+            centre = catalog.by_class_id(obj_id).bbox_center  # the centre of mass, which slides straight
+            shift = (R1 @ centre + t1) - (R0 @ centre + t0)
+            assert 0.10 - 1e-6 < np.linalg.norm(shift[:2]) < 0.25 + 1e-6 and abs(shift[2]) < 1e-6, shift
+            assert abs(t1[2] - t0[2]) < 1e-6
+            turn = R1 @ R0.T
+            assert abs(turn[2, 2] - 1) < 1e-9 and _angle_deg(turn) <= 90.0 + 1e-6  # about z only
+        else:
+            resting.append(obj_id)
+            assert all(np.abs(o[obj_id][1] - t0).max() < 1e-6 for o in objs if obj_id in o)
+    assert 1 <= len(pushed) <= 2 and resting, (pushed, resting)
+    assert _check_gt(tmp_path, "seq", depth_tol_m=0.005) >= SEQ_FRAMES
+
+
+def test_sequence_is_repeatable(sequence_dataset, tmp_path):
+    assert _sequence_run(tmp_path) == 0
+    for name in ["scene_camera.json", "scene_gt.json", "scene_gt_info.json", f"rgb/{SEQ_FRAMES - 1:06d}.png",
+                 f"depth/{SEQ_FRAMES - 1:06d}.png"]:
+        a, b = (root / "seq" / "000000" / name for root in (sequence_dataset, tmp_path))
+        assert a.read_bytes() == b.read_bytes(), name

@@ -4,7 +4,8 @@ Layout (https://github.com/thodan/bop_toolkit/blob/master/docs/bop_datasets_form
 
     ROOT/models/models_info.json          {obj_id: {diameter, min_x.., size_x.., symmetries_*}}, mm
     ROOT/models/obj_{obj_id:06d}.ply      optional meshes, mm
-    ROOT/{split}/{scene_id:06d}/scene_camera.json   {im_id: {cam_K: 9, depth_scale: mm per raw unit}}
+    ROOT/{split}/{scene_id:06d}/scene_camera.json   {im_id: {cam_K: 9, depth_scale: mm per raw unit}}, optional
+                                                    cam_R_w2c: 9, cam_t_w2c: mm, stamp: s (not BOP; synth sequences)
     ROOT/{split}/{scene_id:06d}/scene_gt.json       {im_id: [{cam_R_m2c: 9 row-major, cam_t_m2c: mm, obj_id}]}
     ROOT/{split}/{scene_id:06d}/scene_gt_info.json  {im_id: [{bbox_obj, bbox_visib, px_count_*, visib_fract}]}
     ROOT/{split}/{scene_id:06d}/rgb/{im_id:06d}.png (or .jpg), depth/{im_id:06d}.png (uint16)
@@ -176,7 +177,8 @@ class BopDataset:
             for g in sorted(gt, key=lambda g: -g.t[2]):
                 if g.mask is not None:
                     label[g.mask] = g.class_id
-        return Frame(rgb=rgb, depth_m=depth_m, K=K, label=label, gt=gt)
+        stamp = float(self.scene_camera(scene_id)[im_id].get("stamp", 0.0))
+        return Frame(rgb=rgb, depth_m=depth_m, K=K, label=label, gt=gt, stamp=stamp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +233,8 @@ class BopWriter:
         masks_full: list[np.ndarray] | None = None,
         *,
         gt_infos: list[dict] | None = None,
+        world_to_cam: tuple[np.ndarray, np.ndarray] | None = None,
+        stamp: float | None = None,
     ) -> None:
         """Write one image and record its camera and ground truth.
 
@@ -244,6 +248,10 @@ class BopWriter:
             masks_full: optional full silhouettes (in the image), written to ``mask/``.
             gt_infos: optional per-instance overrides of the computed ``scene_gt_info`` fields,
                 e.g. ``bbox_obj`` for a silhouette that leaves the image.
+            world_to_cam: optional ``(R, t)`` world -> OpenCV camera (metres), stored as BOP's
+                ``cam_R_w2c`` / ``cam_t_w2c`` (mm), e.g. the moving camera of a video.
+            stamp: optional capture time in seconds, stored as ``stamp`` (not a BOP field; read
+                back into :attr:`Frame.stamp`).
 
         ``scene_gt_info`` follows bop_toolkit's ``calc_gt_info``: ``px_count_all`` = silhouette
         pixels inside the image, ``px_count_valid`` = those with depth > 0, ``px_count_visib`` =
@@ -266,6 +274,12 @@ class BopWriter:
             "cam_K": np.asarray(K, dtype=np.float64).reshape(9).tolist(),
             "depth_scale": float(depth_scale_mm),
         }
+        if world_to_cam is not None:
+            R_cw, t_cw = (np.asarray(a, dtype=np.float64) for a in world_to_cam)
+            self._camera[im_id]["cam_R_w2c"] = R_cw.reshape(9).tolist()
+            self._camera[im_id]["cam_t_w2c"] = (t_cw.reshape(3) * 1000.0).tolist()
+        if stamp is not None:
+            self._camera[im_id]["stamp"] = float(stamp)
         gts, infos = [], []
         valid = depth_raw > 0
         for gt_idx, g in enumerate(gt_list):

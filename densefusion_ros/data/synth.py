@@ -8,6 +8,14 @@ Then ``frames_per_scene`` cameras look at the pile from 0.4-1.2 m, 20-80 deg ele
 lighting each frame. Every scene is rebuilt from scratch with its own random stream
 ``default_rng([seed, scene_id])``, so a scene is repeatable on its own.
 
+With ``--sequence`` (:class:`SequenceConfig`) a scene is instead one 30 Hz video, im_ids 0..F-1 in
+time order: a hand-held camera sweeps an arc around the pile at a slowly varying distance and
+elevation, with a few mm of smooth shake, and once pans aside and back so that objects leave the
+view; one or two catalog objects are pushed along the table and turned about the vertical; often a
+distractor is carried through the view in front of the pile; the lighting stays fixed. The bodies
+move kinematically (no physics after the drop). ``scene_camera.json`` then also holds each frame's
+``stamp`` (im_id / fps, seconds) and camera pose (``cam_R_w2c``, ``cam_t_w2c``).
+
 Conventions:
     * Object frame = the catalog's scaled mesh frame. Bodies are created with
       ``baseInertialFramePosition`` = the mesh's box centre (sensible physics); the GT pose is the
@@ -60,6 +68,12 @@ D435_COLOR_640x480 = {"fx": 615.0, "fy": 615.0, "cx": 320.0, "cy": 240.0}
 TINY_PIXEL_OFFSET = (-0.5, 0.5)
 
 TABLE_TOP_Z = 0.625
+#: Half the size of the table top (x, y) in metres; it is centred on the world origin.
+TABLE_HALF_SIZE = (0.75, 0.5)
+#: Pushed objects end at least this far (m, centre of mass) inside the table top's edges.
+TABLE_MARGIN = 0.08
+#: Where a sequence's carried distractor waits outside its pass: under the floor, never seen (m).
+PARKED = np.array([0.0, 0.0, -5.0])
 #: The stereo baseline used for the RealSense occlusion shadow (D435: 50 mm).
 D435_BASELINE_M = 0.050
 
@@ -99,6 +113,39 @@ class SynthConfig:
     @property
     def K(self) -> np.ndarray:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+
+@dataclass
+class SequenceConfig:
+    """The motions of a ``--sequence`` video; saved in ``synth_config.json``.
+
+    Lengths in metres, angles in degrees, times in seconds, frequencies in Hz; pairs are the
+    ``(low, high)`` of uniform draws. The speeds are those of a person filming a table by hand: at
+    most about 1 cm and 3.5 deg (the pan aside) of camera motion per frame at 30 Hz (measured).
+    """
+
+    fps: int = 30
+    arc_deg: tuple[float, float] = (40.0, 120.0)  # azimuth swept over the sequence
+    max_arc_speed_deg_s: float = 30.0  # sweep speed cap: short sequences sweep less
+    cam_distance: tuple[float, float] = (0.45, 1.0)
+    cam_elevation_deg: tuple[float, float] = (25.0, 70.0)
+    distance_swing: float = 0.1  # slow +- change of the distance, inside cam_distance
+    elevation_swing_deg: float = 8.0  # slow +- change of the elevation, inside cam_elevation_deg
+    slow_hz: tuple[float, float] = (0.05, 0.3)  # distance, elevation and look-at wander
+    shake_m: float = 0.003  # hand shake of the camera position
+    shake_deg: float = 0.3  # hand shake of the viewing direction and roll
+    shake_hz: tuple[float, float] = (1.0, 4.0)
+    target_wander: float = 0.02  # slow drift of the look-at point around the pile
+    look_away: tuple[float, float] = (0.6, 1.1)  # once, the view pans aside by this x its half width at the pile
+    look_away_s: tuple[float, float] = (1.5, 3.0)  # ... and back (0.14-0.26 m aside at 0.45 m, 0.3-0.57 at 1 m)
+    pushed: tuple[int, int] = (1, 2)  # catalog objects pushed per sequence
+    push: tuple[float, float] = (0.10, 0.25)  # push length along the table
+    push_s: tuple[float, float] = (1.0, 3.0)
+    push_turn_deg: float = 90.0  # largest turn about the vertical during a push
+    pass_prob: float = 0.8  # chance that a distractor is carried through the view in front of the pile
+    pass_s: tuple[float, float] = (1.0, 2.0)
+    pass_fraction: tuple[float, float] = (0.4, 0.7)  # where it crosses the line pile -> camera
+    pass_min_height: float = 0.15  # of its path above the table top
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,6 +231,70 @@ def rasterise_silhouette(
     cover = canvas.reshape(r1 - r0, s, c1 - c0, s).sum(axis=(1, 3))
     mask[r0:r1, c0:c1] = cover * 2 >= s * s
     return mask, bbox
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequences
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    """``3x^2 - 2x^3``: 0 -> 1 on [0, 1] with zero slope at both ends (a push that starts and stops softly)."""
+    return x * x * (3.0 - 2.0 * x)
+
+
+def yaw_rotated(q: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """The xyzw quaternion ``q`` turned by ``yaw`` (rad, one or an array) about the world z axis: ``q_z(yaw) q``."""
+    yaw = np.atleast_1d(yaw)
+    c, s = np.cos(yaw / 2), np.sin(yaw / 2)
+    x, y, z, w = q
+    return np.stack([c * x - s * y, c * y + s * x, c * z + s * w, c * w - s * z], axis=-1)
+
+
+def _smooth_signal(rng: np.random.Generator, times: np.ndarray, hz: tuple[float, float], dims: int = 1,
+                   terms: int = 3) -> np.ndarray:
+    """A smooth random ``(len(times), dims)`` signal in [-1, 1]: the mean of ``terms`` sines with random
+    frequencies in ``hz`` and phases. Drift and hand shake are smooth in time, unlike noise per frame."""
+    freq = rng.uniform(*hz, (terms, dims))
+    phase = rng.uniform(0, 2 * np.pi, (terms, dims))
+    return np.sin(2 * np.pi * freq * times[:, None, None] + phase).mean(axis=1)
+
+
+def _swing(rng: np.random.Generator, times: np.ndarray, bounds: tuple[float, float], swing: float,
+           hz: tuple[float, float]) -> np.ndarray:
+    """A value drawn from ``bounds`` that varies slowly by up to +-``swing`` over ``times``, staying in ``bounds``."""
+    return rng.uniform(bounds[0] + swing, bounds[1] - swing) + swing * _smooth_signal(rng, times, hz)[:, 0]
+
+
+def camera_trajectory(
+    rng: np.random.Generator, centre: np.ndarray, times: np.ndarray, cfg: SynthConfig, seq: SequenceConfig
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """OpenCV extrinsics ``(R_cw, t_cw)`` at ``times`` (s) of a hand-held camera filming the pile at ``centre``.
+
+    The camera sweeps ``arc_deg`` of azimuth around ``centre`` at a constant speed of at most
+    ``max_arc_speed_deg_s`` (a clip of a longer take: no start from rest) at a slowly varying distance
+    and elevation, with a roll of up to ``cfg.cam_roll_deg`` and a few mm / tenths of a degree of smooth
+    shake. It looks at ``centre`` plus a slow wander of ``target_wander``, and once pans sideways by
+    ``look_away`` times the half width of the view at the pile and back (sin^2 over ``look_away_s``), so
+    that objects leave the view partly or fully.
+    """
+    duration = max(times[-1], 1.0 / seq.fps)
+    sweep = min(np.deg2rad(rng.uniform(*seq.arc_deg)), np.deg2rad(seq.max_arc_speed_deg_s) * duration)
+    azim = rng.uniform(0, 2 * np.pi) + rng.choice([-1.0, 1.0]) * sweep * times / duration
+    dist = _swing(rng, times, seq.cam_distance, seq.distance_swing, seq.slow_hz)
+    elev = np.deg2rad(_swing(rng, times, seq.cam_elevation_deg, seq.elevation_swing_deg, seq.slow_hz))
+    away_s = rng.uniform(*seq.look_away_s)
+    away_start = rng.uniform(0.0, max(times[-1] - away_s, 0.0))
+    away = rng.choice([-1.0, 1.0]) * rng.uniform(*seq.look_away) * dist * cfg.width / (2 * cfg.fx)
+    away *= np.sin(np.pi * np.clip((times - away_start) / away_s, 0.0, 1.0)) ** 2
+    across = np.stack([-np.sin(azim), np.cos(azim), np.zeros_like(azim)], axis=1)  # horizontal, across the view
+    target = centre + away[:, None] * across
+    target += seq.target_wander * _smooth_signal(rng, times, seq.slow_hz, 3) * [1.0, 1.0, 0.0]
+    direction = np.stack([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)], axis=1)
+    eye = centre + dist[:, None] * direction + seq.shake_m * _smooth_signal(rng, times, seq.shake_hz, 3)
+    target += np.tan(np.deg2rad(seq.shake_deg)) * dist[:, None] * _smooth_signal(rng, times, seq.shake_hz, 3)
+    roll = np.deg2rad(rng.uniform(-cfg.cam_roll_deg, cfg.cam_roll_deg)
+                      + seq.shake_deg * _smooth_signal(rng, times, seq.shake_hz)[:, 0])
+    return [look_at(e, t, r) for e, t, r in zip(eye, target, roll)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +438,33 @@ class _Placed:
     t_wo: np.ndarray
 
 
+@dataclass
+class _Look:
+    """Lighting and exposure of an image: drawn per view, or once for a whole video."""
+
+    render_kwargs: dict  # the light arguments of getCameraImage
+    gain: np.ndarray | float  # RGB gain: exposure and, with EGL, the light colour
+    noise_std: float  # RGB noise, grey levels
+
+
+@dataclass
+class _Motion:
+    """A body moved kinematically: its base (centre-of-mass) pose per frame, world frame."""
+
+    body: int
+    pos: np.ndarray  # (F, 3) metres
+    orn: np.ndarray  # (F, 4) quaternions xyzw
+
+
+@dataclass
+class _SequencePlan:
+    """Everything drawn for a video of one scene, before its frames are rendered."""
+
+    cameras: list[tuple[np.ndarray, np.ndarray]]  # (R_cw, t_cw) per frame
+    look: _Look
+    motions: list[_Motion]
+
+
 class SceneRenderer:
     """One pybullet DIRECT client that builds scenes and renders RGB, depth and segmentation."""
 
@@ -352,6 +490,8 @@ class SceneRenderer:
                 self.textures.append(self.data_path / name)
         self.distractor_urdfs = sorted(self.data_path.glob("random_urdfs/*/*.urdf"))
         self.placed: list[_Placed] = []
+        self.table_body = -1  # body ids of the current scene
+        self.white_texture_id = -1
 
     def _choose_renderer(self, wanted: str) -> str:
         if wanted not in ("auto", "egl", "tiny"):
@@ -401,6 +541,7 @@ class SceneRenderer:
         floor = c.loadURDF("plane.urdf", useFixedBase=True)
         table = c.loadURDF("table/table.urdf", useFixedBase=True)
         white = c.loadTexture(str(self.white_texture))
+        self.table_body, self.white_texture_id = table, white
         for body, keep_prob in ((floor, 0.0), (table, 0.3)):
             if rng.random() >= keep_prob:
                 tex = c.loadTexture(str(self.textures[rng.integers(len(self.textures))]))
@@ -514,38 +655,55 @@ class SceneRenderer:
 
     # -- cameras and images -------------------------------------------------------------------
 
+    def pile_centre(self) -> np.ndarray:
+        """The point cameras aim at (m): the objects' mean box centre in x, y, 3 cm above the table top."""
+        centre = np.mean([pl.t_wo + pl.R_wo @ pl.obj.bbox_center for pl in self.placed], axis=0) if self.placed \
+            else np.array([0.0, 0.0, TABLE_TOP_Z])
+        centre[2] = TABLE_TOP_Z + 0.03
+        return centre
+
     def sample_camera(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """OpenCV extrinsics ``(R_cw, t_cw)`` looking at the objects on the table."""
         cfg = self.cfg
-        centre = np.mean([pl.t_wo + pl.R_wo @ pl.obj.bbox_center for pl in self.placed], axis=0) if self.placed \
-            else np.array([0.0, 0.0, TABLE_TOP_Z])
-        target = centre + [*rng.normal(0, cfg.target_jitter, 2), 0.0]
-        target[2] = TABLE_TOP_Z + 0.03
+        target = self.pile_centre() + [*rng.normal(0, cfg.target_jitter, 2), 0.0]
         dist = rng.uniform(*cfg.cam_distance)
         elev = np.deg2rad(rng.uniform(*cfg.cam_elevation_deg))
         azim = rng.uniform(0, 2 * np.pi)
         eye = target + dist * np.array([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)])
         return look_at(eye, target, np.deg2rad(rng.uniform(-cfg.cam_roll_deg, cfg.cam_roll_deg)))
 
-    def render(
-        self, R_cw: np.ndarray, t_cw: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(rgb uint8 (H, W, 3), depth metres float32 (H, W) without noise, seg int32 body ids)``."""
+    def sample_look(self, rng: np.random.Generator) -> _Look:
+        """Random lighting and, with ``cfg.noise``, exposure gain and RGB noise level."""
         cfg = self.cfg
         elev, azim = rng.uniform(np.deg2rad(25), np.deg2rad(90)), rng.uniform(0, 2 * np.pi)
         light_dir = [np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)]
         light_color = rng.uniform(0.75, 1.0, 3)
         kwargs = {"lightDirection": light_dir, "lightDistance": 3.0}
-        if self.renderer_name == "tiny":  # EGL ignores these (measured); its light colour is applied below
+        if self.renderer_name == "tiny":  # EGL ignores these (measured); its light colour is applied as gain
             kwargs.update(lightColor=light_color.tolist(), shadow=int(rng.random() < 0.5),
                           lightAmbientCoeff=rng.uniform(0.3, 0.7), lightDiffuseCoeff=rng.uniform(0.4, 0.8),
                           lightSpecularCoeff=rng.uniform(0.0, 0.5))
+        if not cfg.noise:
+            return _Look(kwargs, 1.0, 0.0)
+        gain = rng.uniform(0.8, 1.2) * (light_color / light_color.max() if self.renderer_name == "egl" else 1.0)
+        return _Look(kwargs, gain, float(rng.uniform(0, cfg.rgb_noise_std)))
+
+    def render(
+        self, R_cw: np.ndarray, t_cw: np.ndarray, rng: np.random.Generator, look: _Look | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rgb uint8 (H, W, 3), depth metres float32 (H, W) without noise, seg int32 body ids)``.
+
+        ``look`` fixes the lighting (a video's); by default each view draws its own.
+        """
+        cfg = self.cfg
+        if look is None:
+            look = self.sample_look(rng)
         with quiet_stdout():
             _, _, rgba, buf, seg = self.client.getCameraImage(
                 cfg.width, cfg.height,
                 viewMatrix=view_from_extrinsics(R_cw, t_cw).T.ravel().tolist(),
                 projectionMatrix=self.P.T.ravel().tolist(),
-                renderer=self.render_flag, **kwargs,
+                renderer=self.render_flag, **look.render_kwargs,
             )
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(cfg.height, cfg.width, 4)[:, :, :3]
         depth = depth_buffer_to_metres(np.asarray(buf).reshape(cfg.height, cfg.width), cfg.near, cfg.far)
@@ -553,10 +711,114 @@ class SceneRenderer:
         seg = np.asarray(seg).reshape(cfg.height, cfg.width).astype(np.int64)
         seg = np.where(seg >= 0, seg & 0xFFFFFF, -1).astype(np.int32)
         if cfg.noise:
-            gain = rng.uniform(0.8, 1.2) * (light_color / light_color.max() if self.renderer_name == "egl" else 1.0)
-            noisy = rgb.astype(np.float32) * gain + rng.normal(0, rng.uniform(0, cfg.rgb_noise_std), rgb.shape)
+            noisy = rgb.astype(np.float32) * look.gain + rng.normal(0, look.noise_std, rgb.shape)
             rgb = np.clip(noisy, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(rgb), depth, seg
+
+    # -- sequences ----------------------------------------------------------------------------
+
+    def plan_sequence(self, rng: np.random.Generator, frames: int, seq: SequenceConfig) -> _SequencePlan:
+        """The cameras, lighting and body motions of a ``frames``-long video of the current scene."""
+        times = np.arange(frames) / seq.fps
+        look = self.sample_look(rng)
+        cameras = camera_trajectory(rng, self.pile_centre(), times, self.cfg, seq)
+        candidates = self.pushable()
+        n = min(int(rng.integers(seq.pushed[0], seq.pushed[1] + 1)), len(candidates))
+        pushed = rng.choice(len(candidates), n, replace=False)
+        motions = [self.plan_push(candidates[i], rng, times, seq) for i in pushed]
+        if rng.random() < seq.pass_prob:
+            with quiet_stdout():  # the EGL plugin prints when a body is added
+                motions.append(self.plan_pass(rng, cameras, times, seq))
+        return _SequencePlan(cameras, look, motions)
+
+    def pushable(self) -> list[_Placed]:
+        """The catalog objects that rest on the table alone and carry nothing, so that a push leaves no
+        body hanging in the air: touching the table, and touching other bodies only sideways (contact
+        normal within 60 deg of horizontal), after the last physics step."""
+        out = []
+        for pl in self.placed:
+            contacts = self.client.getContactPoints(bodyA=pl.body)  # ct[2]: the other body, ct[7]: normal on it
+            on_table = any(ct[2] == self.table_body for ct in contacts)
+            if on_table and all(ct[2] == self.table_body or abs(ct[7][2]) <= 0.5 for ct in contacts):
+                out.append(pl)
+        return out
+
+    def plan_push(self, pl: _Placed, rng: np.random.Generator, times: np.ndarray, seq: SequenceConfig) -> _Motion:
+        """A push of the resting object ``pl`` along the table, eased in and out: a straight shift and a
+        turn about the vertical through its centre of mass, so that its height and tilt stay those of its
+        rest. Of 8 headings the first whose path overlaps other bodies by < 2 mm is taken, else the one
+        overlapping least (bodies are not moved out of the way)."""
+        pos0, orn0 = (np.asarray(a) for a in self.client.getBasePositionAndOrientation(pl.body))
+        duration = rng.uniform(*seq.push_s)
+        start = rng.uniform(0.0, max(times[-1] - duration, 0.0))
+        length = rng.uniform(*seq.push)
+        yaw = np.deg2rad(rng.uniform(-seq.push_turn_deg, seq.push_turn_deg))
+        heading = rng.uniform(0, 2 * np.pi)
+        best_overlap, best_shift = np.inf, np.zeros(3)
+        for k in range(8):
+            a = heading + k * np.pi / 4
+            shift = length * np.array([np.cos(a), np.sin(a), 0.0])
+            overlap = self._push_overlap(pl.body, pos0, orn0, shift, yaw)
+            if overlap < best_overlap:
+                best_overlap, best_shift = overlap, shift
+            if overlap < 0.002:
+                break
+        self.client.resetBasePositionAndOrientation(pl.body, pos0.tolist(), orn0.tolist())
+        s = smoothstep(np.clip((times - start) / duration, 0.0, 1.0))
+        return _Motion(pl.body, pos0 + s[:, None] * best_shift, yaw_rotated(orn0, s * yaw))
+
+    def _push_overlap(self, body: int, pos0: np.ndarray, orn0: np.ndarray, shift: np.ndarray, yaw: float) -> float:
+        """Deepest overlap (m) of ``body`` with the other bodies along a push (at 4 points), inf when the
+        push ends off the table top. Leaves ``body`` moved."""
+        if np.any(np.abs((pos0 + shift)[:2]) > np.asarray(TABLE_HALF_SIZE) - TABLE_MARGIN):
+            return np.inf
+        fractions = np.array([0.25, 0.5, 0.75, 1.0])
+        orns = yaw_rotated(orn0, fractions * yaw)
+        return max(self._overlap(body, pos0 + f * shift, q) for f, q in zip(fractions, orns))
+
+    def _overlap(self, body: int, pos: np.ndarray, orn: np.ndarray) -> float:
+        """Deepest overlap (m) of ``body`` moved to the base pose ``(pos, orn)`` with any body but the table."""
+        c = self.client
+        c.resetBasePositionAndOrientation(body, pos.tolist(), orn.tolist())
+        depth = 0.0
+        for other in (c.getBodyUniqueId(i) for i in range(c.getNumBodies())):
+            if other not in (body, self.table_body):
+                depth = max([depth, *(-pt[8] for pt in c.getClosestPoints(body, other, 0.0))])
+        return depth
+
+    def plan_pass(
+        self, rng: np.random.Generator, cameras: list[tuple[np.ndarray, np.ndarray]], times: np.ndarray,
+        seq: SequenceConfig,
+    ) -> _Motion:
+        """A new distractor carried straight through the view in front of the pile, an occluder.
+
+        At the camera pose of the middle of the pass it crosses the line from the pile centre to the
+        camera, ``pass_fraction`` of the way (at least ``pass_min_height`` above the table), moving
+        horizontally across the view from outside it to outside it; before and after, it is parked.
+        """
+        duration = rng.uniform(*seq.pass_s)
+        start = rng.uniform(0.0, max(times[-1] - duration, 0.0))
+        R_cw, t_cw = cameras[int(np.clip(round((start + duration / 2) * seq.fps), 0, len(cameras) - 1))]
+        eye, axis = -R_cw.T @ t_cw, R_cw[2]
+        centre = self.pile_centre()
+        crossing = centre + rng.uniform(*seq.pass_fraction) * (eye - centre)
+        crossing[2] = max(crossing[2], TABLE_TOP_Z + seq.pass_min_height)
+        half = float(axis @ (crossing - eye)) * self.cfg.width / (2 * self.cfg.fx) + 0.15  # half the view + margin
+        side = np.cross(axis, [0.0, 0.0, 1.0])
+        side *= rng.choice([-1.0, 1.0]) * half / np.linalg.norm(side)
+        progress = (times - start) / duration
+        inside = ((progress >= 0) & (progress <= 1))[:, None]
+        pos = np.where(inside, crossing + (2 * progress[:, None] - 1) * side, PARKED)
+        orn = self._random_quat(rng)
+        body = self._add_distractor(PARKED.tolist(), orn, rng, self.white_texture_id)
+        return _Motion(body, pos, np.tile(orn, (len(times), 1)))
+
+    def apply(self, motions: list[_Motion], i: int) -> None:
+        """Move the bodies to their poses of frame ``i`` and update the catalog objects' GT poses."""
+        for m in motions:
+            self.client.resetBasePositionAndOrientation(m.body, m.pos[i].tolist(), m.orn[i].tolist())
+        for pl in self.placed:
+            pl.R_wo, pl.t_wo = self.link_pose(pl.body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,8 +861,12 @@ def generate(
     cfg: SynthConfig | None = None,
     scene_offset: int = 0,
     progress: bool = True,
+    sequence: SequenceConfig | None = None,
 ) -> dict:
-    """Render ``scenes`` x ``frames_per_scene`` frames into the BOP dataset ``out``; returns stats."""
+    """Render ``scenes`` x ``frames_per_scene`` frames into the BOP dataset ``out``; returns stats.
+
+    With ``sequence`` each scene is one video of ``frames_per_scene`` frames, else independent views.
+    """
     cfg = cfg or SynthConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -621,6 +887,8 @@ def generate(
             "renderer_used": renderer.renderer_name, "K": cfg.K.tolist(), "depth_scale_mm": 1.0,
             "config": dataclasses.asdict(cfg),
         }
+        if sequence is not None:
+            config_doc.update(sequence=True, fps=sequence.fps, sequence_config=dataclasses.asdict(sequence))
         (out / f"synth_config_{split}.json").write_text(json.dumps(config_doc, indent=2))
         shutil.copyfile(out / f"synth_config_{split}.json", out / "synth_config.json")
         bar = _progress(scenes * frames_per_scene, progress)
@@ -629,10 +897,11 @@ def generate(
             rng = np.random.default_rng([seed, scene_id])
             with timer("scene_s"):
                 renderer.build_scene(rng)
+                plan = renderer.plan_sequence(rng, frames_per_scene, sequence) if sequence is not None else None
             for im_id in range(frames_per_scene):
-                R_cw, t_cw = renderer.sample_camera(rng)
+                R_cw, t_cw, look, camera_extra = _view(renderer, rng, plan, im_id, sequence)
                 with timer("render_s"):
-                    rgb, depth_m, seg = renderer.render(R_cw, t_cw, rng)
+                    rgb, depth_m, seg = renderer.render(R_cw, t_cw, rng, look)
                 with timer("noise_s"):
                     if cfg.noise:
                         depth_m = realsense_depth_noise(depth_m, cfg.K, rng, cfg)
@@ -640,7 +909,8 @@ def generate(
                 with timer("annotate_s"):
                     gts, visib, full, infos = annotate(renderer.placed, R_cw, t_cw, seg, cfg.K)
                 with timer("write_s"):
-                    writer.write_frame(scene_id, im_id, rgb, depth_raw, cfg.K, 1.0, gts, visib, full, gt_infos=infos)
+                    writer.write_frame(scene_id, im_id, rgb, depth_raw, cfg.K, 1.0, gts, visib, full, gt_infos=infos,
+                                       **camera_extra)
                 stats["frames"] += 1
                 stats["instances"] += len(gts)
                 bar.update(1)
@@ -652,6 +922,19 @@ def generate(
     stats["ms_per_frame"] = {k[:-2]: round(1000 * stats[k] / n, 1) for k in
                              ("scene_s", "render_s", "noise_s", "annotate_s", "write_s") if k in stats}
     return stats
+
+
+def _view(
+    renderer: SceneRenderer, rng: np.random.Generator, plan: _SequencePlan | None, im_id: int,
+    sequence: SequenceConfig | None,
+) -> tuple[np.ndarray, np.ndarray, _Look | None, dict]:
+    """``(R_cw, t_cw, look, BopWriter.write_frame extras)`` of frame ``im_id``: a random view, or the
+    video's frame, for which the bodies move to their poses at that time and its pose and stamp are kept."""
+    if plan is None:
+        return *renderer.sample_camera(rng), None, {}
+    R_cw, t_cw = plan.cameras[im_id]
+    renderer.apply(plan.motions, im_id)
+    return R_cw, t_cw, plan.look, {"world_to_cam": (R_cw, t_cw), "stamp": im_id / sequence.fps}
 
 
 class _StageTimer:
@@ -685,7 +968,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="BOP dataset root to write")
     parser.add_argument("--split", default="train", help="split folder name (default: train)")
     parser.add_argument("--scenes", type=int, default=10, help="number of scenes (physics drops)")
-    parser.add_argument("--frames-per-scene", type=int, default=10, help="camera views per scene")
+    parser.add_argument("--frames-per-scene", type=int, default=10,
+                        help="camera views per scene; with --sequence, frames per video")
+    parser.add_argument("--sequence", action="store_true",
+                        help="each scene is one 30 Hz video: hand-held camera, pushed objects, fixed lighting")
     parser.add_argument("--seed", type=int, default=0, help="scene k uses default_rng([seed, k])")
     parser.add_argument("--scene-offset", type=int, default=0, help="first scene id (to extend a split)")
     parser.add_argument("--width", type=int, default=d.width)
@@ -730,6 +1016,7 @@ def run(args: argparse.Namespace) -> int:
     stats = generate(
         catalog, out, split=args.split, scenes=args.scenes, frames_per_scene=args.frames_per_scene,
         seed=args.seed, cfg=config_from_args(args), scene_offset=args.scene_offset, progress=not args.quiet,
+        sequence=SequenceConfig() if args.sequence else None,
     )
     print(
         f"synth: {stats['frames']} frames, {stats['instances']} instances in {stats['total_s']:.1f} s "

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, fields, replace
 import cv2
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from densefusion_ros import geometry
 from densefusion_ros.catalog import ObjectInfo
@@ -45,6 +46,11 @@ __all__ = ["Tracker", "TrackerOptions", "Track"]
 
 log = logging.getLogger(__name__)
 
+CHECK_CELLS = 256
+"""Cells of the mask grid on which the check measures coverage: few enough that the visible share
+of the 2000 model points (a third to a half) puts a few in each cell at any image size; on a
+finer grid a correct pose's coverage falls as the object's image grows past the point count."""
+
 
 @dataclass
 class TrackerOptions:
@@ -57,6 +63,10 @@ class TrackerOptions:
         follow_iterations: ICP steps per track and frame.
         margin_px: the predicted silhouette grows by this many pixels before it selects the
             observed points (the motion model's error, in pixels, must stay below it).
+        follow_prior: the follow ICP's pull toward the predicted pose
+            (:func:`~densefusion_ros.verify.icp`'s ``prior``): a view that leaves a direction
+            free (a mug with its handle hidden turns freely about its axis) keeps the motion
+            model's guess there instead of drifting.
         velocity_damping: the constant-velocity prediction moves by this share of the last
             frame-to-frame motion (0 = predict no motion).
         min_fitness: a pose passes its check when at least this share of the track's observed
@@ -70,16 +80,17 @@ class TrackerOptions:
             this share of its pixels lies inside the track's silhouette.
         recheck_turns: each frame one track tries the cube group's 24 turns (0 = never).
         recheck_margin: a turn replaces the track's pose when its score is higher by this much.
-        reuse_lost_frames: a lost track's id is given back to an object of its class acquired
-            within this many frames and one model diameter of where it was lost.
-        retry_frames: a mask component whose acquisition failed the check is not tried again
-            for this many frames unless it moves by more than twice ``margin_px``.
+        reuse_lost_frames: a lost track coasts with the scene's motion for this many frames: it
+            is followed again when its object shows where the coasting puts it, and its id is
+            given back to an object of its class acquired within one model diameter of it.
+        retry_frames: the longest wait of a class between failed acquisitions (frames).
     """
 
     acquire_per_frame: int = 1
     follow_points: int = 500
     follow_iterations: int = 15
     margin_px: int = 12
+    follow_prior: float = 0.02
     velocity_damping: float = 0.8
     min_fitness: float = 0.9
     min_coverage: float = 0.8
@@ -88,7 +99,7 @@ class TrackerOptions:
     explained_share: float = 0.3
     recheck_turns: bool = True
     recheck_margin: float = 0.5
-    reuse_lost_frames: int = 30
+    reuse_lost_frames: int = 90
     retry_frames: int = 15
 
 
@@ -145,7 +156,8 @@ class Tracker:
         self.reacquisitions = 0
         self.acquisitions = 0
         self._reacquired_at: list[float] = []
-        self._failed: list[tuple[int, np.ndarray, int]] = []  # (class id, mask centre (row, col), retry from frame)
+        self._scene_motion: tuple[np.ndarray, np.ndarray] = (np.eye(3), np.zeros(3))
+        self._backoff: dict[int, tuple[int, int]] = {}  # class id -> (failed acquisitions in a row, next try's frame)
 
     # ------------------------------------------------------------------------------------------
 
@@ -163,11 +175,11 @@ class Tracker:
             return result
         self._frame_index += 1
         with torch.inference_mode():
-            masks = self._class_masks(frame, result)
+            components = {c: cv2.connectedComponents(m.astype(np.uint8), connectivity=8) for c, m in self._class_masks(frame, result).items()}
             t_seg = time.perf_counter()
-            published = self._follow(frame, masks)
+            published = self._follow(frame, components)
             t_follow = time.perf_counter()
-            published += self._acquire(frame, masks, result)
+            published += self._acquire(frame, components, result)
         result.timings_ms["segmentation"] = (t_seg - start) * 1e3
         result.timings_ms["track"] = (t_follow - t_seg) * 1e3
         result.instances = sorted(published, key=lambda r: r.track_id)
@@ -217,29 +229,34 @@ class Tracker:
         size = 2 * self.options.margin_px + 1
         return cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))).astype(bool)
 
-    def _follow(self, frame: Frame, masks: dict[int, np.ndarray]) -> list[InstanceResult]:
-        """Predict, ICP and check every tracking track (batched); lose those that fail."""
+    def _follow(self, frame: Frame, components: dict[int, tuple[int, np.ndarray]]) -> list[InstanceResult]:
+        """Predict, ICP and check every followed track and every recently lost one (batched).
+
+        A followed track is predicted by its own last motion; a lost one coasts with the
+        scene's (:meth:`_update_scene_motion`): an object that left the view or hid behind
+        another is found again where the camera's motion puts it, without an acquisition. A
+        followed track that fails is lost; a lost one that passes is followed again."""
         opts, icp_opts = self.options, self.pipeline.config.icp_options
-        live = [tr for tr in self.tracks if tr.state == "tracking"]
         rows, regions, clouds = [], [], []
         valid = valid_depth(frame.depth_m)
-        for tr in live:
-            dR, dt = tr.velocity
+        for tr in self.tracks:
+            dR, dt = tr.velocity if tr.state == "tracking" else self._scene_motion
             Rp, tp = _damped(dR, dt, opts.velocity_damping)
             R_pred, t_pred = Rp @ tr.R, Rp @ tr.t + tp
-            region = self._silhouette(tr.info, R_pred, t_pred, frame)
-            region &= masks.get(tr.info.class_id, np.zeros_like(region)) & valid
-            rr, cc = np.nonzero(region)
+            silhouette = self._silhouette(tr.info, R_pred, t_pred, frame)
+            object_region = _touching(components.get(tr.info.class_id), silhouette, opts.min_pixels)
+            rr, cc = np.nonzero(object_region & silhouette & valid)
             if len(rr) < opts.min_pixels:
-                self._lose(tr)
+                self._lose(tr, R_pred, t_pred)
                 continue
             if len(rr) > opts.follow_points:
                 pick = np.linspace(0, len(rr) - 1, opts.follow_points).astype(np.int64)
                 rr, cc = rr[pick], cc[pick]
             rows.append((tr, R_pred, t_pred))
-            regions.append(region)
+            regions.append(object_region)
             clouds.append(geometry.backproject(frame.depth_m, frame.K, rr, cc))
         if not rows:
+            self._update_scene_motion([])
             return []
         device = self.pipeline.device
         models = [self.pipeline.model_geometry(tr.info) for tr, _, _ in rows]
@@ -248,25 +265,62 @@ class Tracker:
         source, valid_pts = padded(clouds, list(range(len(clouds))), device)
         R0 = torch.as_tensor(np.stack([r for _, r, _ in rows]), dtype=torch.float32, device=device)
         t0 = torch.as_tensor(np.stack([t for _, _, t in rows]), dtype=torch.float32, device=device)
-        R, t, fitness, rmse = icp(bank, obj, source, valid_pts, R0, t0, opts.follow_iterations, icp_opts.verify_method)
-        evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, device)
+        R, t, fitness, rmse = icp(bank, obj, source, valid_pts, R0, t0, opts.follow_iterations, icp_opts.verify_method, prior=opts.follow_prior)
+        evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, device, CHECK_CELLS)
         supported, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, icp_opts.verify_tolerance)
         if opts.recheck_turns and rows:
             R, t, coverage, violating = self._recheck(rows, bank, evidence, source, valid_pts, R, t, supported, violating, coverage)
-        out = []
+        out, motions = [], []
         R_np, t_np = R.double().cpu().numpy(), t.double().cpu().numpy()
-        for j, (tr, _, _) in enumerate(rows):
+        for j, (tr, R_pred, t_pred) in enumerate(rows):
             passed = float(fitness[j]) >= opts.min_fitness and float(coverage[j]) >= opts.min_coverage and float(violating[j]) <= opts.max_violation
             if not passed:
-                self._lose(tr)
+                log.debug("track %d (%s) fails: fitness %.2f, coverage %.2f, violating %.3f", tr.track_id, tr.info.name,
+                          float(fitness[j]), float(coverage[j]), float(violating[j]))
+                self._lose(tr, R_pred, t_pred)
                 continue
             dR = R_np[j] @ tr.R.T
-            tr.velocity = (dR, t_np[j] - dR @ tr.t)
+            motion = (dR, t_np[j] - dR @ tr.t)
+            if tr.state == "tracking":
+                motions.append(motion)
+                tr.velocity = motion
+            else:  # found again where the scene's motion put it
+                tr.state, tr.velocity = "tracking", self._scene_motion
+                self._count_reacquisition(tr)
             tr.R, tr.t = R_np[j], t_np[j]
             tr.age += 1
             tr.confidence = float(coverage[j])
             out.append(self._result(tr, regions[j], clouds[j], float(fitness[j]), float(rmse[j])))
-        return out
+        self._update_scene_motion(motions)
+        return self._unique(out)
+
+    def _unique(self, results: list[InstanceResult]) -> list[InstanceResult]:
+        """Two tracks of one class on the same object (centres within a quarter of its diameter):
+        the older id stays, the younger track is dropped."""
+        keep: list[InstanceResult] = []
+        for r in sorted(results, key=lambda r: r.track_id):
+            info = self.pipeline.catalog.by_class_id(r.class_id)
+            if any(k.class_id == r.class_id and np.linalg.norm(k.t - r.t) < 0.25 * info.diameter for k in keep):
+                self.tracks = [tr for tr in self.tracks if tr.track_id != r.track_id]
+            else:
+                keep.append(r)
+        return keep
+
+    def _update_scene_motion(self, motions: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """The scene's frame-to-frame motion in the camera frame (the camera's own, for a still
+        scene): of the followed tracks' motions, the one closest to all the others (one pushed
+        object does not move it); decays toward rest when no track was followed."""
+        if not motions:
+            self._scene_motion = _damped(*self._scene_motion, self.options.velocity_damping)
+            return
+        angles = lambda a, b: np.linalg.norm(Rotation.from_matrix(a[0] @ b[0].T).as_rotvec())  # noqa: E731
+        cost = [sum(np.linalg.norm(a[1] - b[1]) + 0.1 * angles(a, b) for b in motions) for a in motions]
+        self._scene_motion = motions[int(np.argmin(cost))]
+
+    def _count_reacquisition(self, tr: Track) -> None:
+        tr.reacquired += 1
+        self.reacquisitions += 1
+        self._reacquired_at.append(time.monotonic())
 
     def _recheck(self, rows, bank, evidence, source, valid_pts, R, t, supported, violating, coverage):
         """One track (round robin) tries the cube group's turns about its model's centre with a
@@ -294,36 +348,39 @@ class Tracker:
             rows[j][0].velocity = (np.eye(3), np.zeros(3))  # the motion so far was of another pose
         return R, t, coverage, violating
 
-    def _lose(self, tr: Track) -> None:
-        tr.state, tr.lost_at = "lost", self._frame_index
+    def _lose(self, tr: Track, R: np.ndarray, t: np.ndarray) -> None:
+        """Not followed this frame: a followed track becomes lost; either way it coasts to ``(R, t)``."""
+        if tr.state == "tracking":
+            tr.state, tr.lost_at = "lost", self._frame_index
+        tr.R, tr.t = R, t
 
     # acquire ----------------------------------------------------------------------------------
 
-    def _acquire(self, frame: Frame, masks: dict[int, np.ndarray], result: FrameResult) -> list[InstanceResult]:
+    def _acquire(self, frame: Frame, components: dict[int, tuple[int, np.ndarray]], result: FrameResult) -> list[InstanceResult]:
         """Run the pipeline on the largest unexplained mask components, ``acquire_per_frame`` at
-        most. A component whose acquisition failed is not tried again at that place for
-        ``retry_frames`` frames (a distractor that the segmenter takes for an object would
-        otherwise cost an acquisition every frame)."""
+        most. After a failed acquisition a class waits 2, 4, 8, ... frames (at most
+        ``retry_frames``) before the next: a distractor that the segmenter takes for the object
+        would otherwise cost an acquisition every frame."""
         opts = self.options
         now = self._frame_index
         self.tracks = [tr for tr in self.tracks if tr.state == "tracking" or now - tr.lost_at <= opts.reuse_lost_frames]
-        self._failed = [f for f in self._failed if f[2] > now]
         live = [tr for tr in self.tracks if tr.state == "tracking"]
         silhouettes = {tr.track_id: self._silhouette(tr.info, tr.R, tr.t, frame) for tr in live}
         candidates = []
-        for cid, mask in masks.items():
-            for component in _components(mask, opts.min_pixels):
-                n = int(component.sum())
+        for cid in [c for c in self._backoff if c not in components]:  # gone from view: a fresh start when it returns
+            del self._backoff[cid]
+        for cid, (count, labels) in components.items():
+            areas = np.bincount(labels.ravel(), minlength=count)
+            for k in np.flatnonzero(areas[1:] >= opts.min_pixels) + 1:
+                component, n = labels == k, int(areas[k])
                 explained = any(
                     tr.info.class_id == cid and (component & silhouettes[tr.track_id]).sum() >= opts.explained_share * n for tr in live
                 )
-                centre = np.argwhere(component).mean(axis=0)
-                failed = any(c == cid and np.linalg.norm(centre - at) < opts.margin_px * 2 for c, at, _ in self._failed)
-                if not explained and not failed:
-                    candidates.append((n, cid, component, centre))
-        candidates.sort(key=lambda c: -c[0])
+                if not explained and now >= self._backoff.get(cid, (0, 0))[1]:
+                    candidates.append((n, cid, component))
+        candidates.sort(key=lambda c: (self._backoff.get(c[1], (0, 0))[0], -c[0]))  # fewest failures, then largest
         out = []
-        for _, cid, component, centre in candidates[: opts.acquire_per_frame]:
+        for _, cid, component in candidates[: opts.acquire_per_frame]:
             res = self.pipeline(replace(frame, masks={cid: component}, label=None))
             for stage in ("preprocess", "estimator", "refiner", "icp"):
                 result.timings_ms[stage] += res.timings_ms[stage]
@@ -334,8 +391,11 @@ class Tracker:
                     result.skipped.append((cid, f"acquired pose of {inst.name} failed the depth check"))
                 else:
                     out.append(self._start_track(inst, component, *check))
-            if not any(check is not None for _, check in checked):
-                self._failed.append((cid, centre, now + opts.retry_frames))
+            if any(check is not None for _, check in checked):
+                self._backoff.pop(cid, None)
+            else:
+                failures = self._backoff.get(cid, (0, 0))[0] + 1
+                self._backoff[cid] = (failures, now + min(2**failures, opts.retry_frames))
         return out
 
     def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[float, float, np.ndarray] | None:
@@ -357,9 +417,11 @@ class Tracker:
         R = torch.as_tensor(inst.R[None], dtype=torch.float32, device=device)
         t = torch.as_tensor(inst.t[None], dtype=torch.float32, device=device)
         _, _, fitness, rmse = icp(bank, obj, source, valid_pts, R, t, 0, self.pipeline.config.icp_options.verify_method)
-        evidence = DepthEvidence.build(frame.depth_m, frame.K, [mask], device)
+        evidence = DepthEvidence.build(frame.depth_m, frame.K, [mask], device, CHECK_CELLS)
         _, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, self.pipeline.config.icp_options.verify_tolerance)
         if float(fitness[0]) < opts.min_fitness or float(coverage[0]) < opts.min_coverage or float(violating[0]) > opts.max_violation:
+            log.debug("acquired %s fails: fitness %.2f, coverage %.2f, violating %.3f", inst.name, float(fitness[0]),
+                      float(coverage[0]), float(violating[0]))
             return None
         return float(fitness[0]), float(rmse[0]), cloud
 
@@ -372,10 +434,8 @@ class Tracker:
         ]  # fmt: skip
         if lost:
             tr = min(lost, key=lambda tr: np.linalg.norm(tr.t - inst.t))
-            tr.state, tr.R, tr.t, tr.velocity = "tracking", inst.R, inst.t, (np.eye(3), np.zeros(3))
-            tr.reacquired += 1
-            self.reacquisitions += 1
-            self._reacquired_at.append(time.monotonic())
+            tr.state, tr.R, tr.t, tr.velocity = "tracking", inst.R, inst.t, self._scene_motion
+            self._count_reacquisition(tr)
         else:
             info = self.pipeline.catalog.by_class_id(inst.class_id)
             tr = Track(self._next_id, info, inst.R, inst.t)
@@ -398,24 +458,18 @@ class Tracker:
 
 def _damped(dR: np.ndarray, dt: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
     """``share`` of the motion ``(dR, dt)``: the rotation's angle scaled, the translation scaled."""
-    from scipy.spatial.transform import Rotation
-
     return Rotation.from_rotvec(share * Rotation.from_matrix(dR).as_rotvec()).as_matrix(), share * dt
 
 
-def _components(mask: np.ndarray, min_pixels: int) -> list[np.ndarray]:
-    """The 8-connected components of ``mask`` with at least ``min_pixels`` pixels, largest first."""
-    box = mask_box(mask)
-    if box is None:
-        return []
-    r0, r1, c0, c1 = box
-    n, cc, stats, _ = cv2.connectedComponentsWithStats(mask[r0:r1, c0:c1].astype(np.uint8), connectivity=8)
-    out = []
-    for k in np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable") + 1:
-        if stats[k, cv2.CC_STAT_AREA] < min_pixels:
-            break
-        component = np.zeros(mask.shape, bool)
-        component[r0:r1, c0:c1] = cc == k
-        out.append(component)
-    return out
+def _touching(components: tuple[int, np.ndarray] | None, silhouette: np.ndarray, min_pixels: int) -> np.ndarray:
+    """The union of the mask components (``(count, component label image)``, 0 = background)
+    with at least ``min_pixels`` pixels inside ``silhouette``: the object's whole observed
+    region, against which its pose is checked (a wrong pose explains its own silhouette)."""
+    if components is None:
+        return np.zeros_like(silhouette)
+    _, labels = components
+    ids, counts = np.unique(labels[silhouette], return_counts=True)
+    ids = ids[(ids != 0) & (counts >= min_pixels)]
+    return np.isin(labels, ids) if len(ids) else np.zeros_like(silhouette)
+
 

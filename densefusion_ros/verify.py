@@ -142,6 +142,7 @@ def icp(
     iterations: int = 30,
     method: str = "point_to_plane",
     tolerance: float = 1e-6,
+    prior: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batched ICP of observed points onto their models, from the poses ``(R, t)``.
 
@@ -151,6 +152,10 @@ def icp(
         R, t: ``[B,3,3]``, ``[B,3]`` object -> camera start poses.
         iterations: the most Gauss-Newton (point-to-plane) or Kabsch (point-to-point) steps;
             stops early when no row moves by more than ``tolerance`` (rad or m).
+        prior: point-to-plane only: a pull of the pose back toward its start, weighted by this
+            share of the data term's mean curvature (per rotation and per translation axis). It
+            holds the directions that the points leave free (a cylinder's turn about its axis)
+            where the start put them, and barely moves the others (0 = plain ICP).
 
     Returns:
         ``(R, t, fitness, rmse)``: the refined poses, the share of valid points with a model point
@@ -159,12 +164,14 @@ def icp(
         lookup's cell size in which model point is nearest.
     """
     A, b = R.transpose(1, 2).clone(), -(R.transpose(1, 2) @ t[..., None])[..., 0]  # camera -> object
+    A0, b0 = A.clone(), b.clone()
     limit = bank.max_distance[obj, None]
     active = torch.arange(len(obj), device=obj.device)  # rows still moving
     for _ in range(iterations):
         if not len(active):
             break
-        dR, dt, step = _icp_step(bank, obj[active], source[active], valid[active], A[active], b[active], limit[active], method)
+        change = _change(A[active], b[active], A0[active], b0[active]) if prior else None
+        dR, dt, step = _icp_step(bank, obj[active], source[active], valid[active], A[active], b[active], limit[active], method, prior, change)
         A[active], b[active] = dR @ A[active], (dR @ b[active, :, None])[..., 0] + dt
         active = active[step > tolerance]
     X = source @ A.transpose(1, 2) + b[:, None]
@@ -178,9 +185,18 @@ def icp(
     return R_out, -(R_out @ b[..., None])[..., 0], fitness, rmse
 
 
-def _icp_step(bank, obj, source, valid, A, b, limit, method):
+def _change(A: torch.Tensor, b: torch.Tensor, A0: torch.Tensor, b0: torch.Tensor) -> torch.Tensor:
+    """The motion ``[B,6]`` (small-angle rotation vector, translation) from the camera -> object
+    transforms ``(A0, b0)`` to ``(A, b)``, in the object frame where ICP's increments act."""
+    D = A @ A0.transpose(1, 2)
+    w = 0.5 * torch.stack([D[:, 2, 1] - D[:, 1, 2], D[:, 0, 2] - D[:, 2, 0], D[:, 1, 0] - D[:, 0, 1]], -1)
+    return torch.cat([w, b - (D @ b0[..., None])[..., 0]], -1)
+
+
+def _icp_step(bank, obj, source, valid, A, b, limit, method, prior=0.0, change=None):
     """One ICP step of every row: the increment ``(dR [B,3,3], dt [B,3])`` that moves the
-    camera -> object transform ``(A, b)`` to ``(dR A, dR b + dt)``, and each row's step size."""
+    camera -> object transform ``(A, b)`` to ``(dR A, dR b + dt)``, and each row's step size;
+    with ``prior``, the step also pulls the row's ``change`` since the start (:func:`_change`) back."""
     X = source @ A.transpose(1, 2) + b[:, None]
     q, n = bank.nearest(X, obj)
     w = (valid & ((X - q).square().sum(-1) < limit * limit)).to(X.dtype)
@@ -189,7 +205,13 @@ def _icp_step(bank, obj, source, valid, A, b, limit, method):
         J = torch.cat([torch.cross(X, n, dim=-1), n], dim=-1) * w[..., None]  # [B,N,6]
         r = ((X - q) * n).sum(-1) * w
         H = (J.transpose(1, 2) @ J).double() + 1e-12 * torch.eye(6, dtype=torch.float64, device=X.device)
-        delta = -torch.linalg.solve_ex(H, (J.transpose(1, 2) @ r[..., None]).double())[0][..., 0]
+        g = (J.transpose(1, 2) @ r[..., None]).double()[..., 0]
+        if prior:
+            diag = torch.diagonal(H, dim1=1, dim2=2)
+            lam = prior * torch.cat([diag[:, :3].mean(-1, keepdim=True).expand(-1, 3), diag[:, 3:].mean(-1, keepdim=True).expand(-1, 3)], -1)
+            H = H + torch.diag_embed(lam)
+            g = g + lam * change.double()
+        delta = -torch.linalg.solve_ex(H, g[..., None])[0][..., 0]
         delta = torch.where(w.sum(-1, keepdim=True) >= 6, delta, torch.zeros_like(delta)).to(X.dtype)
         return _rodrigues(delta[:, :3]), delta[:, 3:], delta.abs().amax(-1)
     if method == "point_to_point":  # Kabsch on the weighted correspondences
@@ -230,9 +252,13 @@ class DepthEvidence:
     occupied_count: torch.Tensor
 
     @classmethod
-    def build(cls, depth_m: np.ndarray, K: np.ndarray, masks: list[np.ndarray], device: torch.device | str) -> "DepthEvidence":
+    def build(
+        cls, depth_m: np.ndarray, K: np.ndarray, masks: list[np.ndarray], device: torch.device | str, cells: int = 1024
+    ) -> "DepthEvidence":
+        """From a depth image ``(H, W)`` (metres), ``K (3, 3)`` and one ``(H, W)`` mask per instance,
+        each on a coverage grid of about ``cells`` cells (:func:`~densefusion_ros.icp.mask_grid`)."""
         depth = np.nan_to_num(np.asarray(depth_m, np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
-        grids = [mask_grid(np.asarray(m, bool)) for m in masks]
+        grids = [mask_grid(np.asarray(m, bool), cells) for m in masks]
         GH = max([g[3].shape[0] for g in grids if g is not None], default=1)
         GW = max([g[3].shape[1] for g in grids if g is not None], default=1)
         occupied = np.zeros((len(masks), GH, GW), bool)

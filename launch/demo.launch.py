@@ -13,7 +13,7 @@ from launch_ros.actions import Node
 def generate_launch_description():
     share = get_package_share_directory("densefusion_ros")
     return LaunchDescription([
-        DeclareLaunchArgument("loops", default_value="10", description="times the bundled sequence is replayed"),
+        DeclareLaunchArgument("loops", default_value="5", description="times the bundled sequence is replayed"),
         DeclareLaunchArgument("out", default_value="out/demo", description="overlay images and summary.json"),
         IncludeLaunchDescription(PythonLaunchDescriptionSource(os.path.join(share, "launch", "densefusion.launch.py"))),
         Node(package="densefusion_ros", executable="densefusion_listener", name="densefusion_listener", output="screen",

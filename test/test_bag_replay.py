@@ -1,6 +1,7 @@
 """rosbag2 sequences written with rosbags, read back, and replayed to another process over DDS."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -40,6 +41,15 @@ def test_write_and_read_sequence(tmp_path, catalog, compressed):
     assert len(msgs) == 12
     times = sorted({m[2] for m in msgs})
     assert np.allclose(np.diff(times), 1e9 / 30, atol=1)
+
+
+def test_write_sequence_with_the_frames_own_stamps(tmp_path, catalog):
+    """rate_hz=None: bag times are the frames' stamps (a synth --sequence video's), which must increase."""
+    stamped = [replace(f, stamp=2.0 + k / 30) for k, f in enumerate(frames())]
+    assert write_sequence(tmp_path / "bag", stamped, catalog, rate_hz=None) == 3
+    assert sorted({m[2] for m in read_sequence(tmp_path / "bag")}) == [round((2.0 + k / 30) * 1e9) for k in range(3)]
+    with pytest.raises(ValueError, match="does not follow"):
+        write_sequence(tmp_path / "bag2", [replace(f, stamp=0.0) for f in frames()], catalog, rate_hz=None)
 
 
 def test_replay_streams_decoded_images(tmp_path, catalog, ros_env):

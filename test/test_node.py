@@ -177,7 +177,7 @@ def test_track_mode_keeps_ids_and_reset_restarts_them(ros_env):
     ``mode:=detect`` at run time gives ``<name>_<k>`` ids and the service still answers."""
     node = wait_ready(spawn(["-m", "densefusion_ros.ros.node", "--ros-args", "--params-file",
                              str(share_path("config", "densefusion.yaml")), "-p", "device:=cpu", "-p", "seed:=0"], ros_env))
-    steps = [["frames", 4, "bundled"], ["diag"], ["frames", 1, "empty"], ["frames", 3, "bundled"], ["diag"], ["reset"],
+    steps = [["frames", 4, "bundled"], ["diag"], ["frames", 1, "empty"], ["frames", 4, "bundled"], ["diag"], ["reset"],
              ["frames", 3, "bundled"], ["set", "mode:=detect"], ["frames", 2, "bundled"], ["reset"], ["diag"]]
     try:
         driver = spawn(["test/nodes/track_driver.py", json.dumps(steps)], ros_env)
@@ -185,10 +185,10 @@ def test_track_mode_keeps_ids_and_reset_restarts_them(ros_env):
     finally:
         log = stop(node)
     results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert len(results) == 19, out + log
+    assert len(results) == 20, out + log
     frames = [r for r in results if r["step"] == "frame"]
     assert all(f["ids"] is not None and sorted(f["tf"]) == sorted(f["ids"]) for f in frames), out  # TF frame = id
-    track, empty, back, after_reset, detect = frames[:4], frames[4], frames[5:8], frames[8:11], frames[11:]
+    track, empty, back, after_reset, detect = frames[:4], frames[4], frames[5:9], frames[9:12], frames[12:]
     diag_track, diag_back, reset, reset_detect, diag_detect = (r for r in results if r["step"] in ("diag", "reset"))
 
     def number(i):

@@ -1,8 +1,11 @@
 """Print each frame's poses from the node, the output rate, the latency and the error against GT.
 
 Subscribes to the node's ``~/detections`` and, when the replayed bag carries it, to the ground
-truth on :data:`~densefusion_ros.ros.bag.GT_TOPIC`; matches them by stamp. With
-``--overlay-dir`` it also subscribes to ``~/overlay`` and writes the images as PNG.
+truth on :data:`~densefusion_ros.ros.bag.GT_TOPIC`; matches them by stamp (the replay gives every
+published frame a fresh stamp, shared by its images and GT, so the match holds across loops). A
+pose is *ok* when its ADD(-S) is below 0.1 x the object's diameter, *wrong* when it is not or when
+the frame's GT has no such object (not in view); a GT object at least 10 % visible without a pose
+is *missed*. With ``--overlay-dir`` it also subscribes to ``~/overlay`` and writes the images as PNG.
 
     python -m densefusion_ros.ros.listener --catalog config/objects/demo.yaml --duration 20
 """
@@ -30,6 +33,8 @@ from densefusion_ros.resources import share_path
 from densefusion_ros.ros.bag import GT_TOPIC
 from densefusion_ros.ros.conversions import color_to_rgb
 from densefusion_ros.ros.sync import header_stamp
+
+MIN_VISIBLE = 0.1  # a GT object less visible than this (visible share of its silhouette) is not missed without a pose
 
 
 def _pose(p) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +79,9 @@ class Listener(Node):
             obj = {"id": det.id, "name": name, "score": round(hyp.hypothesis.score, 3),
                    "t": [round(v, 4) for v in (hyp.pose.pose.position.x, hyp.pose.pose.position.y, hyp.pose.pose.position.z)]}
             info = self.catalog.by_name(name) if name in self.catalog.names else None
-            if name in gts and info is not None:
+            if gt is not None and name not in gts:
+                obj["ok"], obj["not_in_view"] = False, True
+            elif name in gts and info is not None:
                 R, t = _pose(hyp.pose.pose)
                 Rg, tg = _pose(gts[name].results[0].pose.pose)
                 pts = info.sample_points(500)
@@ -86,10 +93,11 @@ class Listener(Node):
                 obj["dt_mm"] = round(float(np.linalg.norm(t - tg)) * 1e3, 1)
                 obj["ok"] = bool(err < 0.1 * info.diameter)
             row["objects"].append(obj)
-        row["missed"] = sorted(set(gts) - {d.results[0].hypothesis.class_id for d in msg.detections})
+        visible = {n for n, d in gts.items() if d.results[0].hypothesis.score >= MIN_VISIBLE}  # GT score = visible share
+        row["missed"] = sorted(visible - {d.results[0].hypothesis.class_id for d in msg.detections})
         self.rows.append(row)
         if not self.quiet:
-            parts = [f"{o['id']} conf {o['score']:.2f} t={o['t']}" + (f" ADD(-S) {o.get('add_mm', o['adds_mm'])} mm ADD-S {o['adds_mm']} mm{' ok' if o['ok'] else ''}" if "ok" in o else "") for o in row["objects"]]
+            parts = [f"{o['id']} conf {o['score']:.2f} t={o['t']}" + _verdict(o) for o in row["objects"]]
             print(f"[{len(self.rows):4d}] latency {row['latency_ms']:6.1f} ms | rate {self.rate():4.1f} Hz | " + ("; ".join(parts) or "nothing found"), flush=True)
 
     def _on_overlay(self, msg: Image) -> None:
@@ -102,7 +110,8 @@ class Listener(Node):
 
     def summary(self) -> dict:
         lat = np.array([r["latency_ms"] for r in self.rows]) if self.rows else np.zeros(1)
-        judged = [o for r in self.rows for o in r["objects"] if "ok" in o]
+        verdicts = [o["ok"] for r in self.rows for o in r["objects"] if "ok" in o]  # poses of frames with GT
+        judged = [o for r in self.rows for o in r["objects"] if "adds_mm" in o]  # ... of an object in view
         span = self.arrivals[-1] - self.arrivals[0] if len(self.arrivals) > 1 else 0.0
         return {
             "frames": len(self.rows),
@@ -111,13 +120,24 @@ class Listener(Node):
             "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
             "poses": sum(len(r["objects"]) for r in self.rows),
             "poses_with_gt": len(judged),
-            "add_or_adds_below_0.1d": round(sum(o["ok"] for o in judged) / len(judged), 3) if judged else None,
+            "add_or_adds_below_0.1d": round(sum(verdicts) / len(verdicts), 3) if verdicts else None,
             "median_add_or_adds_mm": float(np.median([o.get("add_mm", o["adds_mm"]) for o in judged])) if judged else None,
             "median_adds_mm": float(np.median([o["adds_mm"] for o in judged])) if judged else None,
             "median_translation_error_mm": float(np.median([o["dt_mm"] for o in judged])) if judged else None,
+            "wrong_poses": len(verdicts) - sum(verdicts),
+            "not_in_view": sum(o.get("not_in_view", False) for r in self.rows for o in r["objects"]),
             "missed": sum(len(r["missed"]) for r in self.rows),
+            "ids": len({o["id"] for r in self.rows for o in r["objects"]}),
             "overlays_written": self.overlays,
         }
+
+
+def _verdict(o: dict) -> str:
+    if o.get("not_in_view"):
+        return " not in view: wrong"
+    if "adds_mm" not in o:
+        return ""
+    return f" ADD(-S) {o.get('add_mm', o['adds_mm'])} mm ADD-S {o['adds_mm']} mm {'ok' if o['ok'] else 'wrong'}"
 
 
 def _key(msg: Detection3DArray) -> int:

@@ -3,7 +3,9 @@
 Works for the bundled synthetic sequence and for ``ros2 bag record`` captures of a RealSense
 (raw ``sensor_msgs/Image`` + ``CameraInfo``); reads with ``rosbags``, so no ROS bag tooling is
 needed. All messages recorded at the same bag time get the same new stamp, which keeps colour,
-depth, camera_info and ground truth in step for the synchroniser and the listener.
+depth, camera_info and ground truth in step for the synchroniser and the listener. Frames go out
+in bag order; each loop starts again at the first frame, with new stamps (for a tracker, the
+scene jumps back).
 
     python -m densefusion_ros.ros.replay --bag data/demo_sequence --rate 30 --loops 2
 """

@@ -68,7 +68,8 @@ class TrackerOptions:
             free (a mug with its handle hidden turns freely about its axis) keeps the motion
             model's guess there instead of drifting.
         velocity_damping: the constant-velocity prediction moves by this share of the last
-            frame-to-frame motion (0 = predict no motion).
+            frame-to-frame motion, scaled by the ratio of the frames' intervals when they carry
+            stamps (0 = predict no motion).
         min_fitness: a pose passes its check when at least this share of the track's observed
             points lie within the ICP correspondence distance of the posed model,
         min_coverage: the supported model points reach at least this share of the mask, and
@@ -157,6 +158,7 @@ class Tracker:
         self.acquisitions = 0
         self._reacquired_at: list[float] = []
         self._scene_motion: tuple[np.ndarray, np.ndarray] = (np.eye(3), np.zeros(3))
+        self._last_stamp, self._interval, self._motion_scale = 0.0, None, 1.0
         self._backoff: dict[int, tuple[int, int]] = {}  # class id -> (failed acquisitions in a row, next try's frame)
 
     # ------------------------------------------------------------------------------------------
@@ -174,6 +176,7 @@ class Tracker:
             result.timings_ms["total"] = (time.perf_counter() - start) * 1e3
             return result
         self._frame_index += 1
+        self._motion_scale = self._interval_ratio(float(frame.stamp))
         with torch.inference_mode():
             components = {c: cv2.connectedComponents(m.astype(np.uint8), connectivity=8) for c, m in self._class_masks(frame, result).items()}
             t_seg = time.perf_counter()
@@ -241,7 +244,7 @@ class Tracker:
         valid = valid_depth(frame.depth_m)
         for tr in self.tracks:
             dR, dt = tr.velocity if tr.state == "tracking" else self._scene_motion
-            Rp, tp = _damped(dR, dt, opts.velocity_damping)
+            Rp, tp = _damped(dR, dt, opts.velocity_damping * self._motion_scale)
             R_pred, t_pred = Rp @ tr.R, Rp @ tr.t + tp
             silhouette = self._silhouette(tr.info, R_pred, t_pred, frame)
             object_region = _touching(components.get(tr.info.class_id), silhouette, opts.min_pixels)
@@ -305,6 +308,17 @@ class Tracker:
             else:
                 keep.append(r)
         return keep
+
+    def _interval_ratio(self, stamp: float) -> float:
+        """This frame's interval over the last one, from the stamps (1 when they are unset or do
+        not increase): motions are measured between processed frames, and a node that drops
+        frames to keep up sees longer, uneven intervals."""
+        last, self._last_stamp = self._last_stamp, stamp
+        interval = stamp - last if stamp > 0 and last > 0 and stamp > last else None
+        previous, self._interval = self._interval, interval
+        if interval is None or previous is None:
+            return 1.0
+        return float(np.clip(interval / previous, 0.0, 10.0))
 
     def _update_scene_motion(self, motions: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """The scene's frame-to-frame motion in the camera frame (the camera's own, for a still

@@ -11,7 +11,7 @@ compare against), for all instances of a frame at once:
    points per instance;
 3. **score** every result against the depth image and mask (:func:`score_poses`);
 4. **climb**: the best ``verify_climb`` distinct results of each instance climb the score by
-   steepest ascent over turns and shifts, all candidates' moves scored in one call per step;
+   coordinate ascent over turns and shifts, each move scored for all candidates in one call;
 5. **final ICP** of each instance's best climbed pose on all its observed points.
 
 Nearest model points come from a voxel lookup built once per object (:class:`ModelGeometry`):
@@ -385,7 +385,7 @@ def verify_instances(
     evidence: DepthEvidence,
     options: IcpOptions,
     coarse_points: int = 600,
-    max_steps: int = 30,
+    max_sweeps: int = 30,
 ) -> list[IcpResult]:
     """Hypothesise and verify every instance of a frame in batched tensor code (module docstring).
 
@@ -429,7 +429,7 @@ def verify_instances(
         R, t, fitness, _ = icp(bank, obj, source, valid, R, t, options.verify_screen_iterations, options.verify_method)
         score = score_poses(evidence, bank.points[obj], slots, R, t, *weights)
         score = torch.where(fitness >= options.min_fitness, score, torch.full_like(score, -float("inf")))
-        keep = _best_per_instance(obj, score, options.verify_keep)
+        keep = _distinct_per_instance(bank, obj, R, t, score, options.verify_keep, apart=0.005, pool=64)
         if not len(keep):
             return [_unaccepted(x) for x in inputs]
         obj, slots, R, t = obj[keep], slots[keep], R[keep], t[keep]
@@ -442,7 +442,7 @@ def verify_instances(
     # 4. climb from the best distinct results of each instance
     picks = _distinct_per_instance(bank, obj, R, t, score, max(1, options.verify_climb))
     if options.verify_climb > 0 and picks.numel():
-        R_c, t_c, s_c = _climb(evidence, bank, obj[picks], slots[picks], R[picks], t[picks], score[picks], weights, max_steps)
+        R_c, t_c, s_c = _climb(evidence, bank, obj[picks], slots[picks], R[picks], t[picks], score[picks], weights, max_sweeps)
         R, t, score, obj_c = R_c, t_c, s_c, obj[picks]
     else:
         R, t, score, obj_c = R[picks], t[picks], score[picks], obj[picks]
@@ -466,16 +466,6 @@ def verify_instances(
 def _unaccepted(x: VerifyInput) -> IcpResult:
     """The input pose, not accepted: no start passed ICP's fitness."""
     return IcpResult(np.asarray(x.R, np.float64), np.asarray(x.t, np.float64).reshape(3), 0.0, float("inf"), accepted=False)
-
-
-def _best_per_instance(obj: torch.Tensor, score: torch.Tensor, count: int) -> torch.Tensor:
-    """Row indices of each instance's ``count`` best-scoring rows (finite scores only)."""
-    picks = []
-    for i in torch.unique(obj).tolist():
-        rows = (obj == i).nonzero()[:, 0]
-        rows = rows[torch.isfinite(score[rows])]
-        picks.append(rows[score[rows].argsort(descending=True)[:count]])
-    return torch.cat(picks) if picks else torch.zeros(0, dtype=torch.int64, device=obj.device)
 
 
 def _distinct_per_instance(
@@ -504,30 +494,36 @@ def _distinct_per_instance(
     return torch.as_tensor(picks, dtype=torch.int64, device=obj.device)
 
 
-def _climb(evidence, bank, obj, slot, R, t, score, weights, max_steps):
-    """Steepest ascent of the score from each candidate pose: per stage of ``_CLIMB_STAGES``, every
-    candidate's turns (about its model's centre) and shifts are scored in one call and the best
-    raising move taken, until none raises any candidate's score or ``max_steps``."""
+def _climb(evidence, bank, obj, slot, R, t, score, weights, max_sweeps):
+    """Coordinate ascent of the score from each candidate pose, as
+    :func:`densefusion_ros.icp._climb` does it for one (a move is kept as soon as it raises the
+    score; per stage of ``_CLIMB_STAGES``, sweeps of the turns about the model's centre, then the
+    shifts, until a sweep raises nothing or ``max_sweeps``), for all candidates at once: each move
+    of a sweep is scored for every candidate still climbing in one call."""
     device = R.device
+    R, t, score = R.clone(), t.clone(), score.clone()
     centre = bank.centre[obj]  # [C,3]
+    points = bank.points[obj]
     for turns, shifts in _CLIMB_STAGES:
-        S = torch.as_tensor(turns, dtype=R.dtype, device=device)  # [6,3,3]
-        D = torch.as_tensor(shifts, dtype=R.dtype, device=device)  # [6,3]
-        moves = len(S) + len(D)
-        for _ in range(max_steps):
-            C = R.shape[0]
-            Rt = R[:, None] @ S[None]  # [C,6,3,3]
-            tt = t[:, None] + ((R[:, None] - Rt) @ centre[:, None, :, None])[..., 0]
-            Rm = torch.cat([Rt, R[:, None].expand(C, len(D), 3, 3)], 1).reshape(-1, 3, 3)
-            tm = torch.cat([tt, t[:, None] + D[None]], 1).reshape(-1, 3)
-            rep = lambda a: a.repeat_interleave(moves, 0)  # noqa: E731
-            s = score_poses(evidence, bank.points[rep(obj)], rep(slot), Rm, tm, *weights).view(C, moves)
-            best, which = s.max(1)
-            better = best > score
-            if not bool(better.any()):
+        moves = [("turn", S) for S in torch.as_tensor(turns, dtype=R.dtype, device=device)]
+        moves += [("shift", d) for d in torch.as_tensor(shifts, dtype=R.dtype, device=device)]
+        climbing = torch.ones(len(R), dtype=torch.bool, device=device)
+        for _ in range(max_sweeps):
+            rows = climbing.nonzero()[:, 0]
+            if not len(rows):
                 break
-            pick = torch.arange(C, device=device) * moves + which
-            R = torch.where(better[:, None, None], Rm[pick], R)
-            t = torch.where(better[:, None], tm[pick], t)
-            score = torch.where(better, best, score)
+            improved = torch.zeros(len(R), dtype=torch.bool, device=device)
+            for kind, move in moves:
+                if kind == "turn":
+                    R2 = R[rows] @ move
+                    t2 = t[rows] + ((R[rows] - R2) @ centre[rows, :, None])[..., 0]
+                else:
+                    R2, t2 = R[rows], t[rows] + move
+                s = score_poses(evidence, points[rows], slot[rows], R2, t2, *weights)
+                up = s > score[rows]
+                R[rows] = torch.where(up[:, None, None], R2, R[rows])
+                t[rows] = torch.where(up[:, None], t2, t[rows])
+                score[rows] = torch.where(up, s, score[rows])
+                improved[rows] |= up
+            climbing = improved
     return R, t, score

@@ -6,20 +6,25 @@ costs several times a camera frame. Objects mostly move little between frames, s
 
 * **acquire** a new or lost object (a mask component that no track explains) with the pipeline
   (networks + verification), at most ``acquire_per_frame`` per frame so that no frame stalls;
-* **follow** every track: predict its pose with a constant-velocity model, take the observed
-  depth points of its class's mask inside the predicted silhouette (grown by ``margin_px``), and
-  run a short ICP from the prediction, all tracks batched in one call;
+  a class whose acquisition failed waits a few frames before the next try;
+* **follow** every track: predict its pose with a constant-velocity model (scaled by the
+  frames' stamp intervals), take the observed depth points of its class's mask inside the
+  predicted silhouette (grown by ``margin_px``), and run a short ICP from the prediction, pulled
+  toward it in the directions the points leave free; all tracks in one batched call;
 * **check** every pose against the depth image (:func:`~densefusion_ros.verify.depth_terms`):
-  ICP fitness, mask coverage and points the camera sees through. A pose that fails is not
-  published; its track is lost and the object re-acquired;
+  ICP fitness, coverage of the object's whole mask component, points the camera sees through. A
+  pose that fails is not published; its track is lost;
+* **coast**: a lost track moves with the scene's motion (the camera's, for a still scene) and is
+  followed again when its object shows where that puts it, with its id: an object that left the
+  view or hid behind another returns without an acquisition;
 * **re-check the turn** (temporal evidence): each frame one track, round robin, tries the 24
   turns of the cube group about its model's centre (which contain the half turns that make a
   mug upside down); a turn whose pose explains the depth clearly better replaces the track's.
   A view that cannot tell two poses apart keeps the track's; a later view that can, switches.
 
 ``Tracker(pipeline)(frame)`` returns a :class:`~densefusion_ros.pipeline.FrameResult` whose
-instances carry a ``track_id``, stable while the object is followed; a lost object re-acquired
-near where it was lost, within ``reuse_lost_frames`` frames, gets its id back. Frames must come
+instances carry a ``track_id``, stable while the object is followed; a lost object found again
+within ``reuse_lost_frames`` frames, near where it was lost, gets its id back. Frames must come
 in stamp order; :meth:`Tracker.reset` forgets every track. No ROS imports here.
 """
 
@@ -372,7 +377,7 @@ class Tracker:
 
     def _acquire(self, frame: Frame, components: dict[int, tuple[int, np.ndarray]], result: FrameResult) -> list[InstanceResult]:
         """Run the pipeline on the largest unexplained mask components, ``acquire_per_frame`` at
-        most. After a failed acquisition a class waits 2, 4, 8, ... frames (at most
+        most, one per class, in one batched call. After a failed acquisition a class waits 2, 4, 8, ... frames (at most
         ``retry_frames``) before the next: a distractor that the segmenter takes for the object
         would otherwise cost an acquisition every frame."""
         opts = self.options
@@ -394,18 +399,27 @@ class Tracker:
                     candidates.append((n, cid, component))
         candidates.sort(key=lambda c: (self._backoff.get(c[1], (0, 0))[0], -c[0]))  # fewest failures, then largest
         out = []
-        for _, cid, component in candidates[: opts.acquire_per_frame]:
-            res = self.pipeline(replace(frame, masks={cid: component}, label=None))
-            for stage in ("preprocess", "estimator", "refiner", "icp"):
-                result.timings_ms[stage] += res.timings_ms[stage]
-            result.skipped += res.skipped
-            checked = [(inst, self._check_acquired(frame, inst, component)) for inst in res.instances]
-            for inst, check in checked:
-                if check is None:
-                    result.skipped.append((cid, f"acquired pose of {inst.name} failed the depth check"))
-                else:
-                    out.append(self._start_track(inst, component, *check))
-            if any(check is not None for _, check in checked):
+        chosen: dict[int, np.ndarray] = {}  # one component per class: the pipeline takes one mask per class
+        for _, cid, component in candidates:
+            if len(chosen) < opts.acquire_per_frame and cid not in chosen:
+                chosen[cid] = component
+        if not chosen:
+            return out
+        res = self.pipeline(replace(frame, masks=chosen, label=None))  # all of them in one batched call
+        for stage in ("preprocess", "estimator", "refiner", "icp"):
+            result.timings_ms[stage] += res.timings_ms[stage]
+        result.skipped += res.skipped
+        acquired = set()
+        for inst in res.instances:
+            component = chosen[inst.class_id]
+            check = self._check_acquired(frame, inst, component)
+            if check is None:
+                result.skipped.append((inst.class_id, f"acquired pose of {inst.name} failed the depth check"))
+            else:
+                out.append(self._start_track(inst, component, *check))
+                acquired.add(inst.class_id)
+        for cid in chosen:
+            if cid in acquired:
                 self._backoff.pop(cid, None)
             else:
                 failures = self._backoff.get(cid, (0, 0))[0] + 1

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(listener)
         threads.append(_forward(listener, "listener"))
         time.sleep(1.0)
-        replay = subprocess.Popen([py, "-m", "densefusion_ros.ros.replay", "--loops", str(args.loops), "--rate", str(args.rate),
+        replay = subprocess.Popen([py, "-m", "densefusion_ros.ros.replay", "--loops", str(args.loops), "--rate", str(args.rate), "--pingpong",
                                    "--stamps-out", str(args.out / "replay_stamps.txt")], **popen)
         procs.append(replay)
         threads.append(_forward(replay, "replay"))

@@ -5,7 +5,8 @@ Works for the bundled synthetic sequence and for ``ros2 bag record`` captures of
 needed. All messages recorded at the same bag time get the same new stamp, which keeps colour,
 depth, camera_info and ground truth in step for the synchroniser and the listener. Frames go out
 in bag order; each loop starts again at the first frame, with new stamps (for a tracker, the
-scene jumps back).
+scene jumps back), or with ``--pingpong`` every other loop plays the frames backwards, so the
+scene moves on without a jump.
 
     python -m densefusion_ros.ros.replay --bag data/demo_sequence --rate 30 --loops 2
 """
@@ -54,10 +55,10 @@ class Replay(Node):
     """Publishes a bag's messages on their topics."""
 
     def __init__(self, bag: str, rate_hz: float, loops: int, topics: list[str] | None, wait_s: float = 5.0,
-                 stamps_out: str | None = None) -> None:
+                 stamps_out: str | None = None, pingpong: bool = False) -> None:
         super().__init__("densefusion_replay")
         self.bag, self.rate_hz, self.loops, self.topics, self.wait_s = bag, rate_hz, loops, topics, wait_s
-        self.stamps_out = stamps_out
+        self.stamps_out, self.pingpong = stamps_out, pingpong
         self._pubs: dict[str, Any] = {}
 
     def _wait_for_subscribers(self) -> None:
@@ -88,8 +89,10 @@ class Replay(Node):
         log = open(self.stamps_out, "w") if self.stamps_out else None  # noqa: SIM115 - closed below
         try:
             for loop in range(self.loops):
-                for k, t in enumerate(times):
-                    due = start + loop * span + offsets[k]
+                backwards = self.pingpong and loop % 2 == 1
+                for j, k in enumerate(range(len(times) - 1, -1, -1) if backwards else range(len(times))):
+                    t = times[k]
+                    due = start + loop * span + offsets[j]
                     time.sleep(max(0.0, due - time.monotonic()))
                     stamp = self.get_clock().now().to_msg()
                     for tt, topic, msg in messages:
@@ -113,13 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bag", default=str(share_path("data", "demo_sequence")), help="rosbag2 folder (default: the bundled sequence)")
     parser.add_argument("--rate", type=float, default=30.0, help="frames per second; 0 = the bag's own timing")
     parser.add_argument("--loops", type=int, default=1)
+    parser.add_argument("--pingpong", action="store_true", help="every other loop backwards: no jump between loops")
     parser.add_argument("--topics", nargs="*", help="topics to publish (default: all)")
     parser.add_argument("--wait-for-subscribers", type=float, default=5.0, metavar="S",
                         help="wait up to S seconds until every topic has a subscriber before the first frame")
     parser.add_argument("--stamps-out", metavar="FILE", help="write 'stamp frame_index' per published frame (for benchmarks)")
     args = parser.parse_args(rclpy.utilities.remove_ros_args(sys.argv if argv is None else argv)[1:])
     rclpy.init(args=sys.argv if argv is None else argv)
-    node = Replay(args.bag, args.rate, args.loops, args.topics, args.wait_for_subscribers, args.stamps_out)
+    node = Replay(args.bag, args.rate, args.loops, args.topics, args.wait_for_subscribers, args.stamps_out, args.pingpong)
     try:
         return node.run()
     except KeyboardInterrupt:

@@ -54,15 +54,16 @@ def test_demo_runs_and_poses_are_accurate(tmp_path, ros_env):
     assert summary["frames"] >= 20, summary
     assert summary["overlays_written"] >= 1
     assert list((tmp_path / "overlays").glob("*.png"))
-    # every answer carries the stamp of a frame the replay sent; within a loop, frames are answered in order
+    # every answer carries the stamp of a frame the replay sent; frames are answered in the order sent
     sent = [line.split() for line in (tmp_path / "replay_stamps.txt").read_text().splitlines()]
-    assert [int(k) for _, k in sent] == list(range(FRAMES)) * LOOPS
-    def frame_of(stamp: float) -> tuple[int, int]:  # (loop, frame index) of the frame sent with this stamp
+    forward = list(range(FRAMES))
+    assert [int(k) for _, k in sent] == (forward + forward[::-1]) * (LOOPS // 2) + forward * (LOOPS % 2)  # --pingpong
+    def sent_as(stamp: float) -> int:  # the position in the replay's order of the frame sent with this stamp
         n = min(range(len(sent)), key=lambda n: abs(float(sent[n][0]) - stamp))
         assert abs(float(sent[n][0]) - stamp) < 1e-3, stamp
-        return n // FRAMES, int(sent[n][1])
+        return n
 
-    answered = [frame_of(row["stamp"]) for row in frames]
+    answered = [sent_as(row["stamp"]) for row in frames]
     assert answered == sorted(answered) and len(set(answered)) == len(answered)
     # poses: ids <name>_<n>, kept from one processed frame to the next
     for row in frames:

@@ -42,8 +42,8 @@ from scipy.spatial.transform import Rotation
 from densefusion_ros import geometry
 from densefusion_ros.catalog import ObjectInfo
 from densefusion_ros.frame import Frame
-from densefusion_ros.icp import IcpOptions, group_rotations
-from densefusion_ros.pipeline import STAGES, FrameResult, InstanceResult, Pipeline, validate_frame
+from densefusion_ros.icp import group_rotations
+from densefusion_ros.pipeline import FrameResult, InstanceResult, Pipeline, validate_frame
 from densefusion_ros.sampling import mask_box, valid_depth
 from densefusion_ros.verify import DepthEvidence, ModelBank, depth_terms, icp, padded
 

@@ -17,14 +17,14 @@ costs several times a camera frame. Objects mostly move little between frames, s
 * **coast**: a lost track moves with the scene's motion (the camera's, for a still scene) and is
   followed again when its object shows where that puts it, with its id: an object that left the
   view or hid behind another returns without an acquisition;
-* **re-check the turn** (temporal evidence): each frame one track, round robin, tries the 24
-  turns of the cube group about its model's centre (which contain the half turns that make a
+* **re-check the turn** (temporal evidence): each frame one followed track, round robin, tries
+  the 23 other turns of the cube group about its model's centre (which contain the half turns that make a
   mug upside down); a turn whose pose explains the depth clearly better replaces the track's.
   A view that cannot tell two poses apart keeps the track's; a later view that can, switches.
 
 ``Tracker(pipeline)(frame)`` returns a :class:`~densefusion_ros.pipeline.FrameResult` whose
 instances carry a ``track_id``, stable while the object is followed; a lost object found again
-within ``reuse_lost_frames`` frames, near where it was lost, gets its id back. Frames must come
+within ``reuse_lost_frames`` frames, where its track has coasted to, gets its id back. Frames must come
 in stamp order; :meth:`Tracker.reset` forgets every track. No ROS imports here.
 """
 
@@ -84,7 +84,7 @@ class TrackerOptions:
             (occluded or out of view); also the smallest mask component that is acquired.
         explained_share: a mask component is explained by a track (not acquired) when at least
             this share of its pixels lies inside the track's silhouette.
-        recheck_turns: each frame one track tries the cube group's 24 turns (0 = never).
+        recheck_turns: each frame one followed track tries the cube group's 23 other turns.
         recheck_margin: a turn replaces the track's pose when its score is higher by this much.
         reuse_lost_frames: a lost track coasts with the scene's motion for this many frames: it
             is followed again when its object shows where the coasting puts it, and its id is
@@ -187,7 +187,7 @@ class Tracker:
             t_seg = time.perf_counter()
             published = self._follow(frame, components)
             t_follow = time.perf_counter()
-            published += self._acquire(frame, components, result)
+            published = self._unique(published + self._acquire(frame, components, result))
         result.timings_ms["segmentation"] = (t_seg - start) * 1e3
         result.timings_ms["track"] = (t_follow - t_seg) * 1e3
         result.instances = sorted(published, key=lambda r: r.track_id)
@@ -245,6 +245,8 @@ class Tracker:
         another is found again where the camera's motion puts it, without an acquisition. A
         followed track that fails is lost; a lost one that passes is followed again."""
         opts, icp_opts = self.options, self.pipeline.config.icp_options
+        now = self._frame_index
+        self.tracks = [tr for tr in self.tracks if tr.state == "tracking" or now - tr.lost_at <= opts.reuse_lost_frames]
         rows, regions, clouds = [], [], []
         valid = valid_depth(frame.depth_m)
         for tr in self.tracks:
@@ -276,8 +278,9 @@ class Tracker:
         R, t, fitness, rmse = icp(bank, obj, source, valid_pts, R0, t0, opts.follow_iterations, icp_opts.verify_method, prior=opts.follow_prior)
         evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, device, CHECK_CELLS)
         supported, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, icp_opts.verify_tolerance)
-        if opts.recheck_turns and rows:
-            R, t, coverage, violating = self._recheck(rows, bank, evidence, source, valid_pts, R, t, supported, violating, coverage)
+        found = dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=supported, violating=violating, coverage=coverage)
+        turned = self._recheck(rows, bank, evidence, source, valid_pts, found) if opts.recheck_turns else None
+        R, t, fitness, rmse, coverage, violating = (found[k] for k in ("R", "t", "fitness", "rmse", "coverage", "violating"))
         out, motions = [], []
         R_np, t_np = R.double().cpu().numpy(), t.double().cpu().numpy()
         for j, (tr, R_pred, t_pred) in enumerate(rows):
@@ -289,7 +292,9 @@ class Tracker:
                 continue
             dR = R_np[j] @ tr.R.T
             motion = (dR, t_np[j] - dR @ tr.t)
-            if tr.state == "tracking":
+            if j == turned:  # a turn replaced the pose: the change is no motion, the scene's is the best guess
+                tr.velocity = self._scene_motion
+            elif tr.state == "tracking":
                 motions.append(motion)
                 tr.velocity = motion
             else:  # found again where the scene's motion put it
@@ -300,11 +305,11 @@ class Tracker:
             tr.confidence = float(coverage[j])
             out.append(self._result(tr, regions[j], clouds[j], float(fitness[j]), float(rmse[j])))
         self._update_scene_motion(motions)
-        return self._unique(out)
+        return out
 
     def _unique(self, results: list[InstanceResult]) -> list[InstanceResult]:
-        """Two tracks of one class on the same object (centres within a quarter of its diameter):
-        the older id stays, the younger track is dropped."""
+        """Two tracks of one class on the same object (centres within a quarter of its diameter),
+        followed or just acquired: the older id stays, the younger track is dropped."""
         keep: list[InstanceResult] = []
         for r in sorted(results, key=lambda r: r.track_id):
             info = self.pipeline.catalog.by_class_id(r.class_id)
@@ -341,31 +346,37 @@ class Tracker:
         self.reacquisitions += 1
         self._reacquired_at.append(time.monotonic())
 
-    def _recheck(self, rows, bank, evidence, source, valid_pts, R, t, supported, violating, coverage):
-        """One track (round robin) tries the cube group's turns about its model's centre with a
-        short ICP each; a turn that scores ``recheck_margin`` higher replaces its pose."""
-        self._recheck_cursor = (self._recheck_cursor + 1) % len(rows)
-        j = self._recheck_cursor
+    def _recheck(self, rows, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> int | None:
+        """One followed track (round robin by id) tries the cube group's 23 other turns about its
+        model's centre with a short ICP each; a turn that scores ``recheck_margin`` higher
+        replaces its pose in ``found`` (``R``, ``t``, ``fitness``, ``rmse``, ``supported``,
+        ``violating``, ``coverage``, one row per track). Returns the row replaced, or None."""
+        followed = sorted((tr.track_id, j) for j, (tr, _, _) in enumerate(rows) if tr.state == "tracking")
+        if not followed:
+            return None
+        _, j = next(((i, j) for i, j in followed if i > self._recheck_cursor), followed[0])
+        self._recheck_cursor = rows[j][0].track_id
         icp_opts = self.pipeline.config.icp_options
-        device = R.device
-        S = torch.as_tensor(self._turns[1:], dtype=torch.float32, device=device)
+        R, t = found["R"], found["t"]
+        S = torch.as_tensor(self._turns[1:], dtype=torch.float32, device=R.device)
         c = bank.centre[j]
         Rs = R[j] @ S
         ts = t[j] + (R[j] @ c) - Rs @ c
         n = len(S)
-        obj = torch.full((n,), j, dtype=torch.int64, device=device)
-        Rr, tr_, fit, _ = icp(bank, obj, source[j : j + 1].expand(n, -1, -1), valid_pts[j : j + 1].expand(n, -1), Rs, ts, 10, icp_opts.verify_method)
+        obj = torch.full((n,), j, dtype=torch.int64, device=R.device)
+        Rr, tr_, fit, rmse = icp(bank, obj, source[j : j + 1].expand(n, -1, -1), valid_pts[j : j + 1].expand(n, -1), Rs, ts, 10, icp_opts.verify_method)
         sup, vio, cov = depth_terms(evidence, bank.points[obj], obj, Rr, tr_, icp_opts.verify_tolerance)
         w = (icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
         scores = sup - w[0] * vio + w[1] * cov
         scores = torch.where(fit >= self.options.min_fitness, scores, torch.full_like(scores, -float("inf")))
-        current = float(supported[j] - w[0] * violating[j] + w[1] * coverage[j])
+        current = float(found["supported"][j] - w[0] * found["violating"][j] + w[1] * found["coverage"][j])
         k = int(scores.argmax())
-        if float(scores[k]) > current + self.options.recheck_margin:
-            R, t, coverage, violating = R.clone(), t.clone(), coverage.clone(), violating.clone()
-            R[j], t[j], coverage[j], violating[j] = Rr[k], tr_[k], cov[k], vio[k]
-            rows[j][0].velocity = (np.eye(3), np.zeros(3))  # the motion so far was of another pose
-        return R, t, coverage, violating
+        if float(scores[k]) <= current + self.options.recheck_margin:
+            return None
+        for key, value in (("R", Rr), ("t", tr_), ("fitness", fit), ("rmse", rmse), ("supported", sup), ("violating", vio), ("coverage", cov)):
+            found[key] = found[key].clone()
+            found[key][j] = value[k]
+        return j
 
     def _lose(self, tr: Track, R: np.ndarray, t: np.ndarray) -> None:
         """Not followed this frame: a followed track becomes lost; either way it coasts to ``(R, t)``."""
@@ -382,7 +393,6 @@ class Tracker:
         would otherwise cost an acquisition every frame."""
         opts = self.options
         now = self._frame_index
-        self.tracks = [tr for tr in self.tracks if tr.state == "tracking" or now - tr.lost_at <= opts.reuse_lost_frames]
         live = [tr for tr in self.tracks if tr.state == "tracking"]
         silhouettes = {tr.track_id: self._silhouette(tr.info, tr.R, tr.t, frame) for tr in live}
         candidates = []

@@ -7,8 +7,9 @@ compare against), for all instances of a frame at once:
    ``IcpOptions.rotation_group`` about the model's centre (and, with
    ``verify_centroid_starts``, the same turns placed by
    :func:`~densefusion_ros.icp.centroid_translation`);
-2. **coarse ICP** of every start at once (:func:`icp`), on at most ``coarse_points`` observed
-   points per instance;
+2. **coarse ICP** at once (:func:`icp`), on at most ``coarse_points`` observed points per
+   instance, of the best ``verify_keep`` distinct starts of each instance after a short
+   screening ICP of every start on ``verify_screen_points`` points;
 3. **score** every result against the depth image and mask (:func:`score_poses`);
 4. **climb**: the best ``verify_climb`` distinct results of each instance climb the score by
    coordinate ascent over turns and shifts, each move scored for all candidates in one call;

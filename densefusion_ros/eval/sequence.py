@@ -143,8 +143,8 @@ def evaluate_sequences(
         runner = runner_factory()
         first_visible: dict[int, int] = {}
         first_correct: dict[int, int] = {}
-        published_before: dict[int, bool] = {}
-        last_published: dict[int, bool] = {}
+        published_before: set[int] = set()
+        gap_visible: dict[int, bool | None] = {}  # since the last pose: None = no gap, else visible throughout
         for k, im_id in enumerate(sorted(im_ids)):
             frame = dataset.load_frame(scene_id, im_id)
             gts = list(frame.gt)
@@ -180,10 +180,14 @@ def evaluate_sequences(
                     first_visible.setdefault(key, k)
                     if correct:
                         first_correct.setdefault(key, k)
-                    if p is not None and published_before.get(key) and not last_published.get(key, False):
-                        stats.reacquisitions += 1
-                published_before[key] = published_before.get(key, False) or p is not None
-                last_published[key] = p is not None
+                if p is not None:
+                    stats.reacquisitions += gap_visible.get(key) is True
+                    gap_visible[key] = None
+                    published_before.add(key)
+                elif key in published_before:
+                    gap_visible[key] = visible and gap_visible.get(key) is not False
+            for key in published_before - {int(g.class_id) for g in gts}:  # out of the ground truth: not visible
+                gap_visible[key] = False
         for key, k0 in first_visible.items():
             name = catalog.by_class_id(key).name
             if key in first_correct:

@@ -45,7 +45,7 @@ from densefusion_ros.frame import Frame
 from densefusion_ros.icp import group_rotations
 from densefusion_ros.pipeline import FrameResult, InstanceResult, Pipeline, validate_frame
 from densefusion_ros.sampling import mask_box, valid_depth
-from densefusion_ros.verify import DepthEvidence, ModelBank, depth_terms, icp, padded
+from densefusion_ros.verify import DepthEvidence, ModelBank, depth_terms, icp, padded, score_of_terms
 
 __all__ = ["Tracker", "TrackerOptions", "Track"]
 
@@ -255,16 +255,13 @@ class Tracker:
             R_pred, t_pred = Rp @ tr.R, Rp @ tr.t + tp
             silhouette = self._silhouette(tr.info, R_pred, t_pred, frame)
             object_region = _touching(components.get(tr.info.class_id), silhouette, opts.min_pixels)
-            rr, cc = np.nonzero(object_region & silhouette & valid)
-            if len(rr) < opts.min_pixels:
+            cloud = self._observed(frame, object_region & silhouette & valid)
+            if cloud is None:
                 self._lose(tr, R_pred, t_pred)
                 continue
-            if len(rr) > opts.follow_points:
-                pick = np.linspace(0, len(rr) - 1, opts.follow_points).astype(np.int64)
-                rr, cc = rr[pick], cc[pick]
             rows.append((tr, R_pred, t_pred))
             regions.append(object_region)
-            clouds.append(geometry.backproject(frame.depth_m, frame.K, rr, cc))
+            clouds.append(cloud)
         if not rows:
             self._update_scene_motion([])
             return []
@@ -284,10 +281,7 @@ class Tracker:
         out, motions = [], []
         R_np, t_np = R.double().cpu().numpy(), t.double().cpu().numpy()
         for j, (tr, R_pred, t_pred) in enumerate(rows):
-            passed = float(fitness[j]) >= opts.min_fitness and float(coverage[j]) >= opts.min_coverage and float(violating[j]) <= opts.max_violation
-            if not passed:
-                log.debug("track %d (%s) fails: fitness %.2f, coverage %.2f, violating %.3f", tr.track_id, tr.info.name,
-                          float(fitness[j]), float(coverage[j]), float(violating[j]))
+            if not self._passes(f"track {tr.track_id} ({tr.info.name})", fitness[j], coverage[j], violating[j]):
                 self._lose(tr, R_pred, t_pred)
                 continue
             dR = R_np[j] @ tr.R.T
@@ -367,9 +361,9 @@ class Tracker:
         Rr, tr_, fit, rmse = icp(bank, obj, source[j : j + 1].expand(n, -1, -1), valid_pts[j : j + 1].expand(n, -1), Rs, ts, 10, icp_opts.verify_method)
         sup, vio, cov = depth_terms(evidence, bank.points[obj], obj, Rr, tr_, icp_opts.verify_tolerance)
         w = (icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
-        scores = sup - w[0] * vio + w[1] * cov
+        scores = score_of_terms(sup, vio, cov, *w)
         scores = torch.where(fit >= self.options.min_fitness, scores, torch.full_like(scores, -float("inf")))
-        current = float(found["supported"][j] - w[0] * found["violating"][j] + w[1] * found["coverage"][j])
+        current = float(score_of_terms(found["supported"][j], found["violating"][j], found["coverage"][j], *w))
         k = int(scores.argmax())
         if float(scores[k]) <= current + self.options.recheck_margin:
             return None
@@ -438,16 +432,11 @@ class Tracker:
 
     def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[float, float, np.ndarray] | None:
         """``(fitness, rmse, observed points)`` when the acquired pose passes the check, else None."""
-        opts = self.options
         info = self.pipeline.catalog.by_class_id(inst.class_id)
         model = self.pipeline.model_geometry(info)
-        rr, cc = np.nonzero(mask & valid_depth(frame.depth_m))
-        if len(rr) < opts.min_pixels:
+        cloud = self._observed(frame, mask & valid_depth(frame.depth_m))
+        if cloud is None:
             return None
-        if len(rr) > opts.follow_points:
-            pick = np.linspace(0, len(rr) - 1, opts.follow_points).astype(np.int64)
-            rr, cc = rr[pick], cc[pick]
-        cloud = geometry.backproject(frame.depth_m, frame.K, rr, cc)
         device = self.pipeline.device
         bank = ModelBank([model])
         obj = torch.zeros(1, dtype=torch.int64, device=device)
@@ -457,11 +446,29 @@ class Tracker:
         _, _, fitness, rmse = icp(bank, obj, source, valid_pts, R, t, 0, self.pipeline.config.icp_options.verify_method)
         evidence = DepthEvidence.build(frame.depth_m, frame.K, [mask], device, CHECK_CELLS)
         _, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, self.pipeline.config.icp_options.verify_tolerance)
-        if float(fitness[0]) < opts.min_fitness or float(coverage[0]) < opts.min_coverage or float(violating[0]) > opts.max_violation:
-            log.debug("acquired %s fails: fitness %.2f, coverage %.2f, violating %.3f", inst.name, float(fitness[0]),
-                      float(coverage[0]), float(violating[0]))
+        if not self._passes(f"acquired {inst.name}", fitness[0], coverage[0], violating[0]):
             return None
         return float(fitness[0]), float(rmse[0]), cloud
+
+    def _observed(self, frame: Frame, pixels: np.ndarray) -> np.ndarray | None:
+        """The camera-frame points ``(N, 3)`` of the ``pixels`` (valid depth), at most
+        ``follow_points`` evenly spread; None when fewer than ``min_pixels``."""
+        rr, cc = np.nonzero(pixels)
+        if len(rr) < self.options.min_pixels:
+            return None
+        if len(rr) > self.options.follow_points:
+            pick = np.linspace(0, len(rr) - 1, self.options.follow_points).astype(np.int64)
+            rr, cc = rr[pick], cc[pick]
+        return geometry.backproject(frame.depth_m, frame.K, rr, cc)
+
+    def _passes(self, what: str, fitness, coverage, violating) -> bool:
+        """The check of a pose against the depth image (:class:`TrackerOptions`)."""
+        opts = self.options
+        fitness, coverage, violating = float(fitness), float(coverage), float(violating)
+        if fitness >= opts.min_fitness and coverage >= opts.min_coverage and violating <= opts.max_violation:
+            return True
+        log.debug("%s fails: fitness %.2f, coverage %.2f, violating %.3f", what, fitness, coverage, violating)
+        return False
 
     def _start_track(self, inst: InstanceResult, mask: np.ndarray, fitness: float, rmse: float, cloud: np.ndarray) -> InstanceResult:
         """A new track, or a recently lost one of the same class near this pose taken up again."""

@@ -34,7 +34,7 @@ from densefusion_ros.icp import (
     IcpOptions, IcpResult, centroid_translation, default_distance, group_rotations, mask_grid,
 )  # fmt: skip
 
-__all__ = ["ModelGeometry", "ModelBank", "padded", "DepthEvidence", "icp", "score_poses", "depth_terms", "verify_instances", "VerifyInput"]
+__all__ = ["ModelGeometry", "ModelBank", "padded", "DepthEvidence", "icp", "score_poses", "score_of_terms", "depth_terms", "verify_instances", "VerifyInput"]
 
 
 def _normals(points: np.ndarray, neighbours: int = 30) -> np.ndarray:
@@ -73,9 +73,8 @@ class ModelGeometry:
     ) -> "ModelGeometry":
         """From ``(M, 3)`` model points: the grid spans the points' box grown by the correspondence
         distance, so every point within that distance of the model falls inside it; about
-        ``cells`` cells along the longest side (at least 1 mm each). With 128 cells (about 1.5 mm
-        for the demo objects) the verification chose as well as with exact nearest points on
-        the tuning splits; 96 cells cost it 1-2 points (models/README.md)."""
+        ``cells`` cells along the longest side (at least 1 mm each; the choice of 128 is in
+        models/README.md)."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         dist = max_distance or default_distance(pts)
         lo, hi = pts.min(axis=0) - dist, pts.max(axis=0) + dist
@@ -295,7 +294,14 @@ def score_poses(
     the mask of instance ``slot [P]``: ``(supported - w * violating) / M + c * coverage``
     (:func:`depth_terms`).
     """
-    supported, violating, coverage = depth_terms(evidence, points, slot, R, t, tolerance, with_coverage=bool(coverage_weight))
+    terms = depth_terms(evidence, points, slot, R, t, tolerance, with_coverage=bool(coverage_weight))
+    return score_of_terms(*terms, violation_weight, coverage_weight)
+
+
+def score_of_terms(
+    supported: torch.Tensor, violating: torch.Tensor, coverage: torch.Tensor, violation_weight: float, coverage_weight: float
+) -> torch.Tensor:
+    """The score from :func:`depth_terms`' parts: ``supported - w * violating + c * coverage``."""
     return supported - violation_weight * violating + coverage_weight * coverage
 
 
@@ -402,7 +408,7 @@ def verify_instances(
     bank = ModelBank([x.model for x in inputs])
     rotations = torch.as_tensor(group_rotations(options.rotation_group, options.init_rotations), dtype=torch.float32, device=device)
     usable = [i for i, x in enumerate(inputs) if len(x.observed) >= 3]
-    coarse = [x.observed[:: max(1, -(-len(x.observed) // max(1, coarse_points)))] for x in inputs]
+    coarse = [_thinned(x.observed, coarse_points) for x in inputs]
     # 1. starts: per instance, turns about the model centre at the network's and the observed centre
     obj_rows, R0s, t0s = [], [], []
     for i in usable:
@@ -427,11 +433,10 @@ def verify_instances(
     slots = torch.as_tensor([inputs[i].slot for i in obj_rows], device=device)
     weights = (options.verify_tolerance, options.verify_violation_weight, options.verify_coverage_weight)
     if options.verify_screen_points > 0:  # 2a. a short ICP of every start on a few points; keep the best few
-        screen = [x.observed[:: max(1, -(-len(x.observed) // options.verify_screen_points))] for x in inputs]
+        screen = [_thinned(x.observed, options.verify_screen_points) for x in inputs]
         source, valid = padded(screen, obj_rows, device)
         R, t, fitness, _ = icp(bank, obj, source, valid, R, t, options.verify_screen_iterations, options.verify_method)
-        score = score_poses(evidence, bank.points[obj], slots, R, t, *weights)
-        score = torch.where(fitness >= options.min_fitness, score, torch.full_like(score, -float("inf")))
+        score = _accepted_scores(evidence, bank, obj, slots, R, t, fitness, options)
         keep = _distinct_per_instance(bank, obj, R, t, score, options.verify_keep, apart=0.005, pool=64)
         if not len(keep):
             return [_unaccepted(x) for x in inputs]
@@ -440,8 +445,7 @@ def verify_instances(
     source, valid = padded(coarse, obj.tolist(), device)
     R, t, fitness, _ = icp(bank, obj, source, valid, R, t, options.max_iterations, options.verify_method)
     # 3. score every accepted result
-    score = score_poses(evidence, bank.points[obj], slots, R, t, *weights)
-    score = torch.where(fitness >= options.min_fitness, score, torch.full_like(score, -float("inf")))
+    score = _accepted_scores(evidence, bank, obj, slots, R, t, fitness, options)
     # 4. climb from the best distinct results of each instance
     picks = _distinct_per_instance(bank, obj, R, t, score, max(1, options.verify_climb))
     if options.verify_climb > 0 and picks.numel():
@@ -464,6 +468,18 @@ def verify_instances(
             Rj, tj = (Rf[j], tf[j]) if accepted else (R[best_rows[j]], t[best_rows[j]])
             results[i] = IcpResult(Rj.double().cpu().numpy(), tj.double().cpu().numpy(), float(ff[j]), float(ef[j]), accepted)
     return [results.get(i) or _unaccepted(x) for i, x in enumerate(inputs)]
+
+
+def _thinned(points: np.ndarray, count: int) -> np.ndarray:
+    """At most about ``count`` of ``points``, evenly strided."""
+    return points[:: max(1, -(-len(points) // max(1, count)))]
+
+
+def _accepted_scores(evidence, bank, obj, slots, R, t, fitness, options: IcpOptions) -> torch.Tensor:
+    """:func:`score_poses` of ICP results, ``-inf`` where ICP's fitness is below ``options.min_fitness``."""
+    weights = (options.verify_tolerance, options.verify_violation_weight, options.verify_coverage_weight)
+    score = score_poses(evidence, bank.points[obj], slots, R, t, *weights)
+    return torch.where(fitness >= options.min_fitness, score, torch.full_like(score, -float("inf")))
 
 
 def _unaccepted(x: VerifyInput) -> IcpResult:

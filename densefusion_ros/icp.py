@@ -88,6 +88,9 @@ class IcpOptions:
             every start first runs ``verify_screen_iterations`` ICP steps on at most
             ``verify_screen_points`` observed points and is scored; only each instance's best
             ``verify_keep`` go on to the full coarse ICP (0 points = no screening: every start does).
+        verify_support_plane: ``"torch"`` backend and the tracker: model points more than
+            ``verify_tolerance`` below the frame's support plane (the table,
+            :func:`densefusion_ros.support_plane.support_plane`) count as violating.
     """
 
     method: Literal["point_to_point", "point_to_plane"] = "point_to_point"
@@ -109,6 +112,7 @@ class IcpOptions:
     verify_screen_points: int = 200
     verify_screen_iterations: int = 10
     verify_keep: int = 8
+    verify_support_plane: bool = True
 
 
 @dataclass

@@ -51,6 +51,7 @@ from densefusion_ros.frame import Frame
 from densefusion_ros.icp import IcpOptions, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses
 from densefusion_ros.models.blocks import fuse_batchnorm
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
+from densefusion_ros.support_plane import support_plane
 from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, observed_points, prepare_instance
 from densefusion_ros.verify import DepthEvidence, ModelGeometry, VerifyInput, verify_instances
 
@@ -719,7 +720,9 @@ class Pipeline:
                 poses[i] = (res.R, res.t, c)
             out.append(res)
         if batched:
-            evidence = DepthEvidence.build(frame.depth_m, frame.K, [items[i].mask for i, _ in batched], self.device)
+            masks = [items[i].mask for i, _ in batched]
+            plane = support_plane(frame.depth_m, frame.K, exclude=np.logical_or.reduce(masks)) if opts.verify_support_plane else None
+            evidence = DepthEvidence.build(frame.depth_m, frame.K, masks, self.device, plane=plane)
             for (i, _), res in zip(batched, verify_instances([x for _, x in batched], evidence, opts)):
                 out[i] = res
                 poses[i] = (res.R, res.t, poses[i][2])

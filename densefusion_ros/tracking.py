@@ -10,10 +10,13 @@ costs several times a camera frame. Objects mostly move little between frames, s
 * **follow** every track: predict its pose with a constant-velocity model (scaled by the
   frames' stamp intervals), take the observed depth points of its class's mask inside the
   predicted silhouette (grown by ``margin_px``), and run a short ICP from the prediction, pulled
-  toward it in the directions the points leave free; all tracks in one batched call;
+  in the directions the points leave free toward the last pose moved by the scene's motion (a
+  track's own velocity would carry drift in those directions forward); all tracks in one batched call;
 * **check** every pose against the depth image (:func:`~densefusion_ros.verify.depth_terms`):
-  ICP fitness, coverage of the object's whole mask component, points the camera sees through. A
-  pose that fails is not published; its track is lost;
+  ICP fitness, coverage of the object's whole mask component, points the camera sees through or
+  that lie below the table (:mod:`~densefusion_ros.support_plane`). A followed pose that fails
+  gets one local verification from its prediction (**recover**); a pose that still fails is not
+  published and its track is lost;
 * **coast**: a lost track moves with the scene's motion (the camera's, for a still scene) and is
   followed again when its object shows where that puts it, with its id: an object that left the
   view or hid behind another returns without an acquisition;
@@ -45,7 +48,8 @@ from densefusion_ros.frame import Frame
 from densefusion_ros.icp import group_rotations
 from densefusion_ros.pipeline import FrameResult, InstanceResult, Pipeline, validate_frame
 from densefusion_ros.sampling import mask_box, valid_depth
-from densefusion_ros.verify import DepthEvidence, ModelBank, depth_terms, icp, padded, score_of_terms
+from densefusion_ros.support_plane import support_plane
+from densefusion_ros.verify import DepthEvidence, ModelBank, VerifyInput, depth_terms, icp, padded, score_of_terms, verify_instances
 
 __all__ = ["Tracker", "TrackerOptions", "Track"]
 
@@ -68,10 +72,10 @@ class TrackerOptions:
         follow_iterations: ICP steps per track and frame.
         margin_px: the predicted silhouette grows by this many pixels before it selects the
             observed points (the motion model's error, in pixels, must stay below it).
-        follow_prior: the follow ICP's pull toward the predicted pose
-            (:func:`~densefusion_ros.verify.icp`'s ``prior``): a view that leaves a direction
-            free (a mug with its handle hidden turns freely about its axis) keeps the motion
-            model's guess there instead of drifting.
+        follow_prior: the follow ICP's pull (:func:`~densefusion_ros.verify.icp`'s ``prior``)
+            toward the last pose moved by the scene's motion: a view that leaves a direction
+            free (a mug with its handle hidden turns freely about its axis) keeps the object's
+            last turn there instead of drifting.
         velocity_damping: the constant-velocity prediction moves by this share of the last
             frame-to-frame motion, scaled by the ratio of the frames' intervals when they carry
             stamps (0 = predict no motion).
@@ -90,6 +94,8 @@ class TrackerOptions:
             is followed again when its object shows where the coasting puts it, and its id is
             given back to an object of its class acquired within one model diameter of it.
         retry_frames: the longest wait of a class between failed acquisitions (frames).
+        recover: a followed track whose pose fails the check gets one local verification
+            (ICP and the score's climb from its predicted pose) before it is lost.
     """
 
     acquire_per_frame: int = 1
@@ -107,6 +113,7 @@ class TrackerOptions:
     recheck_margin: float = 0.5
     reuse_lost_frames: int = 90
     retry_frames: int = 15
+    recover: bool = True
 
 
 @dataclass
@@ -164,6 +171,7 @@ class Tracker:
         self._reacquired_at: list[float] = []
         self._scene_motion: tuple[np.ndarray, np.ndarray] = (np.eye(3), np.zeros(3))
         self._last_stamp, self._interval, self._motion_scale = 0.0, None, 1.0
+        self._plane: np.ndarray | None = None  # this frame's support plane (support_plane)
         self._backoff: dict[int, tuple[int, int]] = {}  # class id -> (failed acquisitions in a row, next try's frame)
 
     # ------------------------------------------------------------------------------------------
@@ -183,7 +191,11 @@ class Tracker:
         self._frame_index += 1
         self._motion_scale = self._interval_ratio(float(frame.stamp))
         with torch.inference_mode():
-            components = {c: cv2.connectedComponents(m.astype(np.uint8), connectivity=8) for c, m in self._class_masks(frame, result).items()}
+            masks = self._class_masks(frame, result)
+            components = {c: cv2.connectedComponents(m.astype(np.uint8), connectivity=8) for c, m in masks.items()}
+            self._plane = None
+            if self.pipeline.config.icp_options.verify_support_plane:
+                self._plane = support_plane(frame.depth_m, frame.K, exclude=np.logical_or.reduce(list(masks.values())) if masks else None)
             t_seg = time.perf_counter()
             published = self._follow(frame, components)
             t_follow = time.perf_counter()
@@ -249,6 +261,8 @@ class Tracker:
         self.tracks = [tr for tr in self.tracks if tr.state == "tracking" or now - tr.lost_at <= opts.reuse_lost_frames]
         rows, regions, clouds = [], [], []
         valid = valid_depth(frame.depth_m)
+        anchors = []
+        scene_R, scene_t = _damped(*self._scene_motion, opts.velocity_damping * self._motion_scale)
         for tr in self.tracks:
             dR, dt = tr.velocity if tr.state == "tracking" else self._scene_motion
             Rp, tp = _damped(dR, dt, opts.velocity_damping * self._motion_scale)
@@ -260,6 +274,7 @@ class Tracker:
                 self._lose(tr, R_pred, t_pred)
                 continue
             rows.append((tr, R_pred, t_pred))
+            anchors.append((scene_R @ tr.R, scene_R @ tr.t + scene_t))
             regions.append(object_region)
             clouds.append(cloud)
         if not rows:
@@ -272,11 +287,16 @@ class Tracker:
         source, valid_pts = padded(clouds, list(range(len(clouds))), device)
         R0 = torch.as_tensor(np.stack([r for _, r, _ in rows]), dtype=torch.float32, device=device)
         t0 = torch.as_tensor(np.stack([t for _, _, t in rows]), dtype=torch.float32, device=device)
-        R, t, fitness, rmse = icp(bank, obj, source, valid_pts, R0, t0, opts.follow_iterations, icp_opts.verify_method, prior=opts.follow_prior)
-        evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, device, CHECK_CELLS)
+        anchor = tuple(torch.as_tensor(np.stack(a), dtype=torch.float32, device=device) for a in zip(*anchors))
+        R, t, fitness, rmse = icp(
+            bank, obj, source, valid_pts, R0, t0, opts.follow_iterations, icp_opts.verify_method, prior=opts.follow_prior, anchor=anchor
+        )
+        evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, device, CHECK_CELLS, self._plane)
         supported, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, icp_opts.verify_tolerance)
         found = dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=supported, violating=violating, coverage=coverage)
         turned = self._recheck(rows, bank, evidence, source, valid_pts, found) if opts.recheck_turns else None
+        if opts.recover:
+            self._recover(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found)
         R, t, fitness, rmse, coverage, violating = (found[k] for k in ("R", "t", "fitness", "rmse", "coverage", "violating"))
         out, motions = [], []
         R_np, t_np = R.double().cpu().numpy(), t.double().cpu().numpy()
@@ -365,12 +385,44 @@ class Tracker:
         scores = torch.where(fit >= self.options.min_fitness, scores, torch.full_like(scores, -float("inf")))
         current = float(score_of_terms(found["supported"][j], found["violating"][j], found["coverage"][j], *w))
         k = int(scores.argmax())
+        log.debug("track %d (%s) turn re-check: %.2f, best turn %.2f", rows[j][0].track_id, rows[j][0].info.name, current, float(scores[k]))
         if float(scores[k]) <= current + self.options.recheck_margin:
             return None
-        for key, value in (("R", Rr), ("t", tr_), ("fitness", fit), ("rmse", rmse), ("supported", sup), ("violating", vio), ("coverage", cov)):
-            found[key] = found[key].clone()
-            found[key][j] = value[k]
+        _set_row(found, j, dict(R=Rr, t=tr_, fitness=fit, rmse=rmse, supported=sup, violating=vio, coverage=cov), k)
         return j
+
+    def _recover(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> None:
+        """Followed tracks whose pose fails the check get one local verification from their
+        predicted pose (:func:`~densefusion_ros.verify.verify_instances` with that single start:
+        ICP, then the score's climb); a result that passes replaces the pose in ``found``. A track
+        that the follow ICP slid off its object (a partly hidden mug turned a few degrees) keeps
+        its id and its turn, where a fresh acquisition could pick a view's twin (the mug upside
+        down, when neither its top nor its bottom shows)."""
+        icp_opts = self.pipeline.config.icp_options
+        failing = [
+            j for j, (tr, _, _) in enumerate(rows)
+            if tr.state == "tracking" and not self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j])
+        ]  # fmt: skip
+        if not failing:
+            return
+        device = self.pipeline.device
+        local = DepthEvidence.build(frame.depth_m, frame.K, [regions[j] for j in failing], device, plane=self._plane)
+        inputs = [
+            VerifyInput(self.pipeline.model_geometry(rows[j][0].info), clouds[j], rows[j][1], rows[j][2], slot=k)
+            for k, j in enumerate(failing)
+        ]
+        options = replace(icp_opts, init_rotations=1, verify_centroid_starts=False, verify_screen_points=0, verify_climb=1)
+        results = verify_instances(inputs, local, options)
+        idx = torch.as_tensor(failing, device=device)
+        R = torch.as_tensor(np.stack([r.R for r in results]), dtype=torch.float32, device=device)
+        t = torch.as_tensor(np.stack([r.t for r in results]), dtype=torch.float32, device=device)
+        _, _, fitness, rmse = icp(bank, idx, source[idx], valid_pts[idx], R, t, 0, icp_opts.verify_method)
+        sup, vio, cov = depth_terms(evidence, bank.points[idx], idx, R, t, icp_opts.verify_tolerance)
+        for k, j in enumerate(failing):
+            recovered = results[k].accepted and self._passes(None, fitness[k], cov[k], vio[k])
+            log.debug("track %d (%s) %s", rows[j][0].track_id, rows[j][0].info.name, "recovered" if recovered else "not recovered")
+            if recovered:
+                _set_row(found, j, dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=sup, violating=vio, coverage=cov), k)
 
     def _lose(self, tr: Track, R: np.ndarray, t: np.ndarray) -> None:
         """Not followed this frame: a followed track becomes lost; either way it coasts to ``(R, t)``."""
@@ -444,7 +496,7 @@ class Tracker:
         R = torch.as_tensor(inst.R[None], dtype=torch.float32, device=device)
         t = torch.as_tensor(inst.t[None], dtype=torch.float32, device=device)
         _, _, fitness, rmse = icp(bank, obj, source, valid_pts, R, t, 0, self.pipeline.config.icp_options.verify_method)
-        evidence = DepthEvidence.build(frame.depth_m, frame.K, [mask], device, CHECK_CELLS)
+        evidence = DepthEvidence.build(frame.depth_m, frame.K, [mask], device, CHECK_CELLS, self._plane)
         _, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, self.pipeline.config.icp_options.verify_tolerance)
         if not self._passes(f"acquired {inst.name}", fitness[0], coverage[0], violating[0]):
             return None
@@ -461,13 +513,15 @@ class Tracker:
             rr, cc = rr[pick], cc[pick]
         return geometry.backproject(frame.depth_m, frame.K, rr, cc)
 
-    def _passes(self, what: str, fitness, coverage, violating) -> bool:
-        """The check of a pose against the depth image (:class:`TrackerOptions`)."""
+    def _passes(self, what: str | None, fitness, coverage, violating) -> bool:
+        """The check of a pose against the depth image (:class:`TrackerOptions`); a failure is
+        logged (debug) as ``what`` unless that is None."""
         opts = self.options
         fitness, coverage, violating = float(fitness), float(coverage), float(violating)
         if fitness >= opts.min_fitness and coverage >= opts.min_coverage and violating <= opts.max_violation:
             return True
-        log.debug("%s fails: fitness %.2f, coverage %.2f, violating %.3f", what, fitness, coverage, violating)
+        if what is not None:
+            log.debug("%s fails: fitness %.2f, coverage %.2f, violating %.3f", what, fitness, coverage, violating)
         return False
 
     def _start_track(self, inst: InstanceResult, mask: np.ndarray, fitness: float, rmse: float, cloud: np.ndarray) -> InstanceResult:
@@ -499,6 +553,13 @@ class Tracker:
             num_points=len(cloud), mask=mask if self.pipeline.config.keep_masks else None,
             icp_fitness=fitness, icp_rmse=rmse, track_id=tr.track_id,
         )  # fmt: skip
+
+
+def _set_row(found: dict[str, torch.Tensor], j: int, values: dict[str, torch.Tensor], k: int) -> None:
+    """Row ``j`` of each of ``found``'s tensors (one row per track) becomes row ``k`` of ``values``'."""
+    for key, value in values.items():
+        found[key] = found[key].clone()
+        found[key][j] = value[k]
 
 
 def _damped(dR: np.ndarray, dt: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:

@@ -145,6 +145,7 @@ def icp(
     method: str = "point_to_plane",
     tolerance: float = 1e-6,
     prior: float = 0.0,
+    anchor: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batched ICP of observed points onto their models, from the poses ``(R, t)``.
 
@@ -158,6 +159,7 @@ def icp(
             share of the data term's mean curvature (per rotation and per translation axis). It
             holds the directions that the points leave free (a cylinder's turn about its axis)
             where the start put them, and barely moves the others (0 = plain ICP).
+        anchor: ``([B,3,3], [B,3])`` poses that ``prior`` pulls toward instead of the start.
 
     Returns:
         ``(R, t, fitness, rmse)``: the refined poses, the share of valid points with a model point
@@ -166,7 +168,11 @@ def icp(
         lookup's cell size in which model point is nearest.
     """
     A, b = R.transpose(1, 2).clone(), -(R.transpose(1, 2) @ t[..., None])[..., 0]  # camera -> object
-    A0, b0 = A.clone(), b.clone()
+    if anchor is None:
+        A0, b0 = A.clone(), b.clone()
+    else:
+        A0 = anchor[0].transpose(1, 2)
+        b0 = -(A0 @ anchor[1][..., None])[..., 0]
     limit = bank.max_distance[obj, None]
     active = torch.arange(len(obj), device=obj.device)  # rows still moving
     for _ in range(iterations):
@@ -243,6 +249,8 @@ class DepthEvidence:
         grid_origin: ``[S,2]`` the mask grids' ``(row0, col0)``; ``grid_cell [S]`` their cell sizes;
             ``grid_shape [S,2]`` their sizes; ``occupied [S,GH,GW]`` float, zero-padded;
             ``occupied_count [S]`` (see :func:`~densefusion_ros.icp.mask_grid`).
+        plane: ``[4]`` the support plane ``(n, d)`` (:func:`~densefusion_ros.support_plane.support_plane`),
+            or None: model points below it count as violating in :func:`depth_terms`.
     """
 
     signed_depth: torch.Tensor
@@ -252,13 +260,21 @@ class DepthEvidence:
     grid_shape: torch.Tensor
     occupied: torch.Tensor
     occupied_count: torch.Tensor
+    plane: torch.Tensor | None = None
 
     @classmethod
     def build(
-        cls, depth_m: np.ndarray, K: np.ndarray, masks: list[np.ndarray], device: torch.device | str, cells: int = 1024
+        cls,
+        depth_m: np.ndarray,
+        K: np.ndarray,
+        masks: list[np.ndarray],
+        device: torch.device | str,
+        cells: int = 1024,
+        plane: np.ndarray | None = None,
     ) -> "DepthEvidence":
         """From a depth image ``(H, W)`` (metres), ``K (3, 3)`` and one ``(H, W)`` mask per instance,
-        each on a coverage grid of about ``cells`` cells (:func:`~densefusion_ros.icp.mask_grid`)."""
+        each on a coverage grid of about ``cells`` cells (:func:`~densefusion_ros.icp.mask_grid`),
+        and the frame's support plane ``(4,)`` or None."""
         depth = np.nan_to_num(np.asarray(depth_m, np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
         grids = [mask_grid(np.asarray(m, bool), cells) for m in masks]
         GH = max([g[3].shape[0] for g in grids if g is not None], default=1)
@@ -275,6 +291,7 @@ class DepthEvidence:
             signed_depth=on(signed), K=torch.as_tensor(np.asarray(K), dtype=torch.float32, device=device),
             grid_origin=on(origin), grid_cell=on(cell), grid_shape=on(shape),
             occupied=on(occupied), occupied_count=on(occupied.reshape(len(masks), -1).sum(-1)),
+            plane=None if plane is None else torch.as_tensor(np.asarray(plane), dtype=torch.float32, device=device),
         )  # fmt: skip
 
 
@@ -317,7 +334,8 @@ def depth_terms(
     """The parts of the depth check, each ``[P]``: the shares of the ``M`` posed model points
     that are *supported* (inside the slot's mask, within ``tolerance`` of the measured depth) and
     *violating* (more than ``tolerance`` in front of a measured depth: the camera sees through
-    them), and the mask's *coverage* by supported points (zeros when not ``with_coverage``).
+    them; or more than ``tolerance`` below the evidence's support plane), and the mask's
+    *coverage* by supported points (zeros when not ``with_coverage``).
     Points behind the surface and without a reading count for nothing."""
     KR = evidence.K @ R  # [P,3,3]: object points straight to homogeneous pixels (u z, v z, z)
     Xp = points @ KR.transpose(1, 2) + (evidence.K @ t[..., None])[:, None, :, 0]
@@ -334,6 +352,10 @@ def depth_terms(
     measured = inside & (signed != 0)
     supported = measured & (signed > 0) & ((z - d).abs() < tolerance)
     violating = measured & (z < d - tolerance)
+    if evidence.plane is not None:  # height above the plane: n . (R p + t) + d = p . (R^T n) + (n . t + d)
+        n = evidence.plane[:3]
+        height = points @ (R.transpose(1, 2) @ n)[..., None] + (t @ n + evidence.plane[3])[:, None, None]
+        violating = violating | (height[..., 0] < -tolerance)
     M = points.shape[1]
     coverage = _coverage(evidence, slot, u, v, supported) if with_coverage else torch.zeros(len(slot), device=z.device)
     return supported.sum(-1) / M, violating.sum(-1) / M, coverage

@@ -140,3 +140,21 @@ def test_a_wrong_turn_is_corrected_by_the_turn_recheck_and_the_track_kept(setup)
         right.append(_close(res.instances[0], R, t))
     assert right[1:] == [True] * 4, right  # right from the second frame on (measured: from the second)
     assert tracker.stats()["acquisitions"] == 1  # corrected while followed, not acquired again
+
+
+def test_a_track_that_slides_off_is_recovered_in_place_not_acquired_again(setup):
+    """Without its follow ICP (0 steps) a track stays at its prediction, which a sudden turn leaves
+    failing the check: the local verification from the prediction finds the pose again and the
+    track goes on under its id, with no acquisition; without ``recover`` it is lost instead."""
+    pipeline, surface = setup
+    for recover in (True, False):
+        tracker = Tracker(pipeline, follow_iterations=0, recheck_turns=False, recover=recover)
+        R, t = _pose(0)
+        assert [i.track_id for i in tracker(_frame(surface, [(R, t)])).instances] == [0]
+        turned = Rotation.from_euler("z", 12, degrees=True).as_matrix() @ R
+        res = tracker(_frame(surface, [(turned, t)]))
+        if recover:
+            assert [i.track_id for i in res.instances] == [0] and _close(res.instances[0], turned, t)
+            assert res.timings_ms["estimator"] == 0 and tracker.stats()["acquisitions"] == 1
+        else:
+            assert tracker.stats()["reacquisitions"] + tracker.stats()["lost"] == 1  # lost, maybe acquired again

@@ -88,6 +88,10 @@ class IcpOptions:
             every start first runs ``verify_screen_iterations`` ICP steps on at most
             ``verify_screen_points`` observed points and is scored; only each instance's best
             ``verify_keep`` go on to the full coarse ICP (0 points = no screening: every start does).
+        verify_climb_margin: ``"torch"`` backend: an object whose best coarse result leads its
+            second-best distinct one by more than this score does not climb (its best goes
+            straight to the final ICP); only near-ties, where the climb decides, pay for it
+            (0 = every object climbs).
         verify_support_plane: ``"torch"`` backend and the tracker: model points more than
             ``verify_tolerance`` below the frame's support plane (the table,
             :func:`densefusion_ros.support_plane.support_plane`) count as violating.
@@ -113,6 +117,7 @@ class IcpOptions:
     verify_screen_iterations: int = 10
     verify_keep: int = 8
     verify_support_plane: bool = True
+    verify_climb_margin: float = 0.0
 
 
 @dataclass

@@ -411,7 +411,8 @@ class Tracker:
             VerifyInput(self.pipeline.model_geometry(rows[j][0].info), clouds[j], rows[j][1], rows[j][2], slot=k)
             for k, j in enumerate(failing)
         ]
-        options = replace(icp_opts, init_rotations=1, verify_centroid_starts=False, verify_screen_points=0, verify_climb=1)
+        one_start = dict(init_rotations=1, verify_centroid_starts=False, verify_screen_points=0)
+        options = replace(icp_opts, **one_start, verify_climb=1, verify_climb_margin=0.0)  # the start always climbs
         results = verify_instances(inputs, local, options)
         idx = torch.as_tensor(failing, device=device)
         R = torch.as_tensor(np.stack([r.R for r in results]), dtype=torch.float32, device=device)

@@ -12,7 +12,8 @@ compare against), for all instances of a frame at once:
    screening ICP of every start on ``verify_screen_points`` points;
 3. **score** every result against the depth image and mask (:func:`score_poses`);
 4. **climb**: the best ``verify_climb`` distinct results of each instance climb the score by
-   coordinate ascent over turns and shifts, each move scored for all candidates in one call;
+   coordinate ascent over turns and shifts, each move scored for all candidates in one call
+   (only instances whose best two are within ``verify_climb_margin``: near-ties);
 5. **final ICP** of each instance's best climbed pose on all its observed points.
 
 Nearest model points come from a voxel lookup built once per object (:class:`ModelGeometry`):
@@ -470,9 +471,11 @@ def verify_instances(
     score = _accepted_scores(evidence, bank, obj, slots, R, t, fitness, options)
     # 4. climb from the best distinct results of each instance
     picks = _distinct_per_instance(bank, obj, R, t, score, max(1, options.verify_climb))
-    if options.verify_climb > 0 and picks.numel():
-        R_c, t_c, s_c = _climb(evidence, bank, obj[picks], slots[picks], R[picks], t[picks], score[picks], weights, max_sweeps)
-        R, t, score, obj_c = R_c, t_c, s_c, obj[picks]
+    climbing, clear = (_near_ties(obj, score, picks, options.verify_climb_margin) if options.verify_climb_margin > 0
+                       else (picks, picks[:0]))  # fmt: skip
+    if options.verify_climb > 0 and climbing.numel():
+        R_c, t_c, s_c = _climb(evidence, bank, obj[climbing], slots[climbing], R[climbing], t[climbing], score[climbing], weights, max_sweeps)
+        R, t, score, obj_c = (torch.cat([a, b[clear]]) for a, b in ((R_c, R), (t_c, t), (s_c, score), (obj[climbing], obj)))
     else:
         R, t, score, obj_c = R[picks], t[picks], score[picks], obj[picks]
     # 5. final ICP of each instance's best pose on all its observed points
@@ -533,6 +536,21 @@ def _distinct_per_instance(
                     break
         picks += rows[taken].tolist()
     return torch.as_tensor(picks, dtype=torch.int64, device=obj.device)
+
+
+def _near_ties(obj: torch.Tensor, score: torch.Tensor, picks: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``picks`` (each instance's distinct best results, best first) split into those that climb
+    (every pick of an instance whose best leads its second by at most ``margin``) and the best
+    result of each instance with a clear lead, which does not."""
+    climbing, clear = [], []
+    for i in torch.unique(obj[picks]).tolist():
+        rows = picks[obj[picks] == i]
+        if len(rows) > 1 and float(score[rows[0]] - score[rows[1]]) <= margin:
+            climbing += rows.tolist()
+        else:
+            clear.append(int(rows[0]))
+    as_rows = lambda r: torch.as_tensor(r, dtype=torch.int64, device=picks.device)  # noqa: E731
+    return as_rows(climbing), as_rows(clear)
 
 
 def _climb(evidence, bank, obj, slot, R, t, score, weights, max_sweeps):

@@ -114,3 +114,26 @@ def test_no_accepted_start_keeps_the_input_pose(chair):
     res, res_few = verify_instances([VerifyInput(geometry, far, R0, t0, 0), VerifyInput(geometry, few, R0, t0, 0)], evidence, IcpOptions(max_distance=0.015))
     assert not res_few.accepted and np.allclose(res_few.t, t0)
     assert (not res.accepted and np.allclose(res.t, t0)) or res.fitness >= IcpOptions().min_fitness
+
+
+def test_only_near_ties_climb(chair, monkeypatch):
+    """With ``verify_climb_margin`` an instance whose best coarse result leads clearly skips the
+    climb and still ends right; with margin 0 every instance climbs, to the same pose."""
+    import densefusion_ros.verify as verify
+
+    model, _ = chair
+    R_gt, t_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix(), np.array([0.0, -0.01, 0.5])
+    depth, (mask,), (obs,) = _scene(chair, [(R_gt, t_gt)])
+    geometry = ModelGeometry.build(model, 0.015, "cpu")
+    evidence = DepthEvidence.build(depth.astype(np.float32), K, [mask], "cpu")
+    R0 = Rotation.from_euler("xyz", [4, -3, 2], degrees=True).as_matrix() @ R_gt
+    climbed = []
+    real_climb = verify._climb
+    monkeypatch.setattr(verify, "_climb", lambda *a, **k: climbed.append(len(a[2])) or real_climb(*a, **k))
+    results = {}
+    for margin in (1.0, 0.0):
+        (res,) = verify_instances([VerifyInput(geometry, obs, R0, t_gt, 0)], evidence, IcpOptions(max_distance=0.015, verify_climb_margin=margin))
+        results[margin] = res
+        assert res.accepted and _angle(res.R, R_gt) < 2.0 and np.linalg.norm(res.t - t_gt) < 3e-3
+    assert len(climbed) == 1 and 2 <= climbed[0] <= IcpOptions().verify_climb, "only the margin-0 run climbed, its distinct results"
+    assert _angle(results[1.0].R, results[0.0].R) < 1.0

@@ -6,7 +6,7 @@ Example ``config/objects/demo.yaml``::
       - name: duck
         class_id: 1            # label value in masks and BOP obj_id (0 is background)
         index: 0               # the network's object index (default: position in the list)
-        mesh: pybullet_data://duck.obj   # or a path relative to this YAML file
+        mesh: pybullet_data://duck.obj   # or a path relative to this YAML file; ${VAR} is expanded
         scale: 0.001           # mesh units -> metres, scalar or [sx, sy, sz]
         symmetric: false       # ADD-S instead of ADD in losses and metrics
         diameter: 0.12         # metres; computed from the mesh when absent
@@ -17,6 +17,8 @@ Units: everything the catalog returns is in metres, in the object frame of the s
 from __future__ import annotations
 
 import functools
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,12 +30,22 @@ PYBULLET_DATA = "pybullet_data://"
 
 
 def resolve_mesh_path(mesh: str, base_dir: Path) -> Path:
-    """A mesh path: ``pybullet_data://x`` is looked up in the installed pybullet_data package."""
+    """A mesh path: ``pybullet_data://x`` is looked up in the installed pybullet_data package;
+    ``${VAR}`` and ``~`` are expanded (``${YCB_VIDEO_MODELS}/025_mug/textured.obj``: where the
+    user keeps a dataset's models); a relative path is relative to the catalog's folder.
+
+    Raises:
+        ValueError: the path names an environment variable that is not set.
+    """
     if mesh.startswith(PYBULLET_DATA):
         import pybullet_data
 
         return Path(pybullet_data.getDataPath()) / mesh[len(PYBULLET_DATA):]
-    path = Path(mesh).expanduser()
+    expanded = os.path.expandvars(mesh)
+    if "$" in expanded:
+        missing = re.findall(r"\$\{?(\w+)", expanded)
+        raise ValueError(f"mesh {mesh!r}: set the environment variable {missing[0]} (the folder of these meshes)")
+    path = Path(expanded).expanduser()
     return path if path.is_absolute() else (base_dir / path)
 
 

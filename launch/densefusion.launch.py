@@ -12,17 +12,24 @@ from launch_ros.actions import Node
 def generate_launch_description():
     share = get_package_share_directory("densefusion_ros")
     return LaunchDescription([
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="the node's namespace (robot1: /robot1/densefusion/poses, TF frames robot1/<id>)"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "densefusion.yaml"),
-                              description="densefusion_node parameters"),
+                              description="densefusion_node parameters (keyed /**: they apply in any namespace)"),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda:N"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="stamps and input ages on /clock (bag replay)"),
+        DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
         DeclareLaunchArgument("camera_namespace", default_value="/camera/camera",
                               description="namespace of the realsense2_camera topics"),
         Node(
             package="densefusion_ros",
             executable="densefusion_node",
             name="densefusion",
+            namespace=LaunchConfiguration("namespace"),
             output="screen",
-            parameters=[LaunchConfiguration("params_file"), {"device": LaunchConfiguration("device")}],
+            parameters=[LaunchConfiguration("params_file"),
+                        {"device": LaunchConfiguration("device"), "use_sim_time": LaunchConfiguration("use_sim_time")}],
+            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
             remappings=[
                 ("/camera/camera/color/image_raw", [LaunchConfiguration("camera_namespace"), "/color/image_raw"]),
                 ("/camera/camera/color/camera_info", [LaunchConfiguration("camera_namespace"), "/color/camera_info"]),

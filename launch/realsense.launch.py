@@ -22,9 +22,17 @@ def generate_launch_description():
         DeclareLaunchArgument("rviz", default_value="true", description="start rviz2 with config/densefusion.rviz"),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda:N"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "densefusion.yaml")),
+        DeclareLaunchArgument("namespace", default_value="", description="densefusion_node's namespace (and TF prefix)"),
+        DeclareLaunchArgument("log_level", default_value="info", description="densefusion_node's log level"),
+        DeclareLaunchArgument("camera_name", default_value="camera", description="realsense2_camera's camera_name"),
+        DeclareLaunchArgument("camera_namespace", default_value="camera", description="realsense2_camera's camera_namespace"),
+        DeclareLaunchArgument("serial_no", default_value="''", description="realsense2_camera's serial_no ('' = the first camera)"),
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(os.path.join(realsense, "launch", "rs_launch.py")),
             launch_arguments={
+                "camera_name": LaunchConfiguration("camera_name"),
+                "camera_namespace": LaunchConfiguration("camera_namespace"),
+                "serial_no": LaunchConfiguration("serial_no"),
                 "align_depth.enable": "true",
                 "enable_sync": "true",
                 "rgb_camera.color_profile": "640,480,30",
@@ -33,7 +41,11 @@ def generate_launch_description():
         ),
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(os.path.join(share, "launch", "densefusion.launch.py")),
-            launch_arguments={"params_file": LaunchConfiguration("params_file"), "device": LaunchConfiguration("device")}.items(),
+            launch_arguments={
+                "params_file": LaunchConfiguration("params_file"), "device": LaunchConfiguration("device"),
+                "namespace": LaunchConfiguration("namespace"), "log_level": LaunchConfiguration("log_level"),
+                "camera_namespace": ["/", LaunchConfiguration("camera_namespace"), "/", LaunchConfiguration("camera_name")],
+            }.items(),
         ),
         Node(
             package="rviz2", executable="rviz2", name="rviz2", output="screen",

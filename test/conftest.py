@@ -50,6 +50,25 @@ def ros_env(tmp_path_factory) -> dict[str, str]:
     return local_ros_env(domain_id=domain, log_dir=tmp_path_factory.mktemp("ros_log"))
 
 
+@pytest.fixture(scope="module")
+def rclpy_context(tmp_path_factory):
+    """An rclpy context in this process with the tests' ROS environment (as ``ros_env``), for
+    in-process node tests; shut down after the module."""
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    domain = 1 + (os.getpid() * 13 + next(_domains) * 37) % 200
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in local_ros_env(domain_id=domain, log_dir=tmp_path_factory.mktemp("ros_log")).items():
+            mp.setenv(k, v)
+        context = rclpy.Context()
+        rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            yield context
+        finally:
+            rclpy.try_shutdown(context=context)
+
+
 def spawn(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
     """Start ``python args...`` as a separate process with ``env``; output is captured as text."""
     return subprocess.Popen(

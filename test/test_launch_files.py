@@ -99,13 +99,16 @@ def test_launch_file_names_only_what_exists(path):
         assert executable in scripts, f"{executable} is not a console script of setup.py"
         module = scripts[executable]
         if module == "densefusion_ros.ros.node":
-            assert _eval(_kw(call, "name"), {}) == yaml_node, "node name must match the YAML's top-level key"
+            assert yaml_node == "/**", "the YAML must apply under any node name and namespace"
             for p in _kw(call, "parameters").elts:
                 if isinstance(p, ast.Dict):
-                    unknown = set(_eval(p, {k: v or "x" for k, v in declared.items()})) - set(yaml_body["ros__parameters"])
+                    given = set(_eval(p, {k: v or "x" for k, v in declared.items()}))
+                    unknown = given - set(yaml_body["ros__parameters"]) - {"use_sim_time"}  # rclpy's own
                     assert not unknown, f"undeclared parameters {unknown}"
         arguments = _kw(call, "arguments")
-        options = [e.value for e in (arguments.elts if arguments else []) if isinstance(e, ast.Constant) and str(e.value).startswith("--")]
+        items = [e.value if isinstance(e, ast.Constant) else None for e in (arguments.elts if arguments else [])]
+        items = items[: items.index("--ros-args")] if "--ros-args" in items else items  # ROS's own options follow
+        options = [e for e in items if isinstance(e, str) and e.startswith("--")]
         if options:
             helptext = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60).stdout
             assert all(o in helptext for o in options), (options, helptext)
@@ -124,18 +127,24 @@ def test_launch_file_names_only_what_exists(path):
 def test_realsense_launch_turns_on_aligned_depth():
     tree = ast.parse((REPO / "launch" / "realsense.launch.py").read_text())
     include = next(c for c in _calls(tree, "IncludeLaunchDescription") if "rs_launch.py" in ast.unparse(c))
-    args = _eval(_kw(include, "launch_arguments").func.value, {})
+    args = _eval(_kw(include, "launch_arguments").func.value, dict(_declared(tree)))
     assert args["align_depth.enable"] == "true"
+    assert {"camera_name", "camera_namespace", "serial_no"} <= set(args), "the camera's own arguments pass through"
 
 
-def _launch_node_argv(camera_namespace: str) -> tuple[str, list[str]]:
+def _launch_node_argv(camera_namespace: str, **launch_args: str) -> tuple[str, list[str]]:
     """The command line ``ros2 launch densefusion_ros densefusion.launch.py`` gives the node."""
     tree = ast.parse((REPO / "launch" / "densefusion.launch.py").read_text())
     args = dict(_declared(tree))
-    args.update(camera_namespace=camera_namespace, device="cpu")
+    args.update(camera_namespace=camera_namespace, device="cpu", **launch_args)
     (node,) = _calls(tree, "Node")
     name = _eval(_kw(node, "name"), args)
     argv = ["-m", _console_scripts()[_eval(_kw(node, "executable"), args)], "--ros-args", "-r", f"__node:={name}"]
+    namespace = _eval(_kw(node, "namespace"), args)
+    if namespace:
+        argv += ["-r", f"__ns:=/{namespace.strip('/')}"]
+    arguments = [_eval(a, args) for a in _kw(node, "arguments").elts]
+    argv += arguments[arguments.index("--ros-args") + 1 :]
     for p in _kw(node, "parameters").elts:
         value = _eval(p, args)
         if isinstance(value, dict):
@@ -169,7 +178,7 @@ def test_launched_node_serves_the_rviz_config(ros_env):
     rviz = yaml.safe_load((REPO / "config" / "densefusion.rviz").read_text())
     displays = [d for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d]
     assert len(displays) >= 5
-    color_default = _node_yaml()["densefusion"]["ros__parameters"]["color_topic"]
+    color_default = _node_yaml()["/**"]["ros__parameters"]["color_topic"]
     for d in displays:
         topic = d["Topic"]["Value"]
         if topic == color_default:
@@ -177,3 +186,25 @@ def test_launched_node_serves_the_rviz_config(ros_env):
         assert pubs.get(topic) == [RVIZ_TYPES[d["Class"]]], (topic, pubs)
     assert "/tf" in pubs
     assert pubs.get("/densefusion/debug/pipeline_time_ms") == ["std_msgs/msg/Float64"], pubs
+
+
+def test_launched_in_a_namespace_the_node_applies_its_yaml(ros_env, tmp_path):
+    """``namespace:=robot1`` with a parameter file of the shipped form (keyed ``/**``) whose colour
+    topic differs: the node's outputs live under /robot1/densefusion and it subscribes to the
+    file's colour topic, so the file's values reached the namespaced node."""
+    params = _node_yaml()
+    params["/**"]["ros__parameters"]["color_topic"] = "/robot1/cam/color/image_raw"
+    params_file = tmp_path / "robot1.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    name, argv = _launch_node_argv("/cam2", namespace="robot1", params_file=str(params_file), log_level="warn")
+    node = spawn(argv + ["-p", "torch_threads:=1"], ros_env)
+    try:
+        probe = spawn(["test/nodes/graph_probe.py", name, "/robot1", "120"], ros_env)
+        graph = json.loads(probe.communicate(timeout=180)[0].strip().splitlines()[-1])
+    finally:
+        node.terminate()
+        log = node.communicate(timeout=30)[0]
+    assert "error" not in graph, graph["error"] + "\n" + log
+    assert graph["subscribers"].get("/robot1/cam/color/image_raw") == ["sensor_msgs/msg/Image"], graph["subscribers"]
+    assert graph["publishers"].get("/robot1/densefusion/poses") == ["geometry_msgs/msg/PoseArray"], graph["publishers"]
+    assert "ready:" not in log, "log_level warn hides the info lines"

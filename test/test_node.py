@@ -134,7 +134,7 @@ def test_yaml_sets_every_declared_parameter():
     from densefusion_ros.resources import share_path
     from densefusion_ros.ros.node import PARAMETERS
 
-    params = yaml.safe_load(share_path("config", "densefusion.yaml").read_text())["densefusion"]["ros__parameters"]
+    params = yaml.safe_load(share_path("config", "densefusion.yaml").read_text())["/**"]["ros__parameters"]
     assert set(params) == set(PARAMETERS)
     for name, value in params.items():
         assert type(value) is type(PARAMETERS[name][0]), name

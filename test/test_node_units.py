@@ -1,41 +1,40 @@
 """The node's fault handlers, in-process: CUDA OOM, invalid poses, checks before the slot, drop log, sync status."""
 
-import os
 import time
 
 import numpy as np
 import pytest
-import rclpy
 import torch
 from rclpy.parameter import Parameter
-from rclpy.signals import SignalHandlerOptions
 
 from densefusion_ros.pipeline import FrameResult, InstanceResult
 from densefusion_ros.ros import process, synthetic
 from densefusion_ros.ros.diagnostics import ERROR, OK, DropLog, SyncStatus
-from densefusion_ros.ros.env import local_ros_env
 from densefusion_ros.ros.node import DenseFusionNode, valid_pose
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("units")
-    models = synthetic.make_random_models(tmp)
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in local_ros_env(domain_id=1 + (os.getpid() * 13 + 151) % 200, log_dir=tmp / "log").items():
-            mp.setenv(k, v)
-        ctx = rclpy.Context()
-        rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
-        params = {"estimator_weights": str(models["estimator"]), "refiner_weights": str(models["refiner"]),
-                  "catalog": str(models["catalog"]), "label_topic": synthetic.TOPICS["label"], "device": "cpu", "seed": 0,
-                  "mode": "detect", "icp": "none"}  # the fakes below stand in for the per-frame pipeline
-        n = DenseFusionNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-        try:
-            yield n
-        finally:
-            n.shutdown()
-            n.destroy_node()
-            rclpy.try_shutdown(context=ctx)
+def ros(rclpy_context, tmp_path_factory):
+    """The tests' rclpy context and random models."""
+    return rclpy_context, synthetic.make_random_models(tmp_path_factory.mktemp("units"))
+
+
+def make_node(ros, **kwargs):
+    ctx, models = ros
+    params = {"estimator_weights": str(models["estimator"]), "refiner_weights": str(models["refiner"]),
+              "catalog": str(models["catalog"]), "label_topic": synthetic.TOPICS["label"], "device": "cpu", "seed": 0,
+              "mode": "detect", "icp": "none"}  # the fakes below stand in for the per-frame pipeline
+    return DenseFusionNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()], **kwargs)
+
+
+@pytest.fixture(scope="module")
+def node(ros):
+    n = make_node(ros)
+    try:
+        yield n
+    finally:
+        n.shutdown()
+        n.destroy_node()
 
 
 def fresh_set(node, **changes):
@@ -178,3 +177,27 @@ def test_sync_status_names_missing_or_late_input():
     s.synced(now=t + 3.1)
     assert s.status(now=t + 3.2)[0] == OK and s.unmatched is None
     assert s.status(now=t + 10.0)[1].startswith("no input for")
+
+
+def _one_box(frame):
+    return FrameResult(instances=[InstanceResult(name="box", class_id=1, index=0, instance=0, R=np.eye(3), t=np.array([0.0, 0.0, 0.5]),
+                                                 quaternion_wxyz=np.array([1.0, 0, 0, 0]), confidence=0.5, box=(0, 10, 0, 10),
+                                                 num_points=100)])  # fmt: skip
+
+
+def test_tf_frames_carry_the_namespace_unless_a_prefix_is_set(ros, monkeypatch):
+    """A node in /robot1 broadcasts robot1/box_0 (a second camera's node in /robot2: robot2/box_0, no clash);
+    an explicit ``tf_prefix`` wins."""
+    ns_node = make_node(ros, namespace="robot1")
+    try:
+        sent = []
+        monkeypatch.setattr(ns_node, "pipeline", _one_box)
+        monkeypatch.setattr(ns_node.tf, "send", sent.extend)
+        ns_node._handle(fresh_set(ns_node))
+        assert [t.child_frame_id for t in sent] == ["robot1/box_0"]
+        assert ns_node.set_parameters([Parameter("tf_prefix", value="arm_cam/")])[0].successful
+        ns_node._handle(fresh_set(ns_node))
+        assert [t.child_frame_id for t in sent] == ["robot1/box_0", "arm_cam/box_0"]
+    finally:
+        ns_node.shutdown()
+        ns_node.destroy_node()

@@ -7,6 +7,11 @@ and the decoder in :func:`~densefusion_ros.ros.conversions.image_to_numpy` (whic
 ``step``, sizes and encodings itself on both paths).
 Set ``DENSEFUSION_ROS_BUILTIN_COMPAT=1`` to force the in-package versions (tests do, to cover both).
 
+It also hides what differs between the distros (Humble, Jazzy, Kilted): rclpy's events executor
+(``rclpy.experimental.EventsExecutor``, absent from Humble and early Jazzy; the node then spins a
+multi-threaded executor) and the post-set parameter callback (absent from Humble; the checking
+callback then applies accepted changes itself).
+
 The in-package sync can also take its inputs *serialized* (``synchronize(..., raw=True)``) and
 decode them with the ``rosbags`` CDR reader: pixels become numpy views instead of copies into
 ``array.array``, about a tenth of rclpy's per-message work on the executor thread, which on a
@@ -29,6 +34,36 @@ from densefusion_ros.ros.sync import ApproximateTimeSync
 
 HAVE_MESSAGE_FILTERS = _system("message_filters")
 HAVE_TF2_ROS = _system("tf2_ros")
+
+
+def events_executor() -> type | None:
+    """rclpy's ``EventsExecutor`` class, or None on a distro without it."""
+    try:
+        from rclpy.experimental import EventsExecutor
+    except ImportError:
+        return None
+    return EventsExecutor
+
+
+def add_parameter_callbacks(
+    node: Node, check: Callable[[list], Any], apply: Callable[[list], None]
+) -> None:
+    """``check(params) -> SetParametersResult`` before a change and ``apply(params)`` after an
+    accepted one: rclpy's on-set and post-set callbacks, or, where the post-set one does not exist
+    (Humble), one on-set callback that applies what it accepts."""
+    post_set = getattr(node, "add_post_set_parameters_callback", None)
+    if post_set is not None:
+        node.add_on_set_parameters_callback(check)
+        post_set(apply)
+        return
+
+    def check_then_apply(params: list) -> Any:
+        result = check(params)
+        if result.successful:
+            apply(params)
+        return result
+
+    node.add_on_set_parameters_callback(check_then_apply)
 
 
 def backends() -> dict[str, str]:

@@ -17,6 +17,7 @@ Each ``status()`` returns a ``(level, message, values)`` triple; levels are
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections import defaultdict, deque
@@ -65,12 +66,23 @@ class FrequencyStatus:
 
 
 class TimestampStatus:
-    """Counts zero, future and stale stamps since the last ``status()``."""
+    """Checks input stamps against the clock and counts zero, future and stale ones since the
+    last ``status()``.
 
-    def __init__(self, max_future: float = 0.5, max_age: float = 1.0):
-        self.max_future, self.max_age = max_future, max_age
+    A recording replayed without ``/clock`` (``ros2 bag play`` without ``--clock``) carries stamps
+    that lag the clock by a constant: after ``replay_frames`` frames in a row whose lag stays
+    within ``max_age`` of the first's, that lag becomes the ``offset`` and ages are measured from
+    it (:attr:`replay_detected` says so, once). A clock that reads zero (``use_sim_time`` before
+    the first ``/clock`` message) learns nothing.
+    """
+
+    def __init__(self, max_future: float = 0.5, max_age: float = 1.0, replay_frames: int = 5):
+        self.max_future, self.max_age, self.replay_frames = max_future, max_age, replay_frames
         self.zero = self.future = self.stale = self.seen = 0
         self.last_delay = 0.0
+        self.offset = 0.0  # s; the lag of a detected replay, subtracted from every delay
+        self.replay_detected = False  # set when an offset is adopted; the caller logs it and clears it
+        self._lags: list[float] = []
 
     def check(self, stamp: float, now: float) -> str | None:
         """Record one stamp (seconds); returns a problem name or None."""
@@ -79,13 +91,38 @@ class TimestampStatus:
         if stamp == 0.0:
             self.zero += 1
             return "zero"
-        if stamp - now > self.max_future:
+        delay = now - stamp - self.offset
+        late, early = self.max_age > 0 and delay > self.max_age, -delay > self.max_future
+        if not (late or early):
+            self._lags.clear()
+            return None
+        if now > 0 and self._learn_offset(now - stamp):
+            return None
+        if early:
             self.future += 1
             return "future"
-        if self.max_age > 0 and now - stamp > self.max_age:
-            self.stale += 1
-            return "stale"
-        return None
+        self.stale += 1
+        return "stale"
+
+    def restart(self, stamp: float, now: float) -> None:
+        """Stamps jumped back (a replay's loop, a driver's reset): a replay's offset is re-taken at
+        once from this stamp, a live stream's (none) stays none."""
+        self._lags.clear()
+        if self.offset:
+            self.offset = now - stamp
+
+    def _learn_offset(self, lag: float) -> bool:
+        """Collect a steady lag over ``replay_frames`` frames; True when it has just been adopted."""
+        tolerance = max(self.max_age, self.max_future)
+        if self._lags and abs(lag - self._lags[0]) > tolerance:
+            self._lags.clear()
+        self._lags.append(lag)
+        if len(self._lags) < self.replay_frames:
+            return False
+        self.offset = statistics.median(self._lags)
+        self._lags.clear()
+        self.replay_detected = True
+        return True
 
     def status(self) -> tuple[int, str, dict[str, str]]:
         values = {"stamps seen": str(self.seen), "zero": str(self.zero), "future": str(self.future), "stale": str(self.stale),

@@ -8,7 +8,9 @@ object's pose is simply not published; ``~/reset_tracks`` forgets every track. `
 estimates every frame on its own (``<name>_<k>``). Inference runs on one worker
 thread fed by a one-slot "latest frame wins" handoff, so queues never build up: a frame that
 arrives while the worker is busy replaces the waiting one (counted as dropped), and frames older
-than ``max_input_age`` are dropped. Every processed frame yields exactly one message on
+than ``max_input_age`` are dropped. Ages are measured on the node's clock (``/clock`` with
+``use_sim_time``); a recording replayed without ``/clock`` is recognised by its steady lag and
+accepted, and stamps that jump back (a loop) restart the checks and the tracks. Every processed frame yields exactly one message on
 ``~/poses`` and ``~/detections`` (empty when nothing is found), stamped with the colour image's
 stamp and frame, so a consumer can tell "nothing there" from "node stalled".
 
@@ -42,7 +44,6 @@ import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
-from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -108,7 +109,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "max_pixels": (4096 * 4096, "larger images are dropped", False),
     "publish_tf": (True, "broadcast <tf_prefix><object>_<id> frames (id: track id, or instance number in detect mode) "
                    "as children of the camera frame", False),
-    "tf_prefix": ("", "prefix of the TF child frames", False),
+    "tf_prefix": ("", "prefix of the TF child frames; '' = the node's namespace and a slash (robot1/duck_0), none at the root",
+                  False),
     "publish_markers": (True, "publish mesh markers on ~/markers", False),
     "overlay": (True, "publish ~/overlay (computed only while someone subscribes)", False),
     "continuous": (True, "estimate every frame; false = only after a ~/trigger call", False),
@@ -149,6 +151,9 @@ def out_of_limits(name: str, value: Any) -> str | None:
 
 INPUTS = ("color", "depth", "camera_info", "label")
 BUSY = "busy (latest frame wins)"
+JUMP_BACK_S = 1.0
+"""Stamps this far (seconds) behind the last accepted frame's restart the sequence checks (a loop of
+a recording, a driver's reset); closer ones are dropped as out of order."""
 
 
 class DenseFusionNode(Node):
@@ -199,13 +204,17 @@ class DenseFusionNode(Node):
         self._input_names = INPUTS[: len(topics)]
         self._init_diagnostics([t for _, t in topics])
         self._raw_inputs = bool(self._p("raw_inputs")) and not compat.HAVE_MESSAGE_FILTERS
+        self._executor_kind = self._p("executor")
+        if self._executor_kind == "events" and compat.events_executor() is None:
+            self.get_logger().info("this rclpy has no EventsExecutor: spinning a multi-threaded executor instead")
+            self._executor_kind = "multi_threaded"
         self._subs = compat.synchronize(
             self, topics, self._on_synced, qos=qos, queue_size=self._p("sync_queue_size"), slop=self._p("sync_slop"),
             on_message=self._on_input, raw=self._raw_inputs,
         )
         self._service_hosts: list[_ServiceHost] = []
         for service, callback in (("trigger", self._on_trigger), ("reset_tracks", self._on_reset_tracks)):
-            if self._p("executor") == "events":
+            if self._executor_kind == "events":
                 # ~/trigger blocks until the next processed frame, ~/reset_tracks until the frame being tracked is
                 # done, and the events executor has one thread: each service gets its own (hidden) node and
                 # thread so that inputs keep flowing meanwhile
@@ -213,8 +222,7 @@ class DenseFusionNode(Node):
             else:
                 self.create_service(Trigger, f"~/{service}", callback, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(self._p("diagnostics_period"), self._publish_diagnostics)
-        self.add_on_set_parameters_callback(self._check_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        compat.add_parameter_callbacks(self, self._check_parameters, self._apply_parameters)
         self._worker = threading.Thread(target=self._work, name="densefusion_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -228,6 +236,12 @@ class DenseFusionNode(Node):
     # ---------------------------------------------------------------- set-up
     def _p(self, name: str) -> Any:
         return self.get_parameter(name).value
+
+    @property
+    def _tf_prefix(self) -> str:
+        """``tf_prefix``, or the namespace with a slash: two cameras' nodes in their own namespaces do not collide."""
+        namespace = self.get_namespace().strip("/")
+        return self._p("tf_prefix") or (f"{namespace}/" if namespace else "")
 
     def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Refuse a change outside :data:`LIMITS` or :data:`CHOICES` (read-only ones rclpy refuses itself)."""
@@ -308,7 +322,17 @@ class DenseFusionNode(Node):
         now = self.get_clock().now().nanoseconds * 1e-9
         stamp = header_stamp(color)
         self._stamps.max_age = self._p("max_input_age")
+        if stamp < self._last_accepted - JUMP_BACK_S:  # a replay's loop or a driver's reset: start over
+            self.get_logger().info(f"input stamps jumped back by {self._last_accepted - stamp:.1f} s (a recording's loop, "
+                                   "a reset): sequence checks start again and tracks are forgotten")
+            self._stamps.restart(stamp, now)
+            self._last_accepted = -1.0
+            self._reset_pending = True
         problem = self._stamps.check(stamp, now)
+        if self._stamps.replay_detected:
+            self._stamps.replay_detected = False
+            self.get_logger().info(f"input stamps lag the clock by a steady {self._stamps.offset:.3f} s: a recording replayed "
+                                   "without /clock? ages are measured from that lag (use_sim_time and --clock avoid it)")
         if problem == "zero":
             raise Rejected("stamp zero", "colour stamp is zero (driver not stamping?)")
         if problem == "future":
@@ -412,7 +436,7 @@ class DenseFusionNode(Node):
         self.pub_poses.publish(outputs.pose_array(header, posed))
         self.pub_detections.publish(outputs.detections(header, instances, posed, self.catalog))
         if self._p("publish_tf"):
-            self.tf.send(outputs.transforms(header, instances, posed, self._p("tf_prefix")).transforms)
+            self.tf.send(outputs.transforms(header, instances, posed, self._tf_prefix).transforms)
         if self._p("publish_markers"):
             self.pub_markers.publish(outputs.markers(header, instances, posed, self.catalog))
         if self._p("overlay") and self.pub_overlay.get_subscription_count() > 0:
@@ -447,9 +471,9 @@ class DenseFusionNode(Node):
 
     def create_executor(self) -> Executor:
         """The executor :func:`process.run` spins this node with (the ``executor`` parameter)."""
-        if self._p("executor") == "events":
-            return EventsExecutor()
-        return MultiThreadedExecutor(num_threads=2)  # inputs keep flowing while ~/trigger waits
+        if self._executor_kind == "events":
+            return compat.events_executor()(context=self.context)
+        return MultiThreadedExecutor(num_threads=2, context=self.context)  # inputs keep flowing while ~/trigger waits
 
     def shutdown(self) -> None:
         """Stop the worker thread (called before destroy_node); waits at most 1 s for a frame in progress."""

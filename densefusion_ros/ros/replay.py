@@ -1,5 +1,9 @@
 """Replay an RGB-D rosbag2 on its recorded topics at camera rate, restamped to now.
 
+``--keep-stamps`` publishes the recorded stamps instead (as ``ros2 bag play`` does), and
+``--clock`` also publishes each frame's recorded stamp on ``/clock``, for a node started with
+``use_sim_time``.
+
 Works for the bundled synthetic sequence and for ``ros2 bag record`` captures of a RealSense
 (raw ``sensor_msgs/Image`` + ``CameraInfo``); reads with ``rosbags``, so no ROS bag tooling is
 needed. All messages recorded at the same bag time get the same new stamp, which keeps colour,
@@ -23,6 +27,7 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
+from rosgraph_msgs.msg import Clock
 
 from densefusion_ros.resources import share_path
 from densefusion_ros.ros.bag import COMPRESSED, decode_compressed, read_sequence
@@ -55,11 +60,12 @@ class Replay(Node):
     """Publishes a bag's messages on their topics."""
 
     def __init__(self, bag: str, rate_hz: float, loops: int, topics: list[str] | None, wait_s: float = 5.0,
-                 stamps_out: str | None = None, pingpong: bool = False) -> None:
+                 stamps_out: str | None = None, pingpong: bool = False, keep_stamps: bool = False, clock: bool = False) -> None:
         super().__init__("densefusion_replay")
         self.bag, self.rate_hz, self.loops, self.topics, self.wait_s = bag, rate_hz, loops, topics, wait_s
-        self.stamps_out, self.pingpong = stamps_out, pingpong
+        self.stamps_out, self.pingpong, self.keep_stamps = stamps_out, pingpong, keep_stamps or clock
         self._pubs: dict[str, Any] = {}
+        self._clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(depth=10)) if clock else None
 
     def _wait_for_subscribers(self) -> None:
         """Give discovery time to match the subscribers, so the first frames are not lost."""
@@ -94,11 +100,17 @@ class Replay(Node):
                     t = times[k]
                     due = start + loop * span + offsets[j]
                     time.sleep(max(0.0, due - time.monotonic()))
-                    stamp = self.get_clock().now().to_msg()
-                    for tt, topic, msg in messages:
-                        if tt == t:
+                    frame = [(topic, msg) for tt, topic, msg in messages if tt == t]
+                    if self.keep_stamps:
+                        stamp = next(msg.header.stamp for _, msg in frame if hasattr(msg, "header"))
+                    else:
+                        stamp = self.get_clock().now().to_msg()
+                        for _, msg in frame:
                             _restamp(msg, stamp)
-                            self._pubs[topic].publish(msg)
+                    if self._clock_pub is not None:
+                        self._clock_pub.publish(Clock(clock=stamp))
+                    for topic, msg in frame:
+                        self._pubs[topic].publish(msg)
                     if log is not None:
                         log.write(f"{stamp.sec}.{stamp.nanosec:09d} {k}\n")
                     sent += 1
@@ -121,9 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-for-subscribers", type=float, default=5.0, metavar="S",
                         help="wait up to S seconds until every topic has a subscriber before the first frame")
     parser.add_argument("--stamps-out", metavar="FILE", help="write 'stamp frame_index' per published frame (for benchmarks)")
+    parser.add_argument("--keep-stamps", action="store_true", help="publish the recorded stamps, as ros2 bag play does")
+    parser.add_argument("--clock", action="store_true", help="publish the recorded stamps and each frame's on /clock")
     args = parser.parse_args(rclpy.utilities.remove_ros_args(sys.argv if argv is None else argv)[1:])
+    if args.pingpong and (args.keep_stamps or args.clock):
+        parser.error("--pingpong plays frames backwards: only with new stamps (not with --keep-stamps or --clock)")
     rclpy.init(args=sys.argv if argv is None else argv)
-    node = Replay(args.bag, args.rate, args.loops, args.topics, args.wait_for_subscribers, args.stamps_out, args.pingpong)
+    node = Replay(args.bag, args.rate, args.loops, args.topics, args.wait_for_subscribers, args.stamps_out, args.pingpong,
+                  args.keep_stamps, args.clock)
     try:
         return node.run()
     except KeyboardInterrupt:

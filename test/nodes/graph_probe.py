@@ -1,4 +1,5 @@
-"""Prints, as JSON, the topics that one node publishes and subscribes to, once it is in the graph.
+"""Prints, as JSON, the topics that one node publishes and subscribes to, once it is in the graph
+and subscribes to something.
 
 usage: graph_probe.py NODE_NAME [NAMESPACE] [TIMEOUT]
 Prints {"publishers": {topic: [types]}, "subscribers": {topic: [types]}, "services": [names]},
@@ -29,6 +30,8 @@ def main() -> int:
             rclpy.spin_once(probe, timeout_sec=0.2)
             if (name, namespace) not in probe.get_node_names_and_namespaces():
                 continue
+            if not probe.get_subscriber_names_and_types_by_node(name, namespace):
+                continue  # in the graph, still loading: its inputs come last
             time.sleep(1.0)  # let every endpoint of the node be discovered
             rclpy.spin_once(probe, timeout_sec=0.2)
             pubs = probe.get_publisher_names_and_types_by_node(name, namespace)

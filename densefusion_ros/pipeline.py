@@ -53,7 +53,7 @@ from densefusion_ros.models.blocks import fuse_batchnorm
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
 from densefusion_ros.support_plane import support_plane
 from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, observed_points, prepare_instance
-from densefusion_ros.verify import DepthEvidence, ModelGeometry, VerifyInput, verify_instances
+from densefusion_ros.verify import DepthEvidence, ModelGeometry, VerifyInput, pose_covariance, verify_instances
 
 __all__ = [
     "PipelineConfig",
@@ -195,6 +195,9 @@ class InstanceResult:
         icp_fitness, icp_rmse: ICP quality when ICP ran (rmse in metres).
         track_id: the :class:`~densefusion_ros.tracking.Tracker`'s id of the object, stable
             across frames while it is followed; None from single-frame estimation.
+        covariance: ``(6, 6)`` of the pose from its fit to the observed points
+            (:func:`~densefusion_ros.verify.pose_covariance`: x, y, z in m, then turns about the
+            camera's axes in rad), or None when the fit cannot tell (too few points).
     """
 
     name: str
@@ -211,6 +214,7 @@ class InstanceResult:
     icp_fitness: float | None = None
     icp_rmse: float | None = None
     track_id: int | None = None
+    covariance: np.ndarray | None = None
 
     @property
     def quaternion_xyzw(self) -> np.ndarray:
@@ -698,8 +702,7 @@ class Pipeline:
             if opts.observed_points > 0:
                 observed = observed_points(frame.depth_m, frame.K, it.mask, it.prep.box, opts.observed_points, self._instance_rng(it))
             else:
-                _, first = np.unique(it.prep.choose, return_index=True)
-                observed = it.prep.points[np.sort(first)]
+                observed = it.prep.distinct_points
             try:
                 model = it.info.sample_points(opts.model_points)
             except Exception as e:  # no usable mesh: keep the network pose
@@ -770,13 +773,19 @@ class Pipeline:
     def _result(self, it: _Item, pose, icp) -> InstanceResult:
         R, t, conf = pose
         R = np.asarray(R, np.float64)
+        t = np.asarray(t, np.float64).reshape(3)
+        try:
+            covariance = pose_covariance(self.model_geometry(it.info), it.prep.distinct_points, R, t)
+        except Exception as e:  # noqa: BLE001 - no usable mesh: the pose goes out without a covariance
+            log.warning("no covariance for %s: %s", it.info.name, e)
+            covariance = None
         return InstanceResult(
             name=it.info.name,
             class_id=int(it.info.class_id),
             index=int(it.info.index),
             instance=int(it.instance),
             R=R,
-            t=np.asarray(t, np.float64).reshape(3),
+            t=t,
             quaternion_wxyz=geometry.matrix_to_quat(R),
             confidence=float(conf),
             box=it.prep.box.as_tuple(),
@@ -784,4 +793,5 @@ class Pipeline:
             mask=it.mask if self.config.keep_masks else None,
             icp_fitness=None if icp is None else float(icp.fitness),
             icp_rmse=None if icp is None else float(icp.rmse),
+            covariance=covariance,
         )

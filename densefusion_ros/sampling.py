@@ -108,6 +108,12 @@ class InstanceInput:
     points: np.ndarray
     num_valid: int
 
+    @property
+    def distinct_points(self) -> np.ndarray:
+        """``points`` without the repeats that padding to N adds: ``(M, 3)``, in ``choose`` order."""
+        _, first = np.unique(self.choose, return_index=True)
+        return self.points[np.sort(first)]
+
 
 class InstanceSkipped(ValueError):
     """An instance that cannot be estimated; ``str(err)`` says why."""

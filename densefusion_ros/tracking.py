@@ -49,7 +49,9 @@ from densefusion_ros.icp import group_rotations
 from densefusion_ros.pipeline import FrameResult, InstanceResult, Pipeline, validate_frame
 from densefusion_ros.sampling import mask_box, valid_depth
 from densefusion_ros.support_plane import support_plane
-from densefusion_ros.verify import DepthEvidence, ModelBank, VerifyInput, depth_terms, icp, padded, score_of_terms, verify_instances
+from densefusion_ros.verify import (
+    DepthEvidence, ModelBank, VerifyInput, depth_terms, icp, padded, pose_covariance, score_of_terms, verify_instances,
+)
 
 __all__ = ["Tracker", "TrackerOptions", "Track"]
 
@@ -553,6 +555,7 @@ class Tracker:
             quaternion_wxyz=geometry.matrix_to_quat(tr.R), confidence=float(tr.confidence), box=box,
             num_points=len(cloud), mask=mask if self.pipeline.config.keep_masks else None,
             icp_fitness=fitness, icp_rmse=rmse, track_id=tr.track_id,
+            covariance=pose_covariance(self.pipeline.model_geometry(tr.info), cloud, tr.R, tr.t),
         )  # fmt: skip
 
 

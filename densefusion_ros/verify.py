@@ -211,8 +211,7 @@ def _icp_step(bank, obj, source, valid, A, b, limit, method, prior=0.0, change=N
     w = (valid & ((X - q).square().sum(-1) < limit * limit)).to(X.dtype)
     eye = torch.eye(3, dtype=X.dtype, device=X.device)
     if method == "point_to_plane":  # Gauss-Newton on (X + w x X + tau - q) . n, small angles
-        J = torch.cat([torch.cross(X, n, dim=-1), n], dim=-1) * w[..., None]  # [B,N,6]
-        r = ((X - q) * n).sum(-1) * w
+        J, r = _point_to_plane(X, q, n, w)
         H = (J.transpose(1, 2) @ J).double() + 1e-12 * torch.eye(6, dtype=torch.float64, device=X.device)
         g = (J.transpose(1, 2) @ r[..., None]).double()[..., 0]
         if prior:
@@ -237,6 +236,49 @@ def _icp_step(bank, obj, source, valid, A, b, limit, method, prior=0.0, change=N
         dt = torch.where(ok[:, 0], mq - (dR @ mx[..., None])[..., 0], torch.zeros_like(mq))
         return dR, dt, torch.maximum((dR - eye).abs().flatten(1).amax(-1), dt.abs().amax(-1))
     raise ValueError(f"unknown ICP method {method!r}")
+
+
+def _point_to_plane(X: torch.Tensor, q: torch.Tensor, n: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The point-to-plane system of observed points ``X [B,N,3]`` (object frame) against their
+    model correspondences ``q`` with normals ``n``, weighted by ``w [B,N]``: the Jacobian
+    ``[B,N,6]`` of the residuals with respect to a small turn and shift of the camera -> object
+    transform, and the residuals ``[B,N]`` (metres)."""
+    J = torch.cat([torch.cross(X, n, dim=-1), n], dim=-1) * w[..., None]
+    return J, ((X - q) * n).sum(-1) * w
+
+
+def pose_covariance(model: ModelGeometry, observed: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+    """The covariance ``(6, 6)`` of a pose fitted to observed points, as ROS's
+    ``PoseWithCovariance`` orders it: shifts along the camera's x, y, z (m), then turns about them (rad).
+
+    The point-to-plane fit's Gauss-Newton estimate: ``sigma^2 (J^T J)^-1`` over the observed points
+    ``(N, 3)`` (camera frame, metres) within the model's correspondence distance of the posed
+    model, ``sigma^2`` their residuals' variance, moved from the fit's object-frame increments to
+    the camera frame. It grows with depth noise (``sigma``) and with occlusion (fewer points, and
+    directions the visible part leaves free, such as a cylinder's turn about its axis). None with
+    fewer than 7 correspondences or a singular system.
+    """
+    device = model.points.device
+    bank = ModelBank([model])
+    obj = torch.zeros(1, dtype=torch.int64, device=device)
+    Rt = torch.as_tensor(np.asarray(R).T, dtype=torch.float32, device=device)[None]
+    b = -(Rt @ torch.as_tensor(np.asarray(t), dtype=torch.float32, device=device).reshape(1, 3, 1))[..., 0]
+    X = torch.as_tensor(np.asarray(observed), dtype=torch.float32, device=device)[None] @ Rt.transpose(1, 2) + b[:, None]
+    q, n = bank.nearest(X, obj)
+    w = ((X - q).square().sum(-1) < bank.max_distance[obj, None] ** 2).to(X.dtype)
+    count = int(w.sum())
+    if count < 7:
+        return None
+    J, r = _point_to_plane(X, q, n, w)
+    H = (J[0].T @ J[0]).double().cpu().numpy()
+    if np.linalg.cond(H) > 1e12:
+        return None
+    sigma2 = float((r.double() ** 2).sum()) / (count - 6)
+    cov = sigma2 * np.linalg.inv(H)  # of (turn, shift) of camera -> object, object frame
+    R = np.asarray(R, np.float64)
+    M = np.zeros((6, 6))  # (turn w, shift tau) -> (shift of t, turn) in the camera frame: t' = t - R tau, turn -R w
+    M[:3, 3:], M[3:, :3] = -R, -R
+    return M @ cov @ M.T
 
 
 @dataclass

@@ -79,3 +79,12 @@ def test_instance_id_is_the_track_id_when_followed():
     assert outputs.transforms(header, [tracked], posed, "df/").transforms[0].child_frame_id == f"df/{single.name}_7"
     label = [m for m in outputs.markers(header, [tracked], posed, catalog).markers if m.ns == "labels"][0]
     assert label.text.startswith(f"{single.name}_7 ")
+
+
+def test_detections_carry_the_pose_covariance_when_known():
+    catalog = Catalog.load(share_path("config", "objects", "demo.yaml"))
+    known, unknown = _instances(catalog)[:2]
+    known.covariance = np.diag([1e-6, 2e-6, 3e-6, 1e-3, 2e-3, 3e-3])
+    dets = outputs.detections(Header(), [known, unknown], outputs.poses([known, unknown]), catalog)
+    assert np.allclose(np.reshape(dets.detections[0].results[0].pose.covariance, (6, 6)), known.covariance)
+    assert not np.any(dets.detections[1].results[0].pose.covariance)  # unknown: zeros, as ROS reads "not given"

@@ -137,3 +137,31 @@ def test_only_near_ties_climb(chair, monkeypatch):
         assert res.accepted and _angle(res.R, R_gt) < 2.0 and np.linalg.norm(res.t - t_gt) < 3e-3
     assert len(climbed) == 1 and 2 <= climbed[0] <= IcpOptions().verify_climb, "only the margin-0 run climbed, its distinct results"
     assert _angle(results[1.0].R, results[0.0].R) < 1.0
+
+
+def test_pose_covariance_matches_the_spread_of_fits_and_grows_with_noise_and_occlusion(chair):
+    """The covariance predicts how far poses fitted to noisy depth scatter (in ROS's order and the
+    camera frame: shifts, then turns about the camera's axes), and grows with noise and occlusion."""
+    from densefusion_ros.verify import pose_covariance
+
+    model, _ = chair
+    R_gt, t_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix(), np.array([0.01, -0.01, 0.5])
+    _, _, (obs,) = _scene(chair, [(R_gt, t_gt)])
+    geometry = ModelGeometry.build(model, 0.015, "cpu")
+    rng = np.random.default_rng(0)
+    noisy = [obs + rng.normal(0, 0.002, obs.shape) for _ in range(60)]
+    source, valid = padded(noisy, list(range(60)), "cpu")
+    bank, obj = ModelBank([geometry]), torch.zeros(60, dtype=torch.int64)
+    as_t = lambda a: torch.as_tensor(np.array(a), dtype=torch.float32)  # noqa: E731
+    R, t, _, _ = icp(bank, obj, source, valid, as_t([R_gt] * 60), as_t([t_gt] * 60), 30, "point_to_plane")
+    shifts = t.double().numpy() - t_gt
+    turns = Rotation.from_matrix(R.double().numpy() @ R_gt.T).as_rotvec()  # about the camera's axes
+    predicted = np.mean([pose_covariance(geometry, x, R_gt, t_gt) for x in noisy[:10]], axis=0)
+    assert np.allclose(predicted, predicted.T) and np.linalg.eigvalsh(predicted).min() > 0
+    for block, sample in ((predicted[:3, :3], shifts), (predicted[3:, 3:], turns)):
+        ratio = np.trace(np.cov(sample.T)) / np.trace(block)
+        assert 0.5 < ratio < 2.0, ratio
+    clean = pose_covariance(geometry, obs + rng.normal(0, 0.0005, obs.shape), R_gt, t_gt)
+    occluded = pose_covariance(geometry, noisy[0][obs[:, 0] < np.percentile(obs[:, 0], 35)], R_gt, t_gt)
+    assert np.trace(clean) < np.trace(predicted) < np.trace(occluded)
+    assert pose_covariance(geometry, obs[:5], R_gt, t_gt) is None  # too few points to tell

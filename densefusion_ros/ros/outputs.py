@@ -53,6 +53,8 @@ def detections(header: Header, instances: Sequence[InstanceResult], posed: Seque
         hyp.hypothesis.class_id = inst.name
         hyp.hypothesis.score = float(inst.confidence)
         hyp.pose = PoseWithCovariance(pose=pose)
+        if inst.covariance is not None:  # row-major 6 x 6: x, y, z, turns about x, y, z
+            hyp.pose.covariance = np.asarray(inst.covariance, np.float64).reshape(36)
         det.results.append(hyp)
         if info is not None:
             x, y, z = (inst.R @ info.bbox_center.astype(np.float64) + inst.t).tolist()

@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -215,6 +215,16 @@ class InstanceResult:
     icp_rmse: float | None = None
     track_id: int | None = None
     covariance: np.ndarray | None = None
+
+    def moved(self, R: np.ndarray, t: np.ndarray) -> "InstanceResult":
+        """This instance in another frame: ``(R (3, 3), t (3,))`` maps this pose's frame into it
+        (the pose composed, the covariance turned with it)."""
+        R_new, t_new = geometry.compose(R, t, self.R, self.t)
+        covariance = None
+        if self.covariance is not None:
+            B = np.kron(np.eye(2), R)  # shifts and turns both turn with the frame
+            covariance = B @ self.covariance @ B.T
+        return replace(self, R=R_new, t=t_new, quaternion_wxyz=geometry.matrix_to_quat(R_new), covariance=covariance)
 
     @property
     def quaternion_xyzw(self) -> np.ndarray:

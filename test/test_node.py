@@ -222,3 +222,22 @@ def test_track_mode_keeps_ids_and_reset_restarts_them(ros_env):
     assert diag_detect["message"] == "detect mode" and diag_detect["values"]["mode"] == "detect", diag_detect
     assert all(f["sent"] == 1 for f in frames), "every frame was answered the first time it was sent"
     assert "Traceback" not in log and "parameter mode set to 'detect'" in log, log
+
+
+def test_poses_come_in_the_robot_frame_through_tf(node_files, ros_env, tmp_path):
+    """``target_frame:=base_link`` and a static transform base_link <- camera (a shift of 10, 20, 30 m, published
+    latched on /tf_static by another process before the node starts): poses, detections and TF come in base_link,
+    shifted by it."""
+    tf = spawn(["test/nodes/static_tf.py", "base_link", synthetic.FRAME, "10", "20", "30"], ros_env)
+    assert tf.stdout.readline().strip() == "ready"
+    node = start_node(node_files, ros_env, "target_frame:=base_link")
+    try:
+        _, got = run_phase(ros_env, tmp_path, "valid", 4, overlay=False)
+    finally:
+        log = stop(node)
+        stop(tf)
+    assert got["poses"] and all(p["frame"] == "base_link" for p in got["poses"]), log
+    positions = [t for p in got["poses"] for t in p["t"]]
+    assert positions and all(abs(x - 10) < 2 and abs(y - 20) < 2 and abs(z - 30.55) < 2 for x, y, z in positions), positions
+    assert all(d["frame"] == "base_link" for d in got["detections"])
+    assert got["tf"] and all(t["parent"] == "base_link" for t in got["tf"])

@@ -19,11 +19,11 @@ def ros(rclpy_context, tmp_path_factory):
     return rclpy_context, synthetic.make_random_models(tmp_path_factory.mktemp("units"))
 
 
-def make_node(ros, **kwargs):
+def make_node(ros, params=None, **kwargs):
     ctx, models = ros
     params = {"estimator_weights": str(models["estimator"]), "refiner_weights": str(models["refiner"]),
               "catalog": str(models["catalog"]), "label_topic": synthetic.TOPICS["label"], "device": "cpu", "seed": 0,
-              "mode": "detect", "icp": "none"}  # the fakes below stand in for the per-frame pipeline
+              "mode": "detect", "icp": "none", **(params or {})}  # the fakes below stand in for the per-frame pipeline
     return DenseFusionNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()], **kwargs)
 
 
@@ -201,3 +201,28 @@ def test_tf_frames_carry_the_namespace_unless_a_prefix_is_set(ros, monkeypatch):
     finally:
         ns_node.shutdown()
         ns_node.destroy_node()
+
+
+def test_a_frame_without_the_transform_to_target_frame_is_dropped(ros, monkeypatch):
+    """``target_frame``: with no transform from the camera's frame, the frame is dropped with its reason; once
+    the transform is known, the pose comes out in the target frame, moved by it."""
+    from geometry_msgs.msg import TransformStamped
+    from tf2_msgs.msg import TFMessage
+
+    node = make_node(ros, params={"target_frame": "base_link"})
+    try:
+        sent = []
+        monkeypatch.setattr(node, "pipeline", _one_box)
+        monkeypatch.setattr(node.pub_poses, "publish", sent.append)
+        node._handle(fresh_set(node))
+        assert sent == [] and node._drops.counts["no transform to target_frame"] == 1
+        tf = TransformStamped()
+        tf.header.frame_id, tf.child_frame_id = "base_link", synthetic.FRAME
+        tf.transform.translation.z, tf.transform.rotation.w = 1.0, 1.0
+        node._tf_buffer.add(TFMessage(transforms=[tf]), static=True)
+        node._handle(fresh_set(node))
+        (msg,) = sent
+        assert msg.header.frame_id == "base_link" and msg.poses[0].position.z == pytest.approx(1.5)
+    finally:
+        node.shutdown()
+        node.destroy_node()

@@ -3,7 +3,7 @@
 On a ROS 2 install this uses ``message_filters``, ``tf2_ros`` and ``cv_bridge``. The PyPI
 wheels lack them, so small in-package equivalents take their place:
 :class:`~densefusion_ros.ros.sync.ApproximateTimeSync`, a ``/tf`` publisher with tf2_ros's QoS,
-and the decoder in :func:`~densefusion_ros.ros.conversions.image_to_numpy` (which validates
+a TF buffer (:class:`~densefusion_ros.ros.tf_buffer.TransformBuffer`), and the decoder in :func:`~densefusion_ros.ros.conversions.image_to_numpy` (which validates
 ``step``, sizes and encodings itself on both paths).
 Set ``DENSEFUSION_ROS_BUILTIN_COMPAT=1`` to force the in-package versions (tests do, to cover both).
 
@@ -24,16 +24,47 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable, Sequence
 
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from scipy.spatial.transform import Rotation
 from tf2_msgs.msg import TFMessage
 
 from densefusion_ros.ros.conversions import HAVE_CV_BRIDGE
 from densefusion_ros.ros.conversions import use_system_module as _system
 from densefusion_ros.ros.sync import ApproximateTimeSync
+from densefusion_ros.ros.tf_buffer import TransformBuffer, TransformLookupError
 
 HAVE_MESSAGE_FILTERS = _system("message_filters")
 HAVE_TF2_ROS = _system("tf2_ros")
+
+
+class _Tf2Buffer:
+    """tf2_ros's Buffer and TransformListener behind :class:`~densefusion_ros.ros.tf_buffer.TransformBuffer`'s ``lookup``."""
+
+    def __init__(self, node: Node) -> None:
+        import tf2_ros
+
+        self._tf2 = tf2_ros
+        self._buffer = tf2_ros.Buffer()
+        self._listener = tf2_ros.TransformListener(self._buffer, node)
+
+    def lookup(self, target: str, source: str, stamp: float) -> tuple[np.ndarray, np.ndarray]:
+        from rclpy.time import Time
+
+        try:
+            tf = self._buffer.lookup_transform(target, source, Time(nanoseconds=int(round(stamp * 1e9))))
+        except (self._tf2.LookupException, self._tf2.ConnectivityException, self._tf2.ExtrapolationException) as e:
+            raise TransformLookupError(str(e)) from None
+        q, p = tf.transform.rotation, tf.transform.translation
+        return Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix(), np.array([p.x, p.y, p.z])
+
+
+def transform_buffer(node: Node) -> Any:
+    """A TF buffer fed by ``node``'s ``/tf`` and ``/tf_static``: tf2_ros's, or the in-package one.
+    ``lookup(target, source, stamp_s) -> (R, t)`` maps source-frame points into the target frame
+    and raises :class:`~densefusion_ros.ros.tf_buffer.TransformLookupError` when it cannot."""
+    return _Tf2Buffer(node) if HAVE_TF2_ROS else TransformBuffer(node)
 
 
 def events_executor() -> type | None:

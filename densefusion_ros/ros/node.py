@@ -107,6 +107,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "max_input_age": (1.0, "frames older than this (seconds, stamp vs. now) are dropped; 0 = never", False),
     "max_depth": (15.0, "median valid depth above this many metres means wrong units: the frame is dropped", False),
     "max_pixels": (4096 * 4096, "larger images are dropped", False),
+    "target_frame": ("", "frame of the published poses, detections, markers and TF (e.g. base_link), looked up in TF at the "
+                     "image stamp; a frame without that transform is dropped; '' = the camera's optical frame", True),
     "publish_tf": (True, "broadcast <tf_prefix><object>_<id> frames (id: track id, or instance number in detect mode) "
                    "as children of the camera frame", False),
     "tf_prefix": ("", "prefix of the TF child frames; '' = the node's namespace and a slash (robot1/duck_0), none at the root",
@@ -195,6 +197,7 @@ class DenseFusionNode(Node):
         self.pub_latency_ms = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
         self.pub_pipeline_ms = self.create_publisher(Float64, "~/debug/pipeline_time_ms", 10)
         self.tf = compat.TransformPublisher(self)
+        self._tf_buffer = compat.transform_buffer(self) if self._p("target_frame") else None
 
         qos_name = self._p("qos")
         qos = qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=5)
@@ -417,7 +420,7 @@ class DenseFusionNode(Node):
             return
         stamp = color.header.stamp  # an rclpy Header for the outputs, whichever decoder read the input
         header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=str(color.header.frame_id))
-        self._publish(header, frame, instances)
+        self._publish(header, frame, instances, *self._in_target_frame(header, instances))
         processing_ms = (time.perf_counter() - t0) * 1e3
         latency_ms = (self.get_clock().now().nanoseconds * 1e-9 - frame.stamp) * 1e3
         self._output_freq.tick()
@@ -431,14 +434,28 @@ class DenseFusionNode(Node):
             self._trigger_result = ", ".join(f"{outputs.instance_id(i)} ({i.confidence:.2f})" for i in instances) or "nothing found"
             self._trigger_done.set()
 
-    def _publish(self, header: Header, frame: Frame, instances: list) -> None:
-        posed = outputs.poses(instances)
-        self.pub_poses.publish(outputs.pose_array(header, posed))
-        self.pub_detections.publish(outputs.detections(header, instances, posed, self.catalog))
+    def _in_target_frame(self, header: Header, instances: list) -> tuple[Header, list]:
+        """The outputs' header and instances in ``target_frame`` (TF at the image stamp), or as they are."""
+        target = self._p("target_frame")
+        if not target or target == header.frame_id:
+            return header, instances
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        try:
+            R, t = self._tf_buffer.lookup(target, header.frame_id, stamp)
+        except compat.TransformLookupError as e:
+            raise Rejected("no transform to target_frame", f"no transform {header.frame_id} -> {target} at {stamp:.3f}: {e}") from None
+        return Header(stamp=header.stamp, frame_id=target), [i.moved(R, t) for i in instances]
+
+    def _publish(self, header: Header, frame: Frame, instances: list, out_header: Header, out_instances: list) -> None:
+        """``~/overlay`` from the camera-frame ``header`` and ``instances``; the poses, detections,
+        TF and markers from ``out_header`` and ``out_instances`` (the target frame's)."""
+        posed = outputs.poses(out_instances)
+        self.pub_poses.publish(outputs.pose_array(out_header, posed))
+        self.pub_detections.publish(outputs.detections(out_header, out_instances, posed, self.catalog))
         if self._p("publish_tf"):
-            self.tf.send(outputs.transforms(header, instances, posed, self._tf_prefix).transforms)
+            self.tf.send(outputs.transforms(out_header, out_instances, posed, self._tf_prefix).transforms)
         if self._p("publish_markers"):
-            self.pub_markers.publish(outputs.markers(header, instances, posed, self.catalog))
+            self.pub_markers.publish(outputs.markers(out_header, out_instances, posed, self.catalog))
         if self._p("overlay") and self.pub_overlay.get_subscription_count() > 0:
             self.pub_overlay.publish(numpy_to_image(draw_overlay(frame.rgb, frame.K, instances, self.catalog), "rgb8", header))
             self._stats.overlays += 1

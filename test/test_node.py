@@ -241,3 +241,26 @@ def test_poses_come_in_the_robot_frame_through_tf(node_files, ros_env, tmp_path)
     assert positions and all(abs(x - 10) < 2 and abs(y - 20) < 2 and abs(z - 30.55) < 2 for x, y, z in positions), positions
     assert all(d["frame"] == "base_link" for d in got["detections"])
     assert got["tf"] and all(t["parent"] == "base_link" for t in got["tf"])
+
+
+def test_lifecycle_transitions_from_another_process(node_files, ros_env):
+    """``autostart:=false``: the node waits unconfigured without subscribing; configure loads the networks,
+    activate subscribes, deactivate unsubscribes, cleanup releases the networks,
+    shutdown finalizes; every transition driven through lifecycle_msgs services from another process."""
+    color = synthetic.TOPICS["color"]
+    node = spawn(synthetic.node_command(node_files, "device:=cpu", "autostart:=false"), ros_env)
+    try:
+        line = node.stdout.readline()
+        while line and "unconfigured: waiting" not in line:
+            line = node.stdout.readline()
+        client = spawn(["test/nodes/lifecycle_client.py", "/densefusion", color, "configure", "activate", "deactivate",
+                        "cleanup", "shutdown"], ros_env)
+        out = client.communicate(timeout=180)[0]
+    finally:
+        log = stop(node)
+    steps = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert [(s["transition"], s["success"], s["state"]) for s in steps] == [
+        ("configure", True, "inactive"), ("activate", True, "active"), ("deactivate", True, "inactive"),
+        ("cleanup", True, "unconfigured"), ("shutdown", True, "finalized")], out + log
+    assert [s["subscribers"] for s in steps] == [0, 1, 0, 0, 0], steps
+    assert "ready:" in log and "networks released" in log and "Traceback" not in log, log

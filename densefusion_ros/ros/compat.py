@@ -171,6 +171,15 @@ def synchronize(
     ]
 
 
+def unsubscribe(node: Node, handles: Sequence) -> None:
+    """Undo :func:`synchronize`: destroy the subscriptions among its handles (rclpy's, or those
+    inside message_filters' subscribers)."""
+    for handle in handles:
+        subscription = getattr(handle, "sub", handle)  # a message_filters.Subscriber wraps its subscription
+        if hasattr(subscription, "topic_name"):
+            node.destroy_subscription(subscription)
+
+
 class TransformPublisher:
     """``sendTransform(list)`` to /tf: tf2_ros.TransformBroadcaster or an equivalent publisher."""
 

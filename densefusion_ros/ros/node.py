@@ -14,6 +14,9 @@ accepted, and stamps that jump back (a loop) restart the checks and the tracks. 
 ``~/poses`` and ``~/detections`` (empty when nothing is found), stamped with the colour image's
 stamp and frame, so a consumer can tell "nothing there" from "node stalled".
 
+The node is a lifecycle node (configure loads the networks, activate subscribes, deactivate and
+cleanup release them); ``autostart`` runs configure and activate at start-up.
+
 Inputs arrive serialized and are decoded by the ``rosbags`` CDR reader (``raw_inputs``; see
 :mod:`~densefusion_ros.ros.compat`): a tenth of rclpy's work per message on the executor thread,
 which on a small CPU shares the GIL with the worker.
@@ -44,6 +47,7 @@ import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -117,6 +121,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
     "overlay": (True, "publish ~/overlay (computed only while someone subscribes)", False),
     "continuous": (True, "estimate every frame; false = only after a ~/trigger call", False),
     "trigger_timeout": (5.0, "seconds a ~/trigger call waits for the next processed frame", False),
+    "autostart": (True, "configure and activate at start-up (a plain ros2 run); false: wait for the lifecycle's "
+                  "configure and activate (a lifecycle manager)", True),
     "executor": ("events", "rclpy executor: events (rclpy's EventsExecutor, the least work per message) or "
                  "multi_threaded", True),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
@@ -158,8 +164,14 @@ JUMP_BACK_S = 1.0
 a recording, a driver's reset); closer ones are dropped as out of order."""
 
 
-class DenseFusionNode(Node):
-    """Synchronised RGB-D to 6D poses; see the module docstring."""
+class DenseFusionNode(LifecycleNode):
+    """Synchronised RGB-D to 6D poses; see the module docstring.
+
+    A lifecycle node: ``configure`` loads the networks, ``activate`` subscribes to the inputs and
+    starts the worker, ``deactivate`` stops them and forgets the tracks, ``cleanup`` drops the
+    networks and frees their device memory. With ``autostart`` (the default) the node configures
+    and activates itself at start-up, as a plain ``ros2 run`` expects.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("densefusion", **kwargs)
@@ -171,18 +183,20 @@ class DenseFusionNode(Node):
         for name in (*CHOICES, *LIMITS):
             if (why := out_of_limits(name, self._p(name))) is not None:
                 raise process.StartupError(why)
-        self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
-        self.tracker = Tracker(self.pipeline)
+        self.catalog, self.pipeline, self.tracker = None, None, None  # loaded by configure
         self._mode = self._p("mode")
         self._track_lock = threading.Lock()  # held by the worker while it tracks a frame, and by ~/reset_tracks
         self._reset_pending = False  # the worker forgets every track before its next tracked frame
         self._track_stats: dict | None = None  # the tracker's counts after the last tracked frame or reset
-        self._warm_up()
         self._stats = _Stats()
         self._drops = DropLog(self.get_logger().warning, lambda: self._p("log_throttle"))
         self._slot: tuple | None = None
         self._cv = threading.Condition()
         self._stop = False
+        self._worker: threading.Thread | None = None
+        self._subs: list = []
+        self._startup_error: process.StartupError | None = None
+        self._lifecycle = "unconfigured"  # for /diagnostics: unconfigured, inactive, active (rclpy keeps its own privately)
         self._last_accepted = -1.0
         self._trigger_armed = False
         self._trigger_done = threading.Event()
@@ -199,22 +213,21 @@ class DenseFusionNode(Node):
         self.tf = compat.TransformPublisher(self)
         self._tf_buffer = compat.transform_buffer(self) if self._p("target_frame") else None
 
-        qos_name = self._p("qos")
-        qos = qos_profile_sensor_data if qos_name == "sensor_data" else QoSProfile(depth=5)
-        topics = [(Image, self._p("color_topic")), (Image, self._p("depth_topic")), (CameraInfo, self._p("camera_info_topic"))]
+        self._topics = [(Image, self._p("color_topic")), (Image, self._p("depth_topic")), (CameraInfo, self._p("camera_info_topic"))]
         if self._p("label_topic"):
-            topics.append((Image, self._p("label_topic")))
-        self._input_names = INPUTS[: len(topics)]
-        self._init_diagnostics([t for _, t in topics])
+            self._topics.append((Image, self._p("label_topic")))
+        self._input_names = INPUTS[: len(self._topics)]
+        self._init_diagnostics([t for _, t in self._topics])
         self._raw_inputs = bool(self._p("raw_inputs")) and not compat.HAVE_MESSAGE_FILTERS
         self._executor_kind = self._p("executor")
         if self._executor_kind == "events" and compat.events_executor() is None:
             self.get_logger().info("this rclpy has no EventsExecutor: spinning a multi-threaded executor instead")
             self._executor_kind = "multi_threaded"
-        self._subs = compat.synchronize(
-            self, topics, self._on_synced, qos=qos, queue_size=self._p("sync_queue_size"), slop=self._p("sync_slop"),
-            on_message=self._on_input, raw=self._raw_inputs,
-        )
+        autostart = self._p("autostart")
+        if autostart:  # before any thread starts: a start-up error ends the process with one line
+            self.trigger_configure()
+            if self._startup_error is not None:
+                raise self._startup_error
         self._service_hosts: list[_ServiceHost] = []
         for service, callback in (("trigger", self._on_trigger), ("reset_tracks", self._on_reset_tracks)):
             if self._executor_kind == "events":
@@ -226,15 +239,86 @@ class DenseFusionNode(Node):
                 self.create_service(Trigger, f"~/{service}", callback, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(self._p("diagnostics_period"), self._publish_diagnostics)
         compat.add_parameter_callbacks(self, self._check_parameters, self._apply_parameters)
+        if autostart:
+            self.trigger_activate()
+        else:
+            self.get_logger().info("unconfigured: waiting for the lifecycle's configure and activate (autostart is false)")
+
+    # ---------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the networks and catalog and run them once; a failure is logged (and raised with autostart)."""
+        try:
+            self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
+        except process.StartupError as e:
+            self._startup_error = e
+            if not self._p("autostart"):  # with autostart the process ends on it with one FATAL line
+                self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self.tracker = Tracker(self.pipeline)
+        self._warm_up()
+        self._lifecycle = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the inputs and start the worker."""
+        qos = qos_profile_sensor_data if self._p("qos") == "sensor_data" else QoSProfile(depth=5)
+        self._subs = compat.synchronize(
+            self, self._topics, self._on_synced, qos=qos, queue_size=self._p("sync_queue_size"), slop=self._p("sync_slop"),
+            on_message=self._on_input, raw=self._raw_inputs,
+        )
+        self._stop, self._slot, self._last_accepted = False, None, -1.0
         self._worker = threading.Thread(target=self._work, name="densefusion_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
             f"ready: {len(self.catalog)} objects {self.catalog.names}, mode {self._mode}, device {self.pipeline.device}, "
             f"{self.pipeline.num_points} points, refiner {'on' if self.pipeline.refiner is not None else 'off'}, "
             f"segmentation {'topic ' + self._p('label_topic') if self._p('label_topic') else 'network'}; "
-            f"inputs {[t for _, t in topics]} ({qos_name}, {'raw' if self._raw_inputs else 'rclpy'} decoding); "
+            f"inputs {[t for _, t in self._topics]} ({self._p('qos')}, {'raw' if self._raw_inputs else 'rclpy'} decoding); "
             f"backends {compat.backends()}"
         )
+        self._lifecycle = "active"
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unsubscribe, stop the worker (a frame in progress finishes), forget the tracks, free cached device memory."""
+        compat.unsubscribe(self, self._subs)
+        self._subs = []
+        self._stop_worker()
+        with self._track_lock:
+            self.tracker.reset()
+            self._track_stats = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.get_logger().info("inactive: inputs unsubscribed, tracks forgotten")
+        self._lifecycle = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Drop the networks; their device memory is freed."""
+        self.catalog, self.pipeline, self.tracker = None, None, None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.get_logger().info("unconfigured: networks released")
+        self._lifecycle = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._subs:
+            compat.unsubscribe(self, self._subs)
+            self._subs = []
+        self._stop_worker()
+        self._lifecycle = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self) -> None:
+        """Stop the worker thread; waits at most 1 s for a frame in progress."""
+        with self._cv:
+            self._stop = True
+            self._slot = None
+            self._cv.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=1.0)
+            self._worker = None
 
     # ---------------------------------------------------------------- set-up
     def _p(self, name: str) -> Any:
@@ -256,7 +340,9 @@ class DenseFusionNode(Node):
     def _apply_parameters(self, params: list[Parameter]) -> None:
         """Apply accepted changes at once: pipeline settings from the next frame, diagnostics limits now."""
         for param in params:
-            if param.name in PIPELINE_FIELDS:
+            if self.pipeline is None and param.name in (*PIPELINE_FIELDS, "verify_hypotheses", "verify_centroid_starts"):
+                pass  # unconfigured: configure reads it
+            elif param.name in PIPELINE_FIELDS:
                 setattr(self.pipeline.config, param.name, param.value)
             elif param.name == "verify_hypotheses":
                 self.pipeline.config.icp_options.init_rotations = param.value
@@ -359,6 +445,9 @@ class DenseFusionNode(Node):
         response.success = True
         if self._mode != "track":
             response.message = "detect mode: there are no tracks"
+            return response
+        if self.tracker is None:
+            response.message = "unconfigured: there are no tracks"
             return response
         with self._track_lock:
             before = self.tracker.stats()
@@ -474,11 +563,11 @@ class DenseFusionNode(Node):
         if self._input_freq["color"].rate() > 0 and self._output_freq.rate() == 0 and self._p("continuous"):
             level, message = (WARN, "inputs arrive but no frame is processed")
         values = self._stats.summary(self._sync.sets, self._drops.counts)
-        values.update({"device": str(self.pipeline.device), "input decoding": "raw" if self._raw_inputs else "rclpy",
-                       **{f"backend {k}": v for k, v in compat.backends().items()}})
+        hardware = str(self.pipeline.device) if self.pipeline is not None else "unconfigured"
+        values.update({"device": hardware, "lifecycle": self._lifecycle,
+                       "input decoding": "raw" if self._raw_inputs else "rclpy", **{f"backend {k}": v for k, v in compat.backends().items()}})
         tasks.append(("pipeline", (level, message, values)))
         tasks.append(("tracks", tracks_status(self._mode, None if self._reset_pending else self._track_stats)))
-        hardware = str(self.pipeline.device)
         status = [
             DiagnosticStatus(level=bytes([lvl]), name=f"{self.get_name()}: {name}", message=msg, hardware_id=hardware,
                              values=[KeyValue(key=k, value=str(v)) for k, v in vals.items()])
@@ -493,14 +582,11 @@ class DenseFusionNode(Node):
         return MultiThreadedExecutor(num_threads=2, context=self.context)  # inputs keep flowing while ~/trigger waits
 
     def shutdown(self) -> None:
-        """Stop the worker thread (called before destroy_node); waits at most 1 s for a frame in progress."""
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
+        """Stop the worker thread and the service threads (called before destroy_node)."""
         self._trigger_done.set()  # a ~/trigger call waiting for a frame answers (unsuccessfully) now
         for host in self._service_hosts:
             host.close()
-        self._worker.join(timeout=1.0)
+        self._stop_worker()
 
 
 class _ServiceHost:

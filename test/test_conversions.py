@@ -120,3 +120,21 @@ def test_any_header_gives_an_array_or_image_conversion_error(msg):
     assert out.dtype == dtype and out.shape[:2] == (msg.height, msg.width)
     assert out.shape == ((msg.height, msg.width, channels) if channels > 1 else (msg.height, msg.width))
     assert len(msg.data) == msg.step * msg.height
+
+
+def test_a_system_module_that_does_not_import_is_not_used(tmp_path, monkeypatch, caplog):
+    """An installed module that fails on import (as an apt cv_bridge built for numpy 1.x does under numpy 2) is
+    passed over for the in-package equivalent, with one warning that names the error."""
+    from densefusion_ros.ros.conversions import use_system_module
+
+    (tmp_path / "broken_bridge").mkdir()
+    (tmp_path / "broken_bridge" / "__init__.py").write_text(
+        'raise ImportError("numpy.core.multiarray failed to import")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("DENSEFUSION_ROS_BUILTIN_COMPAT", raising=False)
+    with caplog.at_level("WARNING"):
+        assert use_system_module("broken_bridge") is False
+    assert "broken_bridge is installed but does not import" in caplog.text and "multiarray" in caplog.text
+    assert use_system_module("json") is True
+    monkeypatch.setenv("DENSEFUSION_ROS_BUILTIN_COMPAT", "1")
+    assert use_system_module("json") is False

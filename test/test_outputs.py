@@ -88,3 +88,18 @@ def test_detections_carry_the_pose_covariance_when_known():
     dets = outputs.detections(Header(), [known, unknown], outputs.poses([known, unknown]), catalog)
     assert np.allclose(np.reshape(dets.detections[0].results[0].pose.covariance, (6, 6)), known.covariance)
     assert not np.any(dets.detections[1].results[0].pose.covariance)  # unknown: zeros, as ROS reads "not given"
+
+
+def test_meshes_of_installed_packages_get_package_uris(tmp_path, monkeypatch):
+    """A mesh in a package's share folder (registered in the ament index of a prefix on AMENT_PREFIX_PATH)
+    becomes package://, which a remote rviz with that package resolves; any other mesh stays file://."""
+    prefix = tmp_path / "install"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "my_objects").write_text("")
+    mesh = prefix / "share" / "my_objects" / "meshes" / "mug.obj"
+    mesh.parent.mkdir(parents=True)
+    mesh.write_text("")
+    loose = tmp_path / "elsewhere" / "mug.obj"
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"/nonexistent:{prefix}")
+    assert outputs.mesh_uri(mesh) == "package://my_objects/meshes/mug.obj"
+    assert outputs.mesh_uri(loose) == loose.resolve().as_uri()

@@ -9,7 +9,9 @@ Conventions at this boundary:
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import logging
 import os
 
 import numpy as np
@@ -19,10 +21,21 @@ from std_msgs.msg import Header
 
 from densefusion_ros.geometry import matrix_to_quat, wxyz_to_xyzw
 
+log = logging.getLogger(__name__)
+
 
 def use_system_module(module: str) -> bool:
-    """Whether the ROS install's ``module`` is present and not overridden by DENSEFUSION_ROS_BUILTIN_COMPAT=1."""
-    return os.environ.get("DENSEFUSION_ROS_BUILTIN_COMPAT") != "1" and importlib.util.find_spec(module) is not None
+    """Whether the ROS install's ``module`` can be used: present, importable, and not overridden by
+    DENSEFUSION_ROS_BUILTIN_COMPAT=1. A module that is installed but fails to import (an apt
+    cv_bridge built against numpy 1.x under numpy 2) is not used, with one warning naming why."""
+    if os.environ.get("DENSEFUSION_ROS_BUILTIN_COMPAT") == "1" or importlib.util.find_spec(module) is None:
+        return False
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - a broken system module must not stop the node: the in-package one works
+        log.warning("%s is installed but does not import (%s: %s): using the in-package equivalent", module, type(e).__name__, e)
+        return False
+    return True
 
 
 HAVE_CV_BRIDGE = use_system_module("cv_bridge")

@@ -12,6 +12,8 @@ instance is converted to a quaternion once per frame, not once per message.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -72,6 +74,21 @@ def transforms(header: Header, instances: Sequence[InstanceResult], posed: Seque
     )
 
 
+def mesh_uri(path: Path) -> str:
+    """``package://<package>/<path in its share folder>`` for a mesh installed in a ROS package's
+    share folder (found on ``AMENT_PREFIX_PATH``), which an rviz on another machine with the same
+    package resolves; otherwise a ``file://`` URI (this machine only)."""
+    path = Path(path).resolve()
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        share = Path(prefix).resolve() / "share"
+        if share not in path.parents:
+            continue
+        package, *rest = path.relative_to(share).parts
+        if rest and (share / "ament_index" / "resource_index" / "packages" / package).is_file():
+            return f"package://{package}/{'/'.join(rest)}"
+    return path.as_uri()
+
+
 def markers(
     header: Header, instances: Sequence[InstanceResult], posed: Sequence[Pose], catalog: Catalog, lifetime_s: float = 0.5
 ) -> MarkerArray:
@@ -86,7 +103,7 @@ def markers(
         mesh.color = ColorRGBA(r=r, g=g, b=b, a=alpha)
         if info is not None:
             mesh.type = Marker.MESH_RESOURCE
-            mesh.mesh_resource = info.mesh_path.resolve().as_uri()
+            mesh.mesh_resource = mesh_uri(info.mesh_path)
             mesh.scale.x, mesh.scale.y, mesh.scale.z = (float(s) for s in info.scale)
         else:
             mesh.type = Marker.SPHERE

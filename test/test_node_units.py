@@ -101,7 +101,7 @@ def test_verify_hypotheses_reaches_the_icp_options(node):
     assert node.pipeline.config.icp_options.init_rotations == 12
     for bad in (0, 61):
         result = node.set_parameters([Parameter("verify_hypotheses", value=bad)])[0]
-        assert not result.successful and "verify_hypotheses must be in [1, 60]" in result.reason
+        assert not result.successful and "verify_hypotheses out of range. Min: 1, Max: 60" in result.reason
     assert node.pipeline.config.icp_options.init_rotations == 12
 
 
@@ -226,3 +226,13 @@ def test_a_frame_without_the_transform_to_target_frame_is_dropped(ros, monkeypat
     finally:
         node.shutdown()
         node.destroy_node()
+
+
+def test_descriptors_carry_the_ranges_and_choices(node):
+    """``ros2 param describe`` shows each numeric parameter's range and each choice parameter's values."""
+    (refine,) = node.describe_parameter("refine_iterations").integer_range
+    assert (refine.from_value, refine.to_value) == (0, 20)
+    (score,) = node.describe_parameter("score_threshold").floating_point_range
+    assert (score.from_value, score.to_value) == (0.0, 1.0)
+    assert node.describe_parameter("mode").additional_constraints == "one of: track, detect"
+    assert not node.set_parameters([Parameter("refine_iterations", value=21)])[0].successful

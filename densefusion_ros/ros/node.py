@@ -31,6 +31,7 @@ handled in :mod:`densefusion_ros.ros.process`.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import traceback
@@ -42,7 +43,7 @@ import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -132,7 +133,7 @@ PARAMETERS: dict[str, tuple[Any, str, bool]] = {
 }
 
 
-# Limits of the numeric parameters, checked at start-up and on every change: name: (lowest, highest).
+# Ranges of the numeric parameters, in their descriptors (rclpy checks them): name: (lowest, highest).
 LIMITS: dict[str, tuple[float, float]] = {
     "refine_iterations": (0, 20), "min_mask_pixels": (1, float("inf")), "min_points": (1, float("inf")),
     "score_threshold": (0.0, 1.0), "max_input_age": (0.0, float("inf")), "max_depth": (1e-3, float("inf")),
@@ -147,11 +148,25 @@ CHOICES: dict[str, tuple[str, ...]] = {"mode": ("track", "detect"), "executor": 
 PIPELINE_FIELDS = ("refine_iterations", "min_mask_pixels", "min_points", "score_threshold")
 
 
-def out_of_limits(name: str, value: Any) -> str | None:
-    """Why ``value`` is not allowed for parameter ``name`` (:data:`LIMITS`, :data:`CHOICES`), or None."""
-    low, high = LIMITS.get(name, (None, None))
-    if low is not None and not low <= value <= high:
-        return f"{name} must be in [{low:g}, {high:g}], got {value}"
+def parameter_descriptor(name: str, default: Any, description: str, read_only: bool) -> ParameterDescriptor:
+    """The descriptor ``ros2 param describe`` shows: the description, and the :data:`LIMITS` range or the
+    :data:`CHOICES` (rclpy refuses values outside a range itself)."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    if name in LIMITS:
+        low, high = LIMITS[name]
+        if isinstance(default, int) and not isinstance(default, bool):
+            top = int(high) if math.isfinite(high) else 2**63 - 1
+            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=top, step=0)]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+    if name in CHOICES:
+        descriptor.additional_constraints = "one of: " + ", ".join(CHOICES[name])
+    return descriptor
+
+
+def not_a_choice(name: str, value: Any) -> str | None:
+    """Why ``value`` is not one of parameter ``name``'s :data:`CHOICES`, or None. (Ranges are the
+    descriptors' own: rclpy refuses a value outside one at declaration and on every change.)"""
     if name in CHOICES and value not in CHOICES[name]:
         return f"{name}: '{value}' is not {', '.join(CHOICES[name][:-1])} or {CHOICES[name][-1]}"
     return None
@@ -177,11 +192,11 @@ class DenseFusionNode(LifecycleNode):
         super().__init__("densefusion", **kwargs)
         for name, (default, description, read_only) in PARAMETERS.items():
             try:
-                self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=read_only))
+                self.declare_parameter(name, default, parameter_descriptor(name, default, description, read_only))
             except (InvalidParameterTypeException, InvalidParameterValueException) as e:
                 raise process.StartupError(f"parameter {name}: {e}") from None
-        for name in (*CHOICES, *LIMITS):
-            if (why := out_of_limits(name, self._p(name))) is not None:
+        for name in CHOICES:
+            if (why := not_a_choice(name, self._p(name))) is not None:
                 raise process.StartupError(why)
         self.catalog, self.pipeline, self.tracker = None, None, None  # loaded by configure
         self._mode = self._p("mode")
@@ -331,9 +346,9 @@ class DenseFusionNode(LifecycleNode):
         return self._p("tf_prefix") or (f"{namespace}/" if namespace else "")
 
     def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Refuse a change outside :data:`LIMITS` or :data:`CHOICES` (read-only ones rclpy refuses itself)."""
+        """Refuse a change outside :data:`CHOICES` (ranges and read-only parameters rclpy refuses itself)."""
         for param in params:
-            if (why := out_of_limits(param.name, param.value)) is not None:
+            if (why := not_a_choice(param.name, param.value)) is not None:
                 return SetParametersResult(successful=False, reason=why)
         return SetParametersResult(successful=True)
 

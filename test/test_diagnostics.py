@@ -43,6 +43,8 @@ def test_a_replay_lag_is_learned_and_a_loop_retakes_it():
     assert ts.check(10.0 + 1 / 30, now=3620.0 + 1 / 30) is None and abs(ts.offset - 3610.0) < 1e-6
     live = TimestampStatus(max_future=0.5, max_age=1.0, replay_frames=5)
     assert [live.check(100.0 - 2.0 * k, now=100.0 + k) for k in range(1, 7)] == ["stale"] * 6  # growing lag
+    assert [live.check(200.0 + k, now=201.5 + k) for k in range(8)] == ["stale"] * 8  # a steady 1.5 s: a live stall or skew
+    assert [live.check(300.0 + k, now=297.0 + k) for k in range(8)] == ["future"] * 8  # clocks out of sync stay refused
     assert live.offset == 0.0 and not live.replay_detected
     live.restart(50.0, now=200.0)  # a live stream that jumps back keeps measuring from now
     assert live.offset == 0.0 and live.check(199.9, now=200.0) is None

@@ -103,3 +103,16 @@ def test_meshes_of_installed_packages_get_package_uris(tmp_path, monkeypatch):
     monkeypatch.setenv("AMENT_PREFIX_PATH", f"/nonexistent:{prefix}")
     assert outputs.mesh_uri(mesh) == "package://my_objects/meshes/mug.obj"
     assert outputs.mesh_uri(loose) == loose.resolve().as_uri()
+
+
+def test_an_instance_moved_into_another_frame_turns_its_pose_and_covariance():
+    """``InstanceResult.moved`` (the node's target_frame): a quarter turn about z swaps the x and y variances of
+    both the shift and the turn blocks, and composes the pose."""
+    catalog = Catalog.load(share_path("config", "objects", "demo.yaml"))
+    inst = _instances(catalog)[0]
+    inst.covariance = np.diag([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) * 1e-6
+    Rz = Rotation.from_euler("z", 90, degrees=True).as_matrix()
+    moved = inst.moved(Rz, np.array([1.0, 2.0, 3.0]))
+    assert np.allclose(moved.R, Rz @ inst.R) and np.allclose(moved.t, Rz @ inst.t + [1.0, 2.0, 3.0])
+    assert np.allclose(np.diag(moved.covariance), np.array([2.0, 1.0, 3.0, 5.0, 4.0, 6.0]) * 1e-6)
+    assert np.allclose(Rotation.from_quat(moved.quaternion_wxyz, scalar_first=True).as_matrix(), moved.R)

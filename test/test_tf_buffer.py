@@ -69,3 +69,16 @@ def test_unknown_frames_and_separate_trees_are_refused(tree):
     tree.add(TFMessage(transforms=[_tf("map", "odom", 0.0, (0.0, 0.0, 0.0))]), static=True)
     with pytest.raises(TransformLookupError, match="one tree"):
         tree.lookup("map", "base_link", 10.0)
+
+
+def test_a_loop_clears_the_dynamic_transforms_and_keeps_the_static_ones(tree):
+    """After stamps jump back (a recording's loop) the node clears the buffer: the loop's samples are then
+    kept again (instead of falling outside the old samples' window), and static transforms stay."""
+    from builtin_interfaces.msg import Time
+
+    tree.clear()
+    with pytest.raises(TransformLookupError):
+        tree.lookup("base_link", "arm", 10.5)
+    tree.add(TFMessage(transforms=[_tf("base_link", "arm", 1.0, (2.0, 0.0, 0.0))]), static=False)
+    assert np.allclose(tree.lookup("base_link", "arm", Time(sec=1, nanosec=0))[1], [2.0, 0.0, 0.0])  # a Time message too
+    assert np.allclose(tree.lookup("base_link", "camera_link", 5.0)[1], [0.1, 0.0, 1.0])

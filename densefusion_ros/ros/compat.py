@@ -49,11 +49,15 @@ class _Tf2Buffer:
         self._buffer = tf2_ros.Buffer()
         self._listener = tf2_ros.TransformListener(self._buffer, node)
 
-    def lookup(self, target: str, source: str, stamp: float) -> tuple[np.ndarray, np.ndarray]:
+    def clear(self) -> None:
+        self._buffer.clear()
+
+    def lookup(self, target: str, source: str, stamp: Any) -> tuple[np.ndarray, np.ndarray]:
         from rclpy.time import Time
 
+        when = Time.from_msg(stamp) if hasattr(stamp, "sec") else Time(nanoseconds=int(round(stamp * 1e9)))  # a message: exact
         try:
-            tf = self._buffer.lookup_transform(target, source, Time(nanoseconds=int(round(stamp * 1e9))))
+            tf = self._buffer.lookup_transform(target, source, when)
         except (self._tf2.LookupException, self._tf2.ConnectivityException, self._tf2.ExtrapolationException) as e:
             raise TransformLookupError(str(e)) from None
         q, p = tf.transform.rotation, tf.transform.translation
@@ -62,7 +66,7 @@ class _Tf2Buffer:
 
 def transform_buffer(node: Node) -> Any:
     """A TF buffer fed by ``node``'s ``/tf`` and ``/tf_static``: tf2_ros's, or the in-package one.
-    ``lookup(target, source, stamp_s) -> (R, t)`` maps source-frame points into the target frame
+    ``lookup(target, source, stamp) -> (R, t)`` (stamp: a ``Time`` message, exact, or seconds) maps source-frame points into the target frame
     and raises :class:`~densefusion_ros.ros.tf_buffer.TransformLookupError` when it cannot."""
     return _Tf2Buffer(node) if HAVE_TF2_ROS else TransformBuffer(node)
 

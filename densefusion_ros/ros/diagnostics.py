@@ -70,14 +70,16 @@ class TimestampStatus:
     last ``status()``.
 
     A recording replayed without ``/clock`` (``ros2 bag play`` without ``--clock``) carries stamps
-    that lag the clock by a constant: after ``replay_frames`` frames in a row whose lag stays
-    within ``max_age`` of the first's, that lag becomes the ``offset`` and ages are measured from
-    it (:attr:`replay_detected` says so, once). A clock that reads zero (``use_sim_time`` before
+    that lag the clock by a constant: after ``replay_frames`` frames in a row whose lag, more than
+    ``min_replay_lag`` seconds (far beyond any transport delay or clock skew between machines, which
+    stay stale or future), stays within ``max_age`` of the first's, that lag becomes the ``offset``
+    and ages are measured from it (:attr:`replay_detected` says so, once). A clock that reads zero (``use_sim_time`` before
     the first ``/clock`` message) learns nothing.
     """
 
-    def __init__(self, max_future: float = 0.5, max_age: float = 1.0, replay_frames: int = 5):
+    def __init__(self, max_future: float = 0.5, max_age: float = 1.0, replay_frames: int = 5, min_replay_lag: float = 60.0):
         self.max_future, self.max_age, self.replay_frames = max_future, max_age, replay_frames
+        self.min_replay_lag = min_replay_lag
         self.zero = self.future = self.stale = self.seen = 0
         self.last_delay = 0.0
         self.offset = 0.0  # s; the lag of a detected replay, subtracted from every delay
@@ -96,7 +98,7 @@ class TimestampStatus:
         if not (late or early):
             self._lags.clear()
             return None
-        if now > 0 and self._learn_offset(now - stamp):
+        if late and now > 0 and now - stamp > self.min_replay_lag and self._learn_offset(now - stamp):
             return None
         if early:
             self.future += 1

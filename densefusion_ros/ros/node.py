@@ -255,7 +255,8 @@ class DenseFusionNode(LifecycleNode):
         self.create_timer(self._p("diagnostics_period"), self._publish_diagnostics)
         compat.add_parameter_callbacks(self, self._check_parameters, self._apply_parameters)
         if autostart:
-            self.trigger_activate()
+            if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                raise process.StartupError("activate failed (see the log above)")
         else:
             self.get_logger().info("unconfigured: waiting for the lifecycle's configure and activate (autostart is false)")
 
@@ -264,13 +265,15 @@ class DenseFusionNode(LifecycleNode):
         """Load the networks and catalog and run them once; a failure is logged (and raised with autostart)."""
         try:
             self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
-        except process.StartupError as e:
-            self._startup_error = e
+            self.tracker = Tracker(self.pipeline)
+            self._warm_up()
+        except Exception as e:  # noqa: BLE001 - rclpy would swallow it unlogged; kept for autostart to raise
+            self.catalog, self.pipeline, self.tracker = None, None, None
+            known = isinstance(e, (process.StartupError, process.Interrupted))
+            self._startup_error = e if known else process.StartupError(f"configure failed: {type(e).__name__}: {e}")
             if not self._p("autostart"):  # with autostart the process ends on it with one FATAL line
                 self.get_logger().error(f"configure failed: {e}")
             return TransitionCallbackReturn.FAILURE
-        self.tracker = Tracker(self.pipeline)
-        self._warm_up()
         self._lifecycle = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
@@ -281,6 +284,8 @@ class DenseFusionNode(LifecycleNode):
             self, self._topics, self._on_synced, qos=qos, queue_size=self._p("sync_queue_size"), slop=self._p("sync_slop"),
             on_message=self._on_input, raw=self._raw_inputs,
         )
+        if self._worker is not None:  # a frame from before a deactivate still finishing
+            self._worker.join()
         self._stop, self._slot, self._last_accepted = False, None, -1.0
         self._worker = threading.Thread(target=self._work, name="densefusion_worker", daemon=True)
         self._worker.start()
@@ -325,15 +330,17 @@ class DenseFusionNode(LifecycleNode):
         self._lifecycle = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_worker(self) -> None:
-        """Stop the worker thread; waits at most 1 s for a frame in progress."""
+    def _stop_worker(self, timeout: float | None = None) -> None:
+        """Stop the worker thread, waiting for a frame in progress (at most ``timeout`` s); a worker
+        still finishing its frame is kept, so that activate waits for it before starting another."""
         with self._cv:
             self._stop = True
             self._slot = None
             self._cv.notify_all()
         if self._worker is not None:
-            self._worker.join(timeout=1.0)
-            self._worker = None
+            self._worker.join(timeout=timeout)
+            if not self._worker.is_alive():
+                self._worker = None
 
     # ---------------------------------------------------------------- set-up
     def _p(self, name: str) -> Any:
@@ -432,6 +439,8 @@ class DenseFusionNode(LifecycleNode):
             self._stamps.restart(stamp, now)
             self._last_accepted = -1.0
             self._reset_pending = True
+            if self._tf_buffer is not None:  # the loop's transforms come again, older than the kept ones
+                self._tf_buffer.clear()
         problem = self._stamps.check(stamp, now)
         if self._stamps.replay_detected:
             self._stamps.replay_detected = False
@@ -543,11 +552,11 @@ class DenseFusionNode(LifecycleNode):
         target = self._p("target_frame")
         if not target or target == header.frame_id:
             return header, instances
-        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
         try:
-            R, t = self._tf_buffer.lookup(target, header.frame_id, stamp)
+            R, t = self._tf_buffer.lookup(target, header.frame_id, header.stamp)
         except compat.TransformLookupError as e:
-            raise Rejected("no transform to target_frame", f"no transform {header.frame_id} -> {target} at {stamp:.3f}: {e}") from None
+            when = header.stamp.sec + header.stamp.nanosec * 1e-9
+            raise Rejected("no transform to target_frame", f"no transform {header.frame_id} -> {target} at {when:.3f}: {e}") from None
         return Header(stamp=header.stamp, frame_id=target), [i.moved(R, t) for i in instances]
 
     def _publish(self, header: Header, frame: Frame, instances: list, out_header: Header, out_instances: list) -> None:
@@ -601,7 +610,7 @@ class DenseFusionNode(LifecycleNode):
         self._trigger_done.set()  # a ~/trigger call waiting for a frame answers (unsuccessfully) now
         for host in self._service_hosts:
             host.close()
-        self._stop_worker()
+        self._stop_worker(timeout=1.0)
 
 
 class _ServiceHost:

@@ -133,7 +133,7 @@ def load_pipeline(p: Callable[[str], Any], logger: Any) -> tuple[Catalog, Pipeli
     return catalog, pipeline
 
 
-class _Interrupted(Exception):
+class Interrupted(Exception):
     """SIGINT or SIGTERM before the node was ready."""
 
 
@@ -147,7 +147,7 @@ class _Signals:
     def __call__(self, signum: int, _frame: Any) -> None:
         self.received = signum
         if not self.spinning:
-            raise _Interrupted(signal.Signals(signum).name)
+            raise Interrupted(signal.Signals(signum).name)
 
 
 def run(make_node: Callable[[], Node], args: list[str] | None = None, name: str = "densefusion") -> int:
@@ -173,7 +173,7 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None, name: str 
         if signals.received is not None:
             logger.info(f"{signal.Signals(signals.received).name} received: shutting down")
         return 0
-    except _Interrupted as e:
+    except Interrupted as e:
         logger.info(f"{e} during start-up: exiting")
         return 0
     except StartupError as e:

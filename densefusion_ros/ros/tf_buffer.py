@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from typing import Any
 
 import numpy as np
 from rclpy.node import Node
@@ -101,15 +102,23 @@ class TransformBuffer:
                     edge = self._edges[child] = _Edge(parent, static)
                 edge.add(stamp, np.array([q.x, q.y, q.z, q.w]), np.array([p.x, p.y, p.z]), self.cache_s)
 
-    def lookup(self, target: str, source: str, stamp: float) -> tuple[np.ndarray, np.ndarray]:
+    def clear(self) -> None:
+        """Forget the dynamic transforms (static ones stay), as tf2's ``Buffer.clear``: after stamps jump
+        back (a recording's loop) the new samples would otherwise fall outside the kept ones' window."""
+        with self._lock:
+            self._edges = {child: edge for child, edge in self._edges.items() if edge.static}
+
+    def lookup(self, target: str, source: str, stamp: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(R (3, 3), t (3,))`` mapping ``source``-frame points into ``target``'s at ``stamp``
-        (seconds; 0 = the latest of each edge).
+        (a ``builtin_interfaces/Time`` or seconds; 0 = the latest of each edge).
 
         Raises:
             TransformLookupError: a frame is unknown, the frames are in different trees, or an edge
                 on the path has no samples around ``stamp``.
         """
         target, source = target.lstrip("/"), source.lstrip("/")
+        if hasattr(stamp, "sec"):
+            stamp = stamp.sec + stamp.nanosec * 1e-9
         with self._lock:
             up_source, up_target = self._to_root(source, stamp), self._to_root(target, stamp)
         common = next((f for f, _, _ in up_source if f in {g for g, _, _ in up_target}), None)

@@ -54,8 +54,7 @@ class _Edge:
     def at(self, stamp: float, child: str) -> tuple[np.ndarray, np.ndarray]:
         """``(R (3, 3), t (3,))`` of the edge at ``stamp`` (seconds; 0 = the latest, as tf2's Time())."""
         if self.static or stamp == 0.0 or len(self.stamps) == 1 and stamp == self.stamps[0]:
-            k = -1
-            return Rotation.from_quat(self.rotations[k]).as_matrix(), self.translations[k]
+            return Rotation.from_quat(self.rotations[-1]).as_matrix(), self.translations[-1]
         if not self.stamps[0] <= stamp <= self.stamps[-1]:
             raise TransformLookupError(
                 f"extrapolation: {self.parent} <- {child} is known for stamps [{self.stamps[0]:.3f}, {self.stamps[-1]:.3f}], "

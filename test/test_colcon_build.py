@@ -1,4 +1,5 @@
-"""The repository builds as an ament_python package with colcon, and its executables run."""
+"""The repository builds with colcon (the node's ament_python package and its interface package), and its
+executables run."""
 
 import os
 import shutil
@@ -22,11 +23,16 @@ def test_colcon_build_and_run(tmp_path, ros_env):
     env = dict(ros_env)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("AMENT_PREFIX_PATH", str(Path(sys.prefix)))
+    # The README's workspace recipe: the repository root is the node's package, and its service
+    # definitions are a second package below it, which colcon finds when given both paths.
     build = subprocess.run(
-        [COLCON, "build", "--packages-select", "densefusion_ros"],
+        [COLCON, "build", "--base-paths", "src/densefusion_ros", "src/densefusion_ros/interfaces/densefusion_ros_interfaces"],
         cwd=tmp_path / "ws", env=env, capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, build.stdout + build.stderr
+    assert "Summary: 2 packages finished" in build.stdout, build.stdout
+    generated = tmp_path / "ws" / "install" / "densefusion_ros_interfaces"
+    assert list(generated.glob("lib/python3*/site-packages/densefusion_ros_interfaces/srv/_get_poses.py")), build.stdout
     install = tmp_path / "ws" / "install" / "densefusion_ros"
     share = install / "share" / "densefusion_ros"
     assert (share / "package.xml").is_file()

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import REPO, spawn
+from densefusion_ros.ros.launch_support import FILE_PARAMETERS, rviz_config
 
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
 PACKAGE = "densefusion_ros"
@@ -42,7 +43,8 @@ def _kw(call: ast.Call, name: str) -> ast.expr | None:
 
 def _eval(node: ast.expr, args: dict[str, str]) -> object:
     """The value of a launch expression: strings, lists (concatenated substitutions), dicts,
-    ``LaunchConfiguration(name)``, ``os.path.join(share, ...)`` (``share`` = this repository)."""
+    ``LaunchConfiguration(name)`` and ``value(name)``, the file arguments' dict comprehension,
+    ``os.path.join(share, ...)`` (``share`` = this repository)."""
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name) and node.id == "share":
@@ -53,8 +55,11 @@ def _eval(node: ast.expr, args: dict[str, str]) -> object:
         return {_eval(k, args): _eval(v, args) for k, v in zip(node.keys, node.values)}
     if isinstance(node, ast.Tuple):
         return tuple(_eval(e, args) for e in node.elts)
-    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "LaunchConfiguration":
-        return args[_eval(node.args[0], args)]
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("LaunchConfiguration", "value"):
+        return args[_eval(node.args[0], args)]  # value(name): a LaunchConfiguration performed in an OpaqueFunction
+    if isinstance(node, ast.DictComp):  # {name: value(name) for name in FILE_PARAMETERS if value(name)}
+        code = compile(ast.Expression(node), "<launch>", "eval")
+        return eval(code, {"value": lambda name: args[name], "FILE_PARAMETERS": FILE_PARAMETERS})  # noqa: S307 - our own file
     if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "join":
         return str(Path(*[str(_eval(a, args)) for a in node.args]))
     raise AssertionError(f"unsupported launch expression: {ast.unparse(node)}")
@@ -101,7 +106,7 @@ def test_launch_file_names_only_what_exists(path):
         if module == "densefusion_ros.ros.node":
             assert yaml_node == "/**", "the YAML must apply under any node name and namespace"
             for p in _kw(call, "parameters").elts:
-                if isinstance(p, ast.Dict):
+                if isinstance(p, (ast.Dict, ast.DictComp)):
                     given = set(_eval(p, {k: v or "x" for k, v in declared.items()}))
                     unknown = given - set(yaml_body["ros__parameters"]) - {"use_sim_time"}  # rclpy's own
                     assert not unknown, f"undeclared parameters {unknown}"
@@ -191,12 +196,17 @@ def test_launched_node_serves_the_rviz_config(ros_env):
 def test_launched_in_a_namespace_the_node_applies_its_yaml(ros_env, tmp_path):
     """``namespace:=robot1`` with a parameter file of the shipped form (keyed ``/**``) whose colour
     topic differs: the node's outputs live under /robot1/densefusion and it subscribes to the
-    file's colour topic, so the file's values reached the namespaced node."""
+    file's colour topic, so the file's values reached the namespaced node. The ``catalog`` launch
+    argument overrides the file's (missing) catalog, and rviz's config, moved to the namespaces,
+    shows only topics the node has."""
     params = _node_yaml()
     params["/**"]["ros__parameters"]["color_topic"] = "/robot1/cam/color/image_raw"
+    params["/**"]["ros__parameters"]["catalog"] = "/nonexistent/catalog_of_the_file.yaml"  # the launch argument wins
     params_file = tmp_path / "robot1.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    name, argv = _launch_node_argv("/cam2", namespace="robot1", params_file=str(params_file), log_level="warn")
+    catalog = str(REPO / "config" / "objects" / "demo.yaml")
+    name, argv = _launch_node_argv("/cam2", namespace="robot1", params_file=str(params_file), log_level="warn", catalog=catalog)
+    assert f"catalog:={catalog}" in argv and not any(a.startswith("estimator_weights:=") for a in argv), argv
     node = spawn(argv + ["-p", "torch_threads:=1"], ros_env)
     try:
         probe = spawn(["test/nodes/graph_probe.py", name, "/robot1", "120"], ros_env)
@@ -208,3 +218,17 @@ def test_launched_in_a_namespace_the_node_applies_its_yaml(ros_env, tmp_path):
     assert graph["subscribers"].get("/robot1/cam/color/image_raw") == ["sensor_msgs/msg/Image"], graph["subscribers"]
     assert graph["publishers"].get("/robot1/densefusion/poses") == ["geometry_msgs/msg/PoseArray"], graph["publishers"]
     assert "ready:" not in log, "log_level warn hides the info lines"
+    # rviz as realsense.launch.py starts it for namespace robot1 and camera robot1/cam: every topic it shows is there
+    rviz = yaml.safe_load(rviz_config(REPO / "config" / "densefusion.rviz", "robot1", "robot1", "cam").read_text())
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "cam_color_optical_frame"
+    for d in (d for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d):
+        topic, wanted = d["Topic"]["Value"], [RVIZ_TYPES[d["Class"]]]
+        assert graph["publishers"].get(topic) == wanted or graph["subscribers"].get(topic) == wanted, (topic, graph)
+
+
+def test_file_arguments_left_empty_keep_the_parameter_file():
+    """The weights and catalog launch arguments override the parameter file only when given."""
+    _, argv = _launch_node_argv("/cam2")
+    assert not any(a.split(":=")[0] in FILE_PARAMETERS for a in argv), argv
+    _, argv = _launch_node_argv("/cam2", refiner_weights="none")
+    assert "refiner_weights:=none" in argv and not any(a.startswith("catalog:=") for a in argv), argv

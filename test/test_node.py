@@ -245,15 +245,27 @@ def test_track_mode_keeps_ids_and_reset_restarts_them(ros_env):
 def test_poses_come_in_the_robot_frame_through_tf(node_files, ros_env, tmp_path):
     """``target_frame:=base_link`` and a static transform base_link <- camera (a shift of 10, 20, 30 m, published
     latched on /tf_static by another process before the node starts): poses, detections and TF come in base_link,
-    shifted by it."""
+    shifted by it. ``~/get_poses`` answers with the last frame's detections in the frame asked for: the output
+    frame by default, the camera's, and a refusal for a frame TF does not know."""
     tf = spawn(["test/nodes/static_tf.py", "base_link", synthetic.FRAME, "10", "20", "30"], ros_env)
     assert tf.stdout.readline().strip() == "ready"
     node = start_node(node_files, ros_env, "target_frame:=base_link")
     try:
         _, got = run_phase(ros_env, tmp_path, "valid", 4, overlay=False)
+        client = spawn(["test/nodes/get_poses_client.py", "/densefusion", "", synthetic.FRAME, "nowhere"], ros_env)
+        asked = [json.loads(x) for x in client.communicate(timeout=120)[0].splitlines() if x.startswith("{")]
     finally:
         log = stop(node)
         stop(tf)
+    assert len(asked) == 3, asked
+    default, camera, nowhere = asked
+    last = got["detections"][-1]
+    assert default["success"] and default["frame"] == "base_link" and default["stamp"] == last["stamp"], (default, last)
+    assert default["ids"] == [d["id"] for d in last["dets"]] and default["ids"], (default, last)
+    assert camera["success"] and camera["frame"] == synthetic.FRAME and camera["stamp"] == last["stamp"], camera
+    shift = np.array(default["t"]) - np.array(camera["t"])
+    assert np.allclose(shift, [10, 20, 30], atol=1e-6), shift
+    assert not nowhere["success"] and "nowhere" in nowhere["message"] and nowhere["ids"] == [], nowhere
     assert got["poses"] and all(p["frame"] == "base_link" for p in got["poses"]), log
     positions = [t for p in got["poses"] for t in p["t"]]
     assert positions and all(abs(x - 10) < 2 and abs(y - 20) < 2 and abs(z - 30.55) < 2 for x, y, z in positions), positions
@@ -271,6 +283,7 @@ def test_lifecycle_transitions_from_another_process(node_files, ros_env):
         line = node.stdout.readline()
         while line and "unconfigured: waiting" not in line:
             line = node.stdout.readline()
+        asked = spawn(["test/nodes/get_poses_client.py", "/densefusion", ""], ros_env).communicate(timeout=120)[0]
         client = spawn(["test/nodes/lifecycle_client.py", "/densefusion", color, "configure", "activate", "deactivate",
                         "cleanup", "shutdown"], ros_env)
         out = client.communicate(timeout=180)[0]
@@ -281,4 +294,6 @@ def test_lifecycle_transitions_from_another_process(node_files, ros_env):
         ("configure", True, "inactive"), ("activate", True, "active"), ("deactivate", True, "inactive"),
         ("cleanup", True, "unconfigured"), ("shutdown", True, "finalized")], out + log
     assert [s["subscribers"] for s in steps] == [0, 1, 0, 0, 0], steps
+    unconfigured = json.loads(asked.splitlines()[-1])
+    assert not unconfigured["success"] and unconfigured["message"] == "unconfigured: no poses", unconfigured
     assert "ready:" in log and "networks released" in log and "Traceback" not in log, log

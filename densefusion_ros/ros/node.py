@@ -41,6 +41,7 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 from builtin_interfaces.msg import Time
+from densefusion_ros_interfaces.srv import GetPoses
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -226,7 +227,8 @@ class DenseFusionNode(LifecycleNode):
         self.pub_latency_ms = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", 10)
         self.pub_pipeline_ms = self.create_publisher(Float64, "~/debug/pipeline_time_ms", 10)
         self.tf = compat.TransformPublisher(self)
-        self._tf_buffer = compat.transform_buffer(self) if self._p("target_frame") else None
+        self._tf_buffer = compat.transform_buffer(self)  # for target_frame and ~/get_poses
+        self._latest: tuple[Header, list] | None = None  # the last published frame's camera-frame header and instances
 
         self._topics = [(Image, self._p("color_topic")), (Image, self._p("depth_topic")), (CameraInfo, self._p("camera_info_topic"))]
         if self._p("label_topic"):
@@ -252,6 +254,7 @@ class DenseFusionNode(LifecycleNode):
                 self._service_hosts.append(_ServiceHost(self, service, Trigger, callback))
             else:
                 self.create_service(Trigger, f"~/{service}", callback, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(GetPoses, "~/get_poses", self._on_get_poses)  # answers at once: no thread of its own
         self.create_timer(self._p("diagnostics_period"), self._publish_diagnostics)
         compat.add_parameter_callbacks(self, self._check_parameters, self._apply_parameters)
         if autostart:
@@ -309,6 +312,7 @@ class DenseFusionNode(LifecycleNode):
             self._track_stats = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        self._latest = None
         self.get_logger().info("inactive: inputs unsubscribed, tracks forgotten")
         self._lifecycle = "inactive"
         return super().on_deactivate(state)
@@ -550,14 +554,38 @@ class DenseFusionNode(LifecycleNode):
     def _in_target_frame(self, header: Header, instances: list) -> tuple[Header, list]:
         """The outputs' header and instances in ``target_frame`` (TF at the image stamp), or as they are."""
         target = self._p("target_frame")
+        try:
+            return self._in_frame(target, header, instances)
+        except compat.TransformLookupError as e:
+            raise Rejected("no transform to target_frame", str(e)) from None
+
+    def _in_frame(self, target: str, header: Header, instances: list) -> tuple[Header, list]:
+        """``header`` and ``instances`` moved into ``target`` (TF at the image stamp); as they are when
+        ``target`` is empty or their own frame. Raises :class:`compat.TransformLookupError`."""
         if not target or target == header.frame_id:
             return header, instances
         try:
             R, t = self._tf_buffer.lookup(target, header.frame_id, header.stamp)
         except compat.TransformLookupError as e:
             when = header.stamp.sec + header.stamp.nanosec * 1e-9
-            raise Rejected("no transform to target_frame", f"no transform {header.frame_id} -> {target} at {when:.3f}: {e}") from None
+            raise compat.TransformLookupError(f"no transform {header.frame_id} -> {target} at {when:.3f}: {e}") from None
         return Header(stamp=header.stamp, frame_id=target), [i.moved(R, t) for i in instances]
+
+    def _on_get_poses(self, request: GetPoses.Request, response: GetPoses.Response) -> GetPoses.Response:
+        """The latest processed frame's detections in ``request.frame_id`` (empty: the output frame), at once."""
+        latest, catalog = self._latest, self.catalog
+        if latest is None or catalog is None:
+            response.message = f"{self._lifecycle}: no frame processed yet" if self._lifecycle == "active" else f"{self._lifecycle}: no poses"
+            return response
+        header, instances = latest
+        try:
+            out_header, out_instances = self._in_frame(request.frame_id or self._p("target_frame"), header, instances)
+        except compat.TransformLookupError as e:
+            response.message = str(e)
+            return response
+        response.detections = outputs.detections(out_header, out_instances, outputs.poses(out_instances), catalog)
+        response.success = True
+        return response
 
     def _publish(self, header: Header, frame: Frame, instances: list, out_header: Header, out_instances: list) -> None:
         """``~/overlay`` from the camera-frame ``header`` and ``instances``; the poses, detections,
@@ -569,6 +597,7 @@ class DenseFusionNode(LifecycleNode):
             self.tf.send(outputs.transforms(out_header, out_instances, posed, self._tf_prefix).transforms)
         if self._p("publish_markers"):
             self.pub_markers.publish(outputs.markers(out_header, out_instances, posed, self.catalog))
+        self._latest = (header, instances)
         if self._p("overlay") and self.pub_overlay.get_subscription_count() > 0:
             self.pub_overlay.publish(numpy_to_image(draw_overlay(frame.rgb, frame.K, instances, self.catalog), "rgb8", header))
             self._stats.overlays += 1

@@ -6,16 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-VENV=${VENV:-$ROOT/.venv}
+# ROS_WHEELS=jazzy: the Jazzy wheels instead of Kilted's, in a venv of their own (make test-jazzy).
+WHEELS=${ROS_WHEELS:-kilted}
+case "$WHEELS" in
+  kilted) ROS_REQUIREMENTS=requirements-ros.txt; DEFAULT_VENV=$ROOT/.venv ;;
+  jazzy) ROS_REQUIREMENTS=requirements-ros-jazzy.txt; DEFAULT_VENV=$ROOT/.venv-jazzy ;;
+  *) echo "[setup] ROS_WHEELS must be kilted or jazzy, not $WHEELS" >&2; exit 2 ;;
+esac
+VENV=${VENV:-$DEFAULT_VENV}
 PY=${PYTHON:-python3}
 STAMP=$VENV/.densefusion_ros_setup
 
 say() { printf '[setup] %s\n' "$*"; }
 
 inputs_hash() {
-  cat requirements.txt requirements-ros.txt setup.py package.xml scripts/setup_env.sh \
+  cat requirements.txt "$ROS_REQUIREMENTS" setup.py package.xml scripts/setup_env.sh \
       $(find interfaces -type f | sort) 2>/dev/null | sha256sum | cut -d' ' -f1
-  echo "${ROS_DISTRO:-pypi}"
+  echo "${ROS_DISTRO:-pypi-$WHEELS}"
 }
 
 want=$(inputs_hash | tr '\n' ' ')
@@ -41,8 +48,8 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   "$VENV/bin/pip" install -q -r requirements.txt
 else
   [ -x "$VENV/bin/python" ] || { say "creating $VENV"; $PY -m venv "$VENV"; }
-  say "installing pinned requirements (ML stack + ROS 2 Kilted wheels)"
-  "$VENV/bin/pip" install -q -r requirements.txt -r requirements-ros.txt
+  say "installing pinned requirements (ML stack + ROS 2 $WHEELS wheels)"
+  "$VENV/bin/pip" install -q -r requirements.txt -r "$ROS_REQUIREMENTS"
 fi
 
 # Interface packages missing from PyPI, and this repo's own: build them, only where absent.

@@ -2,7 +2,11 @@
 # Both create or update .venv first (scripts/setup_env.sh is idempotent: seconds when up to date).
 PY := .venv/bin/python
 
-.PHONY: env demo test bench clean
+# The ROS tests that also run on the ROS 2 Jazzy wheels (a venv of their own, .venv-jazzy).
+JAZZY_TESTS := test/test_node.py test/test_node_units.py test/test_distro_compat.py test/test_launch_files.py \
+	test/test_tf_buffer.py test/test_ros_roundtrip.py test/test_bag_replay.py
+
+.PHONY: env demo test test-jazzy bench clean
 
 env:
 	./scripts/setup_env.sh
@@ -12,6 +16,10 @@ demo: env
 
 test: env
 	$(PY) -m pytest
+
+test-jazzy:
+	ROS_WHEELS=jazzy ./scripts/setup_env.sh
+	.venv-jazzy/bin/python -m pytest $(JAZZY_TESTS)
 
 bench: env
 	$(PY) -m densefusion_ros.bench

@@ -69,7 +69,7 @@ build_interface() {
     sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#${numpy_inc}#g" \
            -e "s#/opt/python/cp311-cp311/include/python3.11#${inc}#g" "$f"
   done
-  local build=$ROOT/build/interfaces/$pkg
+  local build=$ROOT/build/interfaces-$WHEELS/$pkg
   rm -rf "$build"
   local prefixes=$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}  # a sourced ROS install's packages too
   AMENT_PREFIX_PATH=$prefixes PATH=$VENV/bin:$PATH cmake -S "interfaces/$pkg" -B "$build" -Wno-dev \
@@ -78,7 +78,7 @@ build_interface() {
   AMENT_PREFIX_PATH=$prefixes PATH=$VENV/bin:$PATH cmake --build "$build" --target install -j "$(nproc)" \
     >>"$build.log" 2>&1 || { tail -30 "$build.log"; exit 1; }
 }
-mkdir -p build/interfaces
+mkdir -p "build/interfaces-$WHEELS"
 build_interface tf2_msgs
 build_interface vision_msgs
 build_interface densefusion_ros_interfaces srv

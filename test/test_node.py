@@ -3,6 +3,7 @@
 The publisher starts once the node subscribes and the recorder is connected, so no frame is lost to discovery.
 """
 
+import importlib.metadata
 import json
 import signal
 import subprocess
@@ -187,6 +188,16 @@ def test_runtime_parameters_take_effect(node_files, ros_env, tmp_path):
     assert "parameter score_threshold set to 1.0" in out and "parameter refine_iterations" not in out
 
 
+def _jazzy_wheels() -> bool:
+    try:
+        importlib.metadata.version("ros-jazzy-rclpy")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_jazzy_wheels(), reason="on the Jazzy wheels (Fast DDS 2.14) a best-effort reader gets none of the "
+                    "camera-sized images published once a second or slower, and this test sends one frame at a time")
 def test_track_mode_keeps_ids_and_reset_restarts_them(ros_env):
     """The default ``mode: track`` with the bundled weights, on the bundled sequence's first frame sent again and again
     (tests/nodes/track_driver.py waits for each frame's outputs before the next): one object is acquired per frame and

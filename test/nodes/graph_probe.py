@@ -1,5 +1,5 @@
 """Prints, as JSON, the topics that one node publishes and subscribes to, once it is in the graph
-and subscribes to something.
+and subscribes to something besides TF (its inputs: the node is active).
 
 usage: graph_probe.py NODE_NAME [NAMESPACE] [TIMEOUT]
 Prints {"publishers": {topic: [types]}, "subscribers": {topic: [types]}, "services": [names]},
@@ -17,6 +17,8 @@ import time
 
 import rclpy
 
+TF_TOPICS = ("/tf", "/tf_static")
+
 
 def main() -> int:
     name = sys.argv[1]
@@ -30,8 +32,9 @@ def main() -> int:
             rclpy.spin_once(probe, timeout_sec=0.2)
             if (name, namespace) not in probe.get_node_names_and_namespaces():
                 continue
-            if not probe.get_subscriber_names_and_types_by_node(name, namespace):
-                continue  # in the graph, still loading: its inputs come last
+            inputs = [t for t, _ in probe.get_subscriber_names_and_types_by_node(name, namespace) if t not in TF_TOPICS]
+            if not inputs:
+                continue  # in the graph, still loading: its inputs come last (TF is listened to from the start)
             time.sleep(1.0)  # let every endpoint of the node be discovered
             rclpy.spin_once(probe, timeout_sec=0.2)
             pubs = probe.get_publisher_names_and_types_by_node(name, namespace)

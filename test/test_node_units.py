@@ -236,3 +236,29 @@ def test_descriptors_carry_the_ranges_and_choices(node):
     assert (score.from_value, score.to_value) == (0.0, 1.0)
     assert node.describe_parameter("mode").additional_constraints == "one of: track, detect"
     assert not node.set_parameters([Parameter("refine_iterations", value=21)])[0].successful
+
+
+def test_services_of_a_node_that_is_not_active_answer_at_once(ros):
+    """Unconfigured (``autostart: false``): ``~/trigger`` says no frame can come instead of waiting out
+    ``trigger_timeout``, ``~/reset_tracks`` and ``~/get_poses`` say why there is nothing; configured but
+    inactive, the same."""
+    from densefusion_ros_interfaces.srv import GetPoses
+    from std_srvs.srv import Trigger
+
+    node = make_node(ros, params={"autostart": False, "mode": "track", "trigger_timeout": 30.0})
+    try:
+        for state in ("unconfigured", "inactive"):
+            t0 = time.monotonic()
+            trigger = node._on_trigger(Trigger.Request(), Trigger.Response())
+            assert time.monotonic() - t0 < 5.0
+            assert not trigger.success and trigger.message == f"{state}: no frames are processed"
+            reset = node._on_reset_tracks(Trigger.Request(), Trigger.Response())
+            assert reset.message == ("unconfigured: there are no tracks" if state == "unconfigured" else
+                                     "forgot 0 track(s) (0 followed, 0 lost); ids start again at 0")
+            poses = node._on_get_poses(GetPoses.Request(), GetPoses.Response())
+            assert not poses.success and poses.message == f"{state}: no poses"
+            if state == "unconfigured":
+                node.trigger_configure()
+    finally:
+        node.shutdown()
+        node.destroy_node()

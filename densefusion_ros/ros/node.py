@@ -462,6 +462,10 @@ class DenseFusionNode(LifecycleNode):
         return stamp
 
     def _on_trigger(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """With ``continuous: false``: process the next frame and answer with what it showed (at most ``trigger_timeout``)."""
+        if self._lifecycle != "active":  # no frame can come: answer now instead of after the timeout
+            response.message = f"{self._lifecycle}: no frames are processed"
+            return response
         self._trigger_done.clear()
         self._trigger_armed = True
         response.success = self._trigger_done.wait(self._p("trigger_timeout")) and not self._stop
@@ -474,14 +478,15 @@ class DenseFusionNode(LifecycleNode):
         if self._mode != "track":
             response.message = "detect mode: there are no tracks"
             return response
-        if self.tracker is None:
+        tracker = self.tracker  # cleanup may drop it meanwhile: this call keeps the one it checked
+        if tracker is None:
             response.message = "unconfigured: there are no tracks"
             return response
         with self._track_lock:
-            before = self.tracker.stats()
-            self.tracker.reset()
+            before = tracker.stats()
+            tracker.reset()
             self._reset_pending = False
-            self._track_stats = self.tracker.stats()
+            self._track_stats = tracker.stats()
         response.message = (f"forgot {before['tracks'] + before['lost']} track(s) ({before['tracks']} followed, "
                             f"{before['lost']} lost); ids start again at 0")
         self.get_logger().info(f"~/reset_tracks: {response.message}")

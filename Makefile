@@ -22,7 +22,7 @@ test-jazzy:
 	.venv-jazzy/bin/python -m pytest $(JAZZY_TESTS)
 
 bench: env
-	$(PY) -m densefusion_ros.bench
+	$(PY) -m tools.bench_pipeline
 
 clean:
 	rm -rf build install log out

@@ -1,4 +1,4 @@
-"""The ``densefusion-ros`` command: ``infer``, ``synth``, ``train``, ``evaluate``, ``bench``.
+"""The ``densefusion-ros`` command: ``infer``, ``synth``, ``train``, ``evaluate``.
 
 Each sub-command lives in its own module, which exposes ``configure_parser(parser)`` and
 ``run(args) -> int``. Modules are imported only when their sub-command runs, so that
@@ -17,7 +17,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("densefusion_ros.data.synth", "render a synthetic BOP dataset with pybullet"),
     "train": ("densefusion_ros.train.trainer", "train the segmenter, estimator or refiner"),
     "evaluate": ("densefusion_ros.eval.evaluate", "measure ADD, ADD-S and AUC on a dataset"),
-    "bench": ("densefusion_ros.bench", "time the pipeline stages, batched versus per object"),
 }
 
 

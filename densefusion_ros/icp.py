@@ -65,7 +65,7 @@ class IcpOptions:
             point-to-plane, 90.4 %).
         verify_threads: threads that run the hypotheses' ICPs (Open3D releases the GIL during
             ICP; the result is the same). On the 2-core CPU, 30 held-out frames: 1658 ms per frame
-            with 1, 1361 with 2 (``python scripts/bench_configs.py "icp=verify,verify_threads=1"
+            with 1, 1361 with 2 (``python -m tools.bench_configs "icp=verify,verify_threads=1"
             "icp=verify,verify_threads=2" --max-frames 30``).
         verify_climb: the best this many distinct hypotheses (2 mm apart) each climb the verify
             score (turns of 8, 4, 2 degrees about the model's axes, shifts of 4 and 2 mm) before

@@ -3,7 +3,7 @@
 # trimesh and the pybullet_data meshes come on PYTHONPATH, the data as a slim BOP copy made by
 # scripts/slim_pose_split.py). Writes everything worth keeping to $OUT:
 #   tests.log       the CUDA tests (test_cuda_graphs, test_pipeline, test_train_smoke: cuda and fp16 paths)
-#   bench_cuda.txt  python -m densefusion_ros.bench on CUDA fp32 / fp16, both backbones, 1-8 objects
+#   bench_cuda.txt  python -m tools.bench_pipeline on CUDA fp32 / fp16, both backbones, 1-8 objects
 #                   (batched with CUDA graphs, without them, and the published per-object loop)
 #   estimator.pth, refiner.pth (float16), *_log.csv  fine-tuned estimator and a refiner trained on it
 # Usage: OUT=out/gpu DATA=.data/slim EST_MIN=5 REF_MIN=2 bash scripts/gpu_session.sh
@@ -38,7 +38,7 @@ $PY -m pytest -q -p no:cacheprovider test/test_cuda_graphs.py test/test_pipeline
     -k "cuda or bench_prints or graphs" 2>&1 | tee "$OUT/tests.log" | tail -5
 
 stamp "benchmark"
-$PY -m densefusion_ros.bench --devices cuda --objects 1,2,4,5,8 --repeats 10 --warmup 3 2>&1 | tee "$OUT/bench_cuda.txt"
+$PY -m tools.bench_pipeline --devices cuda --objects 1,2,4,5,8 --repeats 10 --warmup 3 2>&1 | tee "$OUT/bench_cuda.txt"
 
 fi
 stamp "estimator fine-tuning"

@@ -70,7 +70,9 @@ def rclpy_context(tmp_path_factory):
 
 
 def spawn(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
-    """Start ``python args...`` as a separate process with ``env``; output is captured as text."""
+    """Start ``python args...`` as a separate process with ``env`` (plus the repository root on the path, for
+    tools/); output is captured as text."""
+    env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)}
     return subprocess.Popen(
         [sys.executable, *args], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
     )

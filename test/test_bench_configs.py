@@ -1,21 +1,15 @@
-"""scripts/bench_configs.py: variants parse into the pipeline and ICP settings they name."""
+"""tools/bench_configs.py: variants parse into the pipeline and ICP settings they name."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_configs.py"
+from tools import bench_configs
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_configs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_configs
 
 
 def test_variants_set_pipeline_and_icp_fields(bench):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from sensor_msgs.msg import CameraInfo, Image
 
 from densefusion_ros.geometry import quat_to_matrix
-from densefusion_ros.ros import synthetic
+from tools import synthetic
 from densefusion_ros.ros.conversions import (
     ENCODINGS,
     ImageConversionError,

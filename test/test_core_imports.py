@@ -36,5 +36,20 @@ def test_core_imports_without_ros():
 def test_cli_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "densefusion_ros.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    for command in ("infer", "synth", "train", "evaluate", "bench"):
+    for command in ("infer", "synth", "train", "evaluate"):
         assert command in out.stdout
+
+
+def test_the_package_imports_no_harness():
+    """Benchmarks and test harnesses live in tools/, outside the installed package: nothing in it imports them."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in (root / "densefusion_ros").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[0] in ("tools", "hypothesis", "pytest")]
+    assert not offenders, offenders

@@ -10,7 +10,8 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from densefusion_ros.ros import compat, synthetic
+from densefusion_ros.ros import compat
+from tools import synthetic
 from densefusion_ros.ros.node import DenseFusionNode
 
 

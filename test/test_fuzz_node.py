@@ -1,7 +1,7 @@
-"""Hypothesis fuzzing of the running node's colour, depth and camera_info topics (densefusion_ros.ros.fuzz).
+"""Hypothesis fuzzing of the running node's colour, depth and camera_info topics (tools.fuzz_node).
 
 CI size: 200 generated sets per topic. DENSEFUSION_FUZZ_COUNT=5000 runs the long version
-(or: python -m densefusion_ros.ros.fuzz --count 5000).
+(or: python -m tools.fuzz_node --count 5000).
 """
 
 import json
@@ -13,7 +13,7 @@ COUNT = int(os.environ.get("DENSEFUSION_FUZZ_COUNT", "200"))
 
 
 def test_fuzzed_inputs_never_crash_or_leak_into_poses(ros_env, tmp_path):
-    proc = spawn(["-m", "densefusion_ros.ros.fuzz", "--count", str(COUNT), "--json", str(tmp_path / "report.json"),
+    proc = spawn(["-m", "tools.fuzz_node", "--count", str(COUNT), "--json", str(tmp_path / "report.json"),
                   "--log", str(tmp_path / "node.log"), "--signal", "INT"], ros_env)
     out, _ = proc.communicate(timeout=120 + COUNT * 0.3)
     report = json.loads((tmp_path / "report.json").read_text())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from densefusion_ros import cli, geometry
-from densefusion_ros.bench import synthetic_frame
+from tools.bench_pipeline import synthetic_frame
 from densefusion_ros.data import io
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION
 from helpers import save_random_networks

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import spawn
 from densefusion_ros.resources import share_path
-from densefusion_ros.ros import synthetic
+from tools import synthetic
 
 
 @pytest.fixture

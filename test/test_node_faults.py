@@ -5,7 +5,7 @@ import time
 import pytest
 
 from conftest import spawn
-from densefusion_ros.ros import synthetic
+from tools import synthetic
 
 
 @pytest.fixture(scope="module")

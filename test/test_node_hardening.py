@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import spawn
-from densefusion_ros.ros import synthetic
+from tools import synthetic
 from densefusion_ros.ros.env import local_ros_env
 
 # case -> substrings that its log line must contain

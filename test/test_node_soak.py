@@ -1,4 +1,4 @@
-"""A 30 s soak at 640x480, 30 Hz (densefusion_ros.ros.bench_soak): bounded latency, no memory growth, only 'busy' drops."""
+"""A 30 s soak at 640x480, 30 Hz (tools.bench_soak): bounded latency, no memory growth, only 'busy' drops."""
 
 import json
 
@@ -6,7 +6,7 @@ from conftest import spawn
 
 
 def test_soak_latency_bounded_and_memory_flat(ros_env, tmp_path):
-    proc = spawn(["-m", "densefusion_ros.ros.bench_soak", "--seconds", "30", "--warmup", "10", "--window", "5",
+    proc = spawn(["-m", "tools.bench_soak", "--seconds", "30", "--warmup", "10", "--window", "5",
                   "--rate", "30", "--size", "640x480", "--json", str(tmp_path / "soak.json")], ros_env)
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out

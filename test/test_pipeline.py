@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from densefusion_ros import bench, geometry
-from densefusion_ros.bench import synthetic_catalog, synthetic_frame
+from densefusion_ros import geometry
+from tools import bench_pipeline as bench
+from tools.bench_pipeline import synthetic_catalog, synthetic_frame
 from densefusion_ros.catalog import Catalog, ObjectInfo
 from densefusion_ros.frame import Frame
 from densefusion_ros.models import build_estimator, build_refiner

@@ -7,7 +7,7 @@ which is the same number for N = num_points); any N works here.
 Two layouts run the same layers with the same weights: the published channels-first
 ``[B,C,N]`` (``Conv1d``), and **point rows** ``[B*N,C]``, where each 1x1 conv is one GEMM over all
 points of all samples (:func:`pointwise`). On a 2-core CPU, rows made ``forward_best`` 1.13-1.26x
-and the refiner up to 1.17x faster at 250-1250 points per call (``python -m densefusion_ros.bench
+and the refiner up to 1.17x faster at 250-1250 points per call (``python -m tools.bench_pipeline
 --layouts``); the values are equal up to float rounding. The pipeline's batched path uses rows on
 CPUs (``rows=True``); training, the published-style loop and the parity tests use channels-first.
 """

@@ -20,7 +20,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.qos import QoSProfile
 
-from densefusion_ros.ros import synthetic
+from tools import synthetic
 from densefusion_ros.ros.conversions import numpy_to_image
 
 H, W = 120, 160

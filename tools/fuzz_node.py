@@ -1,7 +1,7 @@
 """Hypothesis-driven fuzzing of a running ``densefusion_node`` through its input topics.
 
-    python -m densefusion_ros.ros.fuzz --count 5000            # sets per fuzzed topic
-    python -m densefusion_ros.ros.fuzz --count 200 --json report.json
+    python -m tools.fuzz_node --count 5000            # sets per fuzzed topic
+    python -m tools.fuzz_node --count 200 --json report.json
 
 The node runs in its own process (random-weight compact networks, one-object catalog, label
 topic). This process publishes, per fuzzed topic (colour, depth, camera_info), ``count`` sets in
@@ -218,7 +218,7 @@ class Harness:
         from geometry_msgs.msg import PoseArray
         from rclpy.qos import QoSProfile
 
-        from densefusion_ros.ros import synthetic
+        from tools import synthetic
 
         self.period, self.stop_signal = period, stop_signal
         self.proc = subprocess.Popen(
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", help="write the node's log here")
     args = parser.parse_args(argv)
 
-    from densefusion_ros.ros import synthetic
+    from tools import synthetic
     from densefusion_ros.ros.env import apply_local_ros_env
 
     domain = os.environ.get("ROS_DOMAIN_ID")  # keep a domain chosen by the caller (tests), always loopback

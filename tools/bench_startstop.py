@@ -1,6 +1,6 @@
 """Start/stop benchmark: start the node, wait until ready, signal it, check it exits cleanly within 2 s.
 
-    python -m densefusion_ros.ros.bench_startstop --cycles 100
+    python -m tools.bench_startstop --cycles 100
 
 Signals alternate SIGTERM / SIGINT (``--signal`` picks one). While the cycles run, a publisher
 process streams the synthetic RGB-D scene (``--rate``, 0 = none), so that most signals arrive
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densefusion_ros.ros.bench_soak import wait_ready
+from tools.bench_soak import wait_ready
 
 
 def cycle(cmd: list[str], env: dict[str, str], sig: int, hold: float, budget: float) -> dict:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args(argv)
 
-    from densefusion_ros.ros import synthetic
+    from tools import synthetic
     from densefusion_ros.ros.env import apply_local_ros_env
 
     domain = os.environ.get("ROS_DOMAIN_ID")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = synthetic.node_command(models, "device:=cpu")
     stream = None
     if args.rate > 0:
-        stream = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.bench_soak", "--publish", "--rate", str(args.rate),
+        stream = subprocess.Popen([sys.executable, "-m", "tools.bench_soak", "--publish", "--rate", str(args.rate),
                                    "--size", "320x240", "--seconds", "1e9"], env=env, stdout=subprocess.DEVNULL)
     sigs = {"INT": [signal.SIGINT], "TERM": [signal.SIGTERM], "both": [signal.SIGTERM, signal.SIGINT]}[args.signal]
     rng = random.Random(0)

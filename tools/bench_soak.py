@@ -1,7 +1,7 @@
 """Soak benchmark: the node under a steady RGB-D stream for minutes; latency, rates, drops, memory.
 
-    python -m densefusion_ros.ros.bench_soak --minutes 10 --rate 30           # 640x480 RGB-D at 30 Hz
-    python -m densefusion_ros.ros.bench_soak --seconds 30 --json soak.json    # the size of the soak test
+    python -m tools.bench_soak --minutes 10 --rate 30           # 640x480 RGB-D at 30 Hz
+    python -m tools.bench_soak --seconds 30 --json soak.json    # the size of the soak test
 
 Three processes: the node (random-weight compact networks and the label topic unless
 ``--bundled``), a publisher process streaming a synthetic scene (colour rgb8, depth 16UC1 mm,
@@ -47,7 +47,7 @@ def publish(rate: float, width: int, height: int, seconds: float) -> int:
     from rclpy.qos import QoSProfile
     from rclpy.signals import SignalHandlerOptions
 
-    from densefusion_ros.ros import synthetic
+    from tools import synthetic
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop: list[int] = []
@@ -73,7 +73,7 @@ def publish(rate: float, width: int, height: int, seconds: float) -> int:
 
 
 def node_process(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen:
-    from densefusion_ros.ros import synthetic
+    from tools import synthetic
 
     params = ["overlay:=false", f"device:={args.device}", f"expected_input_hz:={args.rate}", f"torch_threads:={args.threads}"]
     if args.bundled:
@@ -118,7 +118,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     threading.Thread(target=lambda: log.extend(node.stdout), daemon=True).start()
     width, height = (int(v) for v in args.size.split("x"))
     duration = args.seconds or args.minutes * 60.0
-    publisher = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.bench_soak", "--publish", "--rate", str(args.rate),
+    publisher = subprocess.Popen([sys.executable, "-m", "tools.bench_soak", "--publish", "--rate", str(args.rate),
                                   "--size", args.size, "--seconds", str(duration)], env=env, stdout=subprocess.PIPE, text=True)
     rclpy.init()
     mon = rclpy.create_node("soak_monitor")

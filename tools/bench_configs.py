@@ -1,6 +1,6 @@
 """Time pipeline configurations on a BOP split, alternating them frame by frame.
 
-``python scripts/bench_configs.py "instances=largest" "instances=best" [--dataset .data/demo] [--split eval]``
+``python -m tools.bench_configs "instances=largest" "instances=best" [--dataset .data/demo] [--split eval]``
 
 Each positional argument is one variant: comma-separated ``key=value`` settings of
 :class:`~densefusion_ros.pipeline.PipelineConfig` or of its

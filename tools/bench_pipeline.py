@@ -1,6 +1,6 @@
 """Time the pipeline stages, batched versus the published per-object loop, in one run.
 
-``python -m densefusion_ros.bench`` or ``densefusion-ros bench``. Random-weight networks
+``python -m tools.bench_pipeline`` or ``densefusion-ros bench``. Random-weight networks
 (published ``psp_resnet18`` and ``compact`` color backbones) and synthetic frames with 1, 2, 4,
 8 objects (random elliptic masks, slightly raised above a tilted plane of depth). Three modes see
 the same frames, points and ``choose`` (fixed seed) and give the same poses (tests assert it):
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m densefusion_ros.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_pipeline", description=__doc__.splitlines()[0])
     configure_parser(parser)
     return run(parser.parse_args(argv))
 

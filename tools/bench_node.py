@@ -18,7 +18,7 @@ small machine, where the publisher and the receiving share the cores with the pi
 also reports its own pipeline time (``~/debug/pipeline_time_ms``), so the in-node share of
 conversion and publishing is printed too. Both sides use the same torch thread count.
 
-    python -m densefusion_ros.ros.bench_node --rates 15 30 --loops 3
+    python -m tools.bench_node --rates 15 30 --loops 3
 
 Machine speed can drift by 10-20 % within minutes on a shared machine; ``--blocks N`` alternates
 N streaming blocks with idle direct passes so that drift hits both sides alike.
@@ -90,7 +90,7 @@ def sink(topics: list[str]) -> None:
 def direct_under_stream(pipeline: Pipeline, frames: list, bag: str, rate: float, loops: int, env: dict) -> np.ndarray:
     """Direct pipeline ms per frame while the replay streams ``bag`` at ``rate`` to a subscriber process."""
     topics = [PARAMETERS[k][0] for k in ("color_topic", "depth_topic", "camera_info_topic")]
-    receiver = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.bench_node", "--sink", *topics],
+    receiver = subprocess.Popen([sys.executable, "-m", "tools.bench_node", "--sink", *topics],
                                 env=env, stdout=subprocess.PIPE, text=True)
     receiver.stdout.readline()
     replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.replay", "--bag", bag, "--rate", str(rate), "--loops", str(loops)],

@@ -15,6 +15,7 @@ demo: env
 	$(PY) -m densefusion_ros.ros.demo
 
 test: env
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 test-jazzy:

@@ -22,7 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """Build the top-level parser; only the chosen sub-command's module is imported."""
-    parser = argparse.ArgumentParser(prog="densefusion-ros", description="DenseFusion 6D pose estimation: inference, synthetic data, training, evaluation.")
+    parser = argparse.ArgumentParser(
+        prog="densefusion-ros", description="DenseFusion 6D pose estimation: inference, synthetic data, training, evaluation."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():

@@ -51,8 +51,8 @@ from densefusion_ros.frame import Frame
 from densefusion_ros.icp import IcpOptions, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses
 from densefusion_ros.models.blocks import fuse_batchnorm
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
-from densefusion_ros.support_plane import support_plane
 from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, observed_points, prepare_instance
+from densefusion_ros.support_plane import support_plane
 from densefusion_ros.verify import DepthEvidence, ModelGeometry, VerifyInput, pose_covariance, verify_instances
 
 __all__ = [

@@ -49,9 +49,7 @@ from densefusion_ros.icp import group_rotations
 from densefusion_ros.pipeline import FrameResult, InstanceResult, Pipeline, validate_frame
 from densefusion_ros.sampling import mask_box, valid_depth
 from densefusion_ros.support_plane import support_plane
-from densefusion_ros.verify import (
-    DepthEvidence, ModelBank, VerifyInput, depth_terms, icp, padded, pose_covariance, score_of_terms, verify_instances,
-)
+from densefusion_ros.verify import DepthEvidence, ModelBank, VerifyInput, depth_terms, icp, padded, pose_covariance, score_of_terms, verify_instances
 
 __all__ = ["Tracker", "TrackerOptions", "Track"]
 
@@ -380,7 +378,8 @@ class Tracker:
         ts = t[j] + (R[j] @ c) - Rs @ c
         n = len(S)
         obj = torch.full((n,), j, dtype=torch.int64, device=R.device)
-        Rr, tr_, fit, rmse = icp(bank, obj, source[j : j + 1].expand(n, -1, -1), valid_pts[j : j + 1].expand(n, -1), Rs, ts, 10, icp_opts.verify_method)
+        src, val = source[j : j + 1].expand(n, -1, -1), valid_pts[j : j + 1].expand(n, -1)
+        Rr, tr_, fit, rmse = icp(bank, obj, src, val, Rs, ts, 10, icp_opts.verify_method)
         sup, vio, cov = depth_terms(evidence, bank.points[obj], obj, Rr, tr_, icp_opts.verify_tolerance)
         w = (icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
         scores = score_of_terms(sup, vio, cov, *w)

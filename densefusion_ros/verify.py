@@ -31,11 +31,12 @@ import torch
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from densefusion_ros.icp import (
-    IcpOptions, IcpResult, centroid_translation, default_distance, group_rotations, mask_grid,
-)  # fmt: skip
+from densefusion_ros.icp import IcpOptions, IcpResult, centroid_translation, default_distance, group_rotations, mask_grid  # fmt: skip
 
-__all__ = ["ModelGeometry", "ModelBank", "padded", "DepthEvidence", "icp", "score_poses", "score_of_terms", "depth_terms", "verify_instances", "VerifyInput"]
+__all__ = [
+    "ModelGeometry", "ModelBank", "padded", "DepthEvidence", "icp", "score_poses", "score_of_terms", "depth_terms", "verify_instances",
+    "VerifyInput",
+]
 
 
 def _normals(points: np.ndarray, neighbours: int = 30) -> np.ndarray:

@@ -3,12 +3,12 @@
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from densefusion_ros.ros.launch_support import FILE_PARAMETERS
+from launch import LaunchDescription
 
 
 def _node(context):

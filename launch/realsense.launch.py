@@ -7,7 +7,6 @@ default in the driver, and without it the aligned depth topic never appears).
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -15,6 +14,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from densefusion_ros.ros.launch_support import rviz_config
+from launch import LaunchDescription
 
 
 def _rviz(context):

@@ -20,6 +20,25 @@ from densefusion_ros.ros.env import local_ros_env
 
 REPO = Path(__file__).resolve().parent.parent
 _domains = itertools.count()
+# Modules whose tests take tens of seconds or more: training, rendering, the demo, soak, fuzz, builds, evaluation.
+SLOW_MODULES = {
+    "test_demo", "test_node_soak", "test_fuzz_node", "test_train_ddp", "test_train_smoke", "test_colcon_build", "test_synth",
+    "test_eval_evaluate", "test_eval_sequence",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers from what each test uses (pytest.ini): ``ros`` when it needs a ROS environment or rclpy
+    context (a fixture, or a module that builds its own), ``gpu`` when it is skipped without CUDA, ``slow`` for :data:`SLOW_MODULES`, ``unit`` otherwise."""
+    for item in items:
+        gpu = any("CUDA" in str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif"))
+        ros = bool({"ros_env", "rclpy_context"} & set(item.fixturenames)) or hasattr(item.module, "local_ros_env")  # own env
+        slow = item.module is not None and item.module.__name__.rpartition(".")[2] in SLOW_MODULES
+        for name, on in (("gpu", gpu), ("ros", ros), ("slow", slow)):
+            if on:
+                item.add_marker(name)
+        if not (gpu or ros or slow):
+            item.add_marker("unit")
 
 
 @pytest.fixture(autouse=True, scope="session")

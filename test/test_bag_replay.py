@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import trimesh
 
-from conftest import spawn
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.frame import Frame, GtObject
 from densefusion_ros.ros.bag import COLOR_TOPIC, DEPTH_TOPIC, GT_TOPIC, INFO_TOPIC, read_sequence, write_sequence
+
+from conftest import spawn
 
 K = np.array([[60.0, 0, 32], [0, 60.0, 24], [0, 0, 1]])
 
@@ -89,8 +90,9 @@ def test_the_node_takes_a_recording_with_its_own_stamps_and_loops(ros_env, how):
     does: without ``/clock`` the node recognises the steady lag and processes the frames; with ``--clock`` and
     ``use_sim_time`` it measures ages on ``/clock``. Either way the second loop's jump back starts the
     sequence checks again instead of dropping every frame as out of order."""
-    from densefusion_ros.resources import share_path
     from test_node import stop, wait_ready
+
+    from densefusion_ros.resources import share_path
 
     recorded = {(t // 10**9, t % 10**9) for _, _, t, _ in read_sequence(share_path("data", "demo_sequence"))}
     sim_time = ["-p", "use_sim_time:=true"] if how == "clock" else []

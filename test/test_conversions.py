@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 from sensor_msgs.msg import CameraInfo, Image
 
 from densefusion_ros.geometry import quat_to_matrix
-from tools import synthetic
 from densefusion_ros.ros.conversions import (
     ENCODINGS,
     ImageConversionError,
@@ -19,6 +18,7 @@ from densefusion_ros.ros.conversions import (
     numpy_to_image,
     pose_msg,
 )
+from tools import synthetic
 
 
 def raw(h, w, enc, step, data, big=0):

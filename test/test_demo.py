@@ -8,10 +8,11 @@ tolerance stated in models/README.md.
 import json
 import re
 
-from conftest import REPO, spawn
 from densefusion_ros.models import read_metadata
 from densefusion_ros.resources import share_path
 from densefusion_ros.ros.bag import read_sequence
+
+from conftest import REPO, spawn
 
 # Stated in models/README.md ("Tolerance checked by the tests"): on the bundled 30 Hz video replayed at 5 Hz
 # (so that the tracker sees most frames on a 2-core CPU), with masks from the bundled segmentation network.

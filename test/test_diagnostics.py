@@ -1,8 +1,6 @@
 """diagnostic_updater-style tasks: frequency, timestamps, processing budget, tracks."""
 
-from densefusion_ros.ros.diagnostics import (
-    ERROR, OK, TRACK_KEYS, WARN, BudgetStatus, FrequencyStatus, TimestampStatus, tracks_status,
-)
+from densefusion_ros.ros.diagnostics import ERROR, OK, TRACK_KEYS, WARN, BudgetStatus, FrequencyStatus, TimestampStatus, tracks_status
 
 
 def test_frequency_status_levels():

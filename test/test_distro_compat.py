@@ -3,7 +3,6 @@ post-set callback (Humble has none), and the executor when rclpy has no EventsEx
 
 from __future__ import annotations
 
-
 import pytest
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import MultiThreadedExecutor
@@ -11,8 +10,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from densefusion_ros.ros import compat
-from tools import synthetic
 from densefusion_ros.ros.node import DenseFusionNode
+from tools import synthetic
 
 
 @pytest.fixture(scope="module")

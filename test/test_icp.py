@@ -10,9 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from densefusion_ros.catalog import ObjectInfo
 from densefusion_ros.geometry import backproject
-from densefusion_ros.icp import (
-    IcpOptions, depth_consistency, group_rotations, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses,
-)
+from densefusion_ros.icp import IcpOptions, depth_consistency, group_rotations, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses
 
 from helpers import chair_object, render_depth
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from densefusion_ros import cli, geometry
-from tools.bench_pipeline import synthetic_frame
 from densefusion_ros.data import io
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION
+from tools.bench_pipeline import synthetic_frame
+
 from helpers import save_random_networks
 
 H, W = 120, 160

@@ -13,7 +13,7 @@ import numpy as np
 from conftest import REPO
 
 SYSTEM_PROVIDED = {"numpy", "opencv-python-headless", "torch"}
-TEST_ONLY = {"pytest", "hypothesis"}
+TEST_ONLY = {"pytest", "hypothesis", "ruff"}
 
 
 def _requirements(name: str) -> dict[str, str]:

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, spawn
 from densefusion_ros.ros.launch_support import FILE_PARAMETERS, rviz_config
+
+from conftest import REPO, spawn
 
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
 PACKAGE = "densefusion_ros"

@@ -12,9 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import spawn
 from densefusion_ros.resources import share_path
 from tools import synthetic
+
+from conftest import spawn
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ import time
 
 import pytest
 
-from conftest import spawn
 from tools import synthetic
+
+from conftest import spawn
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import spawn
-from tools import synthetic
 from densefusion_ros.ros.env import local_ros_env
+from tools import synthetic
+
+from conftest import spawn
 
 # case -> substrings that its log line must contain
 BAD_CASES = {

@@ -9,9 +9,9 @@ from rclpy.parameter import Parameter
 
 from densefusion_ros.pipeline import FrameResult, InstanceResult
 from densefusion_ros.ros import process
-from tools import synthetic
 from densefusion_ros.ros.diagnostics import ERROR, OK, DropLog, SyncStatus
 from densefusion_ros.ros.node import DenseFusionNode, valid_pose
+from tools import synthetic
 
 
 @pytest.fixture(scope="module")

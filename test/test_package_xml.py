@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import ast
 import sys
-from pathlib import Path
-
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 import yaml

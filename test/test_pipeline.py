@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from densefusion_ros import geometry
-from tools import bench_pipeline as bench
-from tools.bench_pipeline import synthetic_catalog, synthetic_frame
 from densefusion_ros.catalog import Catalog, ObjectInfo
 from densefusion_ros.frame import Frame
 from densefusion_ros.models import build_estimator, build_refiner
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image
 from densefusion_ros.pipeline import FrameResult, InstanceResult, Pipeline, PipelineConfig, validate_frame
 from densefusion_ros.sampling import prepare_instance
+from tools import bench_pipeline as bench
+from tools.bench_pipeline import synthetic_catalog, synthetic_frame
 
 N = 64
 H, W = 240, 320
@@ -317,16 +317,6 @@ def test_split_instances_are_the_full_frame_components(nets, catalog, frame):
         np.testing.assert_array_equal(mask, cc == k)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
-def test_label_ids_equal_unique(dtype):
-    from densefusion_ros.pipeline import _label_ids
-
-    rng = np.random.default_rng(0)
-    labels = rng.choice(np.array([0, 3, 7, 200], dtype), size=(48, 64))
-    np.testing.assert_array_equal(_label_ids(labels), np.unique(labels))
-    np.testing.assert_array_equal(_label_ids(np.array([[-1, 5]])), [-1, 5])  # negative ids: np.unique
-
-
 def test_icp_after_refiner_runs(nets, tmp_path, frame):
     import trimesh
 
@@ -413,3 +403,6 @@ def test_label_ids_equal_unique(dtype):
         label = np.zeros((4, 4), dtype)
         label[0, 0] = 65535
         np.testing.assert_array_equal(_label_ids(label), [0, 65535])
+    labels = rng.choice(np.array([0, 3, 7, 200], dtype), size=(48, 64))  # sparse ids
+    np.testing.assert_array_equal(_label_ids(labels), np.unique(labels))
+    np.testing.assert_array_equal(_label_ids(np.array([[-1, 5]])), [-1, 5])  # negative ids: np.unique

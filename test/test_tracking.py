@@ -18,6 +18,7 @@ from densefusion_ros.icp import IcpOptions
 from densefusion_ros.models import build_estimator, build_refiner
 from densefusion_ros.pipeline import Pipeline, PipelineConfig
 from densefusion_ros.tracking import Tracker
+
 from helpers import chair_object, render_depth
 
 K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])

@@ -10,6 +10,7 @@ from scipy.spatial.transform import Rotation
 from densefusion_ros.geometry import backproject
 from densefusion_ros.icp import IcpOptions, depth_consistency, refine_pose, refine_with_hypotheses
 from densefusion_ros.verify import DepthEvidence, ModelBank, ModelGeometry, VerifyInput, icp, padded, score_poses, verify_instances
+
 from helpers import chair_object, render_depth
 
 pytest.importorskip("open3d")
@@ -111,7 +112,8 @@ def test_no_accepted_start_keeps_the_input_pose(chair):
     geometry = ModelGeometry.build(model, 0.015, "cpu")
     evidence = DepthEvidence.build(depth.astype(np.float32), K, [mask], "cpu")
     few = np.zeros((2, 3))
-    res, res_few = verify_instances([VerifyInput(geometry, far, R0, t0, 0), VerifyInput(geometry, few, R0, t0, 0)], evidence, IcpOptions(max_distance=0.015))
+    inputs = [VerifyInput(geometry, far, R0, t0, 0), VerifyInput(geometry, few, R0, t0, 0)]
+    res, res_few = verify_instances(inputs, evidence, IcpOptions(max_distance=0.015))
     assert not res_few.accepted and np.allclose(res_few.t, t0)
     assert (not res.accepted and np.allclose(res.t, t0)) or res.fitness >= IcpOptions().min_fitness
 

@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args(argv)
 
-    from tools import synthetic
     from densefusion_ros.ros.env import apply_local_ros_env
+    from tools import synthetic
 
     domain = os.environ.get("ROS_DOMAIN_ID")
     apply_local_ros_env(domain_id=int(domain) if domain else None, log_dir=os.environ.get("ROS_LOG_DIR"))

@@ -377,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", help="write the node's log here")
     args = parser.parse_args(argv)
 
-    from tools import synthetic
     from densefusion_ros.ros.env import apply_local_ros_env
+    from tools import synthetic
 
     domain = os.environ.get("ROS_DOMAIN_ID")  # keep a domain chosen by the caller (tests), always loopback
     apply_local_ros_env(domain_id=int(domain) if domain else None, log_dir=os.environ.get("ROS_LOG_DIR"))

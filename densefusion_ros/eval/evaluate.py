@@ -351,8 +351,8 @@ def evaluate(
 ) -> EvalResult:
     """Run every mode of the module docstring on a BOP split; returns an :class:`EvalResult`."""
     from densefusion_ros.catalog import Catalog
-    from densefusion_ros.models.checkpoint import load_estimator, load_refiner, load_segmenter
     from densefusion_ros.data.bop import BopDataset
+    from densefusion_ros.models.checkpoint import load_estimator, load_refiner, load_segmenter
     from densefusion_ros.pipeline import Pipeline, PipelineConfig, resolve_device
 
     masks = masks or ("segmenter" if segmenter else "gt")

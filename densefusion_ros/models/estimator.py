@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import EMBEDDING_DIM, build_color_backbone
 from ._checks import check_choose, check_obj, check_points, select_object
+from .backbones import EMBEDDING_DIM, build_color_backbone
 from .fusion import PixelwiseFusion, pointwise, row_blocks, to_rows
 
 __all__ = ["BestHypothesis", "DenseFusionEstimator", "EstimatorOutput", "build_estimator"]

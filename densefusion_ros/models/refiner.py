@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import EMBEDDING_DIM
 from ._checks import check_obj, check_points
+from .backbones import EMBEDDING_DIM
 from .fusion import GlobalFusion, to_rows
 
 __all__ = ["DenseFusionRefiner", "RefinerOutput", "build_refiner"]

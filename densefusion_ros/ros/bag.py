@@ -193,7 +193,7 @@ def load_frames(path: str | Path) -> list[Frame]:
         parts = by_time[t_ns]
         if not {COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC} <= parts.keys():
             continue
-        (rgb, enc, stamp), (depth, denc, _), (K, _, _) = parts[COLOR_TOPIC], parts[DEPTH_TOPIC], parts[INFO_TOPIC]
+        (rgb, enc, stamp), (depth, _, _), (K, _, _) = parts[COLOR_TOPIC], parts[DEPTH_TOPIC], parts[INFO_TOPIC]
         if enc.startswith("bgr"):
             rgb = rgb[..., 2::-1]
         depth_m = depth.astype(np.float32) * (0.001 if depth.dtype == np.uint16 else 1.0)

@@ -3,8 +3,9 @@
 On a ROS 2 install this uses ``message_filters``, ``tf2_ros`` and ``cv_bridge``. The PyPI
 wheels lack them, so small in-package equivalents take their place:
 :class:`~densefusion_ros.ros.sync.ApproximateTimeSync`, a ``/tf`` publisher with tf2_ros's QoS,
-a TF buffer (:class:`~densefusion_ros.ros.tf_buffer.TransformBuffer`), and the decoder in :func:`~densefusion_ros.ros.conversions.image_to_numpy` (which validates
-``step``, sizes and encodings itself on both paths).
+a TF buffer (:class:`~densefusion_ros.ros.tf_buffer.TransformBuffer`), and the decoder in
+:func:`~densefusion_ros.ros.conversions.image_to_numpy` (which validates ``step``, sizes and
+encodings itself on both paths).
 Set ``DENSEFUSION_ROS_BUILTIN_COMPAT=1`` to force the in-package versions (tests do, to cover both).
 
 It also hides what differs between the distros (Humble, Jazzy, Kilted): rclpy's events executor

@@ -98,7 +98,8 @@ class Listener(Node):
         self.rows.append(row)
         if not self.quiet:
             parts = [f"{o['id']} conf {o['score']:.2f} t={o['t']}" + _verdict(o) for o in row["objects"]]
-            print(f"[{len(self.rows):4d}] latency {row['latency_ms']:6.1f} ms | rate {self.rate():4.1f} Hz | " + ("; ".join(parts) or "nothing found"), flush=True)
+            found = "; ".join(parts) or "nothing found"
+            print(f"[{len(self.rows):4d}] latency {row['latency_ms']:6.1f} ms | rate {self.rate():4.1f} Hz | {found}", flush=True)
 
     def _on_overlay(self, msg: Image) -> None:
         self.overlays += 1

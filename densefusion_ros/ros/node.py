@@ -39,15 +39,15 @@ from collections import defaultdict, deque
 from typing import Any, NoReturn
 
 import numpy as np
+import rclpy
 import torch
 from builtin_interfaces.msg import Time
 from densefusion_ros_interfaces.srv import GetPoses
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-import rclpy
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
@@ -64,9 +64,7 @@ from densefusion_ros.overlay import draw_overlay
 from densefusion_ros.pipeline import FrameResult
 from densefusion_ros.ros import compat, outputs, process
 from densefusion_ros.ros.conversions import numpy_to_image
-from densefusion_ros.ros.diagnostics import (
-    OK, WARN, BudgetStatus, DropLog, FrequencyStatus, SyncStatus, TimestampStatus, tracks_status,
-)
+from densefusion_ros.ros.diagnostics import OK, WARN, BudgetStatus, DropLog, FrequencyStatus, SyncStatus, TimestampStatus, tracks_status
 from densefusion_ros.ros.inputs import Rejected, check_set, decode_set
 from densefusion_ros.ros.sync import header_stamp
 from densefusion_ros.tracking import Tracker

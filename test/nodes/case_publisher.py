@@ -20,8 +20,8 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.qos import QoSProfile
 
-from tools import synthetic
 from densefusion_ros.ros.conversions import numpy_to_image
+from tools import synthetic
 
 H, W = 120, 160
 SCENE = synthetic.scene(H, W)

@@ -29,7 +29,8 @@ def main() -> int:
     node.create_subscription(Image, "/camera/camera/color/image_raw",
                              lambda m: got["color"].append({"stamp": stamp(m), "mean": float(color_to_rgb(m).mean()), "enc": m.encoding}), 10)
     node.create_subscription(Image, "/camera/camera/aligned_depth_to_color/image_raw",
-                             lambda m: got["depth"].append({"stamp": stamp(m), "sum_mm": int(np.round(depth_to_metres_msg(m)[0] * 1000).sum()), "enc": m.encoding}), 10)
+                             lambda m: got["depth"].append(
+                                 {"stamp": stamp(m), "sum_mm": int(np.round(depth_to_metres_msg(m)[0] * 1000).sum()), "enc": m.encoding}), 10)
     node.create_subscription(CameraInfo, "/camera/camera/color/camera_info", lambda m: got["info"].append({"stamp": stamp(m), "k": list(m.k)}), 10)
     node.create_subscription(Detection3DArray, "/ground_truth/detections",
                              lambda m: got["gt"].append({"stamp": stamp(m), "names": [d.results[0].hypothesis.class_id for d in m.detections]}), 10)

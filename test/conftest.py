@@ -29,7 +29,8 @@ SLOW_MODULES = {
 
 def pytest_collection_modifyitems(config, items):
     """Markers from what each test uses (pytest.ini): ``ros`` when it needs a ROS environment or rclpy
-    context (a fixture, or a module that builds its own), ``gpu`` when it is skipped without CUDA, ``slow`` for :data:`SLOW_MODULES`, ``unit`` otherwise."""
+    context (a fixture, or a module that builds its own), ``gpu`` when it is skipped without CUDA,
+    ``slow`` for :data:`SLOW_MODULES`, ``unit`` otherwise."""
     for item in items:
         gpu = any("CUDA" in str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif"))
         ros = bool({"ros_env", "rclpy_context"} & set(item.fixturenames)) or hasattr(item.module, "local_ros_env")  # own env

@@ -51,6 +51,7 @@ from densefusion_ros.frame import Frame
 from densefusion_ros.icp import IcpOptions, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses
 from densefusion_ros.models.blocks import fuse_batchnorm
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
+from densefusion_ros.runtime import resolve_device
 from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, observed_points, prepare_instance
 from densefusion_ros.support_plane import support_plane
 from densefusion_ros.verify import DepthEvidence, ModelGeometry, VerifyInput, pose_covariance, verify_instances
@@ -69,13 +70,6 @@ log = logging.getLogger(__name__)
 
 STAGES = ("segmentation", "preprocess", "estimator", "refiner", "icp", "track", "total")
 DEFAULT_NUM_POINTS = 1000
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @dataclass

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         return sequence.run(args)
     import torch
 
-    from densefusion_ros.train.trainer import cpu_threads
+    from densefusion_ros.runtime import cpu_threads
 
     torch.set_num_threads(cpu_threads(args.threads))
     result = evaluate(
@@ -353,7 +353,8 @@ def evaluate(
     from densefusion_ros.catalog import Catalog
     from densefusion_ros.data.bop import BopDataset
     from densefusion_ros.models.checkpoint import load_estimator, load_refiner, load_segmenter
-    from densefusion_ros.pipeline import Pipeline, PipelineConfig, resolve_device
+    from densefusion_ros.pipeline import Pipeline, PipelineConfig
+    from densefusion_ros.runtime import resolve_device
 
     masks = masks or ("segmenter" if segmenter else "gt")
     if masks == "segmenter" and not segmenter:

@@ -236,8 +236,8 @@ def run(args) -> int:
 
     from densefusion_ros.data.bop import BopDataset
     from densefusion_ros.pipeline import Pipeline, PipelineConfig
+    from densefusion_ros.runtime import cpu_threads
     from densefusion_ros.tracking import Tracker
-    from densefusion_ros.train.trainer import cpu_threads
 
     torch.set_num_threads(cpu_threads(args.threads))
     catalog_path = args.catalog or Path(args.dataset) / "catalog.yaml"

@@ -27,8 +27,9 @@ from rclpy.signals import SignalHandlerOptions
 
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.icp import IcpOptions
-from densefusion_ros.pipeline import Pipeline, PipelineConfig, resolve_device
+from densefusion_ros.pipeline import Pipeline, PipelineConfig
 from densefusion_ros.resources import share_path
+from densefusion_ros.runtime import resolve_device
 
 EXIT_STARTUP_ERROR = 2
 

@@ -73,6 +73,7 @@ from torch.utils.data import DataLoader
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.geometry import to_object_frame_torch
 from densefusion_ros.models.checkpoint import unwrap_model
+from densefusion_ros.runtime import cpu_threads, resolve_device
 from densefusion_ros.train.losses import estimator_loss, refiner_loss
 
 log = logging.getLogger("densefusion_ros.train")
@@ -225,28 +226,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def cpu_threads(requested: int | None, world_size: int = 1) -> int:
-    """Intra-op CPU threads: ``requested``, or the cores left free by other processes.
-
-    On a shared machine, more threads than free cores is far slower than one thread (measured on
-    2 shared cores: a 48-sample epoch took 4.6 s with 1 thread and 70 s with 2 while another
-    process kept one core busy), so the default is the per-rank share of the cores minus the
-    1-minute load average at start, at least 1.
-    """
-    if requested:
-        return int(requested)
-    cores = os.cpu_count() or 1
-    share = max(1, cores // max(1, world_size))
-    try:
-        busy = int(round(os.getloadavg()[0] / max(1, world_size)))
-    except OSError:  # not available on this platform
-        busy = 0
-    return max(1, min(share, share - busy))
-
-
 def _resolve_device(name: str, di: DistInfo) -> torch.device:
-    from densefusion_ros.pipeline import resolve_device
-
     device = resolve_device(name)
     if device.type == "cuda":
         device = torch.device("cuda", di.local_rank if di.enabled else (device.index or 0))
@@ -270,8 +250,7 @@ class Trainer:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.t_start = time.time()
-        device_type = "cuda" if (args.device == "auto" and torch.cuda.is_available()) or str(args.device).startswith("cuda") else "cpu"
-        self.di = init_distributed(device_type)
+        self.di = init_distributed(resolve_device(args.device).type)
         self.device = _resolve_device(args.device, self.di)
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads(args.threads, self.di.world_size))

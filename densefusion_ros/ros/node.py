@@ -441,8 +441,7 @@ class DenseFusionNode(LifecycleNode):
             self._stamps.restart(stamp, now)
             self._last_accepted = -1.0
             self._reset_pending = True
-            if self._tf_buffer is not None:  # the loop's transforms come again, older than the kept ones
-                self._tf_buffer.clear()
+            self._tf_buffer.clear()  # the loop's transforms come again, older than the kept ones
         problem = self._stamps.check(stamp, now)
         if self._stamps.replay_detected:
             self._stamps.replay_detected = False

@@ -13,6 +13,7 @@ instance is converted to a quaternion once per frame, not once per message.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -77,9 +78,15 @@ def transforms(header: Header, instances: Sequence[InstanceResult], posed: Seque
 def mesh_uri(path: Path) -> str:
     """``package://<package>/<path in its share folder>`` for a mesh installed in a ROS package's
     share folder (found on ``AMENT_PREFIX_PATH``), which an rviz on another machine with the same
-    package resolves; otherwise a ``file://`` URI (this machine only)."""
-    path = Path(path).resolve()
-    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+    package resolves; otherwise a ``file://`` URI (this machine only). Looked up once per mesh and
+    prefix list: the markers ask for it every frame."""
+    return _mesh_uri(Path(path), os.environ.get("AMENT_PREFIX_PATH", ""))
+
+
+@lru_cache(maxsize=256)
+def _mesh_uri(path: Path, prefixes: str) -> str:
+    path = path.resolve()
+    for prefix in filter(None, prefixes.split(os.pathsep)):
         share = Path(prefix).resolve() / "share"
         if share not in path.parents:
             continue

@@ -3,7 +3,7 @@
 DenseFusion's paper compares against PoseCNN+ICP; here ICP is an optional pipeline stage
 (``PipelineConfig.icp``):
 
-* ``"off"``: no ICP (the published DenseFusion pipeline);
+* ``"none"``: no ICP (the published DenseFusion pipeline);
 * ``"after"``: ICP starts from the network pose (after the K refiner iterations);
 * ``"only"``: no network pose: ICP starts from the observed points' centroid with each
   rotation of ``IcpOptions.rotation_group`` and keeps the best fit. This is a geometric baseline,

@@ -75,7 +75,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--catalog", type=Path, help="object catalog YAML (default: config/objects/demo.yaml)")
     opt = parser.add_argument_group("pipeline")
     opt.add_argument("--iterations", type=int, default=2, help="refiner iterations K (published: 2 YCB, 4 LineMOD)")
-    opt.add_argument("--icp", choices=("off", "after", "verify", "only"), default="verify",
+    opt.add_argument("--icp", choices=("none", "after", "verify", "only"), default="verify",
                      help="ICP stage (verify: the turns of the network pose checked against the depth)")
     opt.add_argument("--num-points", type=int, default=None, help="points per instance (default: from the checkpoint)")
     opt.add_argument(

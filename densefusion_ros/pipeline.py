@@ -88,7 +88,7 @@ class PipelineConfig:
             draws from ``default_rng([seed, class_id, instance])``, independent of the others).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
         fp16: float16 autocast for the networks on CUDA (ignored on CPU); poses compose in float32.
-        icp: ``"off"`` (published), ``"after"`` (ICP from the network pose), ``"verify"`` (ICP
+        icp: ``"none"`` (published), ``"after"`` (ICP from the network pose), ``"verify"`` (ICP
             from the network pose turned by each rotation of ``icp_options.rotation_group``, the
             result most consistent with the depth image kept; the default: the networks alone are
             often a turn off) or ``"only"`` (ICP from the centroid, no networks); see
@@ -142,7 +142,7 @@ class PipelineConfig:
     seed: int | None = None
     device: str = "cpu"
     fp16: bool = False
-    icp: Literal["off", "after", "only", "verify"] = "verify"
+    icp: Literal["none", "after", "only", "verify"] = "verify"
     icp_options: IcpOptions = field(default_factory=IcpOptions)
     instances: Literal["class", "largest", "best", "split"] = "best"
     candidates: int = 3
@@ -156,8 +156,8 @@ class PipelineConfig:
     cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
-        if self.icp not in ("off", "after", "only", "verify"):
-            raise ValueError(f"icp must be 'off', 'after', 'only' or 'verify', got {self.icp!r}")
+        if self.icp not in ("none", "after", "only", "verify"):
+            raise ValueError(f"icp must be 'none', 'after', 'only' or 'verify', got {self.icp!r}")
         if self.instances not in ("class", "largest", "best", "split"):
             raise ValueError(f"instances must be 'class', 'largest', 'best' or 'split', got {self.instances!r}")
         if self.candidates < 1:
@@ -468,7 +468,7 @@ class Pipeline:
             else:
                 poses = []
             items, poses = self._threshold(items, poses, result.skipped)
-            icp_info = self._icp(frame, items, poses, timer) if self.config.icp != "off" else [None] * len(items)
+            icp_info = self._icp(frame, items, poses, timer) if self.config.icp != "none" else [None] * len(items)
             if self.config.instances == "best":
                 items, poses, icp_info = self._keep_best(frame, items, poses, icp_info, result.skipped)
                 timer.lap("segmentation")  # choosing among a class's components is part of stage 2

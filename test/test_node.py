@@ -130,36 +130,6 @@ def test_node_publishes_stamped_poses_detections_tf(node_files, ros_env, tmp_pat
     assert "Traceback" not in out, out
 
 
-def test_yaml_comments_are_the_declared_descriptions():
-    """One source per parameter: the YAML's comment above each key is its declared description."""
-    import re
-
-    from densefusion_ros.resources import share_path
-    from densefusion_ros.ros.node import PARAMETERS
-
-    comments, found = [], {}
-    for line in share_path("config", "densefusion.yaml").read_text().splitlines():
-        if line.strip().startswith("#"):
-            comments.append(line.strip()[1:].strip())
-            continue
-        if (key := re.match(r"^ {4}(\w+):", line)) is not None:
-            found[key.group(1)] = " ".join(comments)
-        comments = []
-    assert {n: found.get(n) for n in PARAMETERS} == {n: d for n, (_, d, _) in PARAMETERS.items()}
-
-
-def test_yaml_sets_every_declared_parameter():
-    import yaml
-
-    from densefusion_ros.resources import share_path
-    from densefusion_ros.ros.node import PARAMETERS
-
-    params = yaml.safe_load(share_path("config", "densefusion.yaml").read_text())["/**"]["ros__parameters"]
-    assert set(params) == set(PARAMETERS)
-    for name, value in params.items():
-        assert type(value) is type(PARAMETERS[name][0]), name
-
-
 def set_params(env, *assignments):
     client = spawn(["test/nodes/param_client.py", "/densefusion", *assignments], env)
     return json.loads(client.communicate(timeout=60)[0].strip().splitlines()[-1])

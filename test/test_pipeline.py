@@ -43,7 +43,7 @@ def frame() -> Frame:
 
 def _pipe(nets, catalog, **kw) -> Pipeline:
     est, ref = nets
-    kw.setdefault("icp", "off")  # the networks alone: these tests check their stages
+    kw.setdefault("icp", "none")  # the networks alone: these tests check their stages
     cfg = PipelineConfig(num_points=N, seed=kw.pop("seed", 0), min_points=kw.pop("min_points", 5), **kw)
     return Pipeline(est, catalog, cfg, refiner=ref)
 
@@ -81,7 +81,7 @@ def test_batched_equals_loop_published_backbone(catalog):
     torch.manual_seed(1)
     est, ref = build_estimator(num_objects=4, backbone="psp_resnet18"), build_refiner(num_objects=4)
     f = synthetic_frame(2, height=120, width=160, seed=5, min_radius=8, max_radius=18)
-    pipe = Pipeline(est, catalog, PipelineConfig(icp="off", num_points=32, seed=0, min_points=5, refine_iterations=1), refiner=ref)
+    pipe = Pipeline(est, catalog, PipelineConfig(icp="none", num_points=32, seed=0, min_points=5, refine_iterations=1), refiner=ref)
     _assert_same(pipe(f), pipe.run_per_object(f))
 
 
@@ -196,7 +196,7 @@ def test_bad_instances_are_skipped_with_a_reason(nets, catalog, frame):
     assert not res.instances and all("confidence" in why for _, why in res.skipped)
     # a network index beyond the estimator's objects
     big = Catalog([ObjectInfo("far", 1, 7, Path("none.obj"), np.ones(3))])
-    res = Pipeline(nets[0], big, PipelineConfig(icp="off", num_points=N, seed=0))(frame)
+    res = Pipeline(nets[0], big, PipelineConfig(icp="none", num_points=N, seed=0))(frame)
     assert not res.instances and "outside" in dict(res.skipped)[1]
 
 
@@ -222,7 +222,7 @@ def test_segmenter_channels_and_bypass(nets, frame):
     cat = Catalog([ObjectInfo(f"o{j}", 10 + j, j, Path("none.obj"), np.ones(3)) for j in range(4)])
     label = np.where(frame.label > 0, frame.label + 9, 0).astype(np.int64)
     seg = _SpySegmenter(label, [10, 11, 12, 13])
-    pipe = Pipeline(est, cat, PipelineConfig(icp="off", num_points=N, seed=0, min_points=5), refiner=ref, segmenter=seg)
+    pipe = Pipeline(est, cat, PipelineConfig(icp="none", num_points=N, seed=0, min_points=5), refiner=ref, segmenter=seg)
     res = pipe(replace(frame, label=None))
     assert seg.calls == 1 and res.ok
     assert sorted(r.class_id for r in res.instances) == [10, 11, 12]
@@ -234,7 +234,7 @@ def test_segmenter_channels_and_bypass(nets, frame):
     _assert_same(res, by_label, atol=0)
     _assert_same(res, by_masks, atol=0)
     # no segmenter and no masks: the frame is skipped with a reason
-    no_seg = Pipeline(est, cat, PipelineConfig(icp="off", num_points=N))(replace(frame, label=None))
+    no_seg = Pipeline(est, cat, PipelineConfig(icp="none", num_points=N))(replace(frame, label=None))
     assert no_seg.error and "segmenter" in no_seg.error
 
 
@@ -306,7 +306,7 @@ def test_split_instances_are_the_full_frame_components(nets, catalog, frame):
     label = frame.label.copy()
     label[label == 2] = 1
     label[label == 3] = 1  # class 1: three blobs
-    res = Pipeline(nets[0], catalog, PipelineConfig(icp="off", num_points=N, seed=0, min_points=5, instances="split", keep_masks=True))(
+    res = Pipeline(nets[0], catalog, PipelineConfig(icp="none", num_points=N, seed=0, min_points=5, instances="split", keep_masks=True))(
         replace(frame, label=label)
     )
     n, cc, stats, _ = cv2.connectedComponentsWithStats((label == 1).astype(np.uint8), connectivity=8)

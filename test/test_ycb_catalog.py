@@ -51,7 +51,7 @@ def test_published_checkpoints_run_with_the_catalog(ycb_models, monkeypatch, tmp
     estimator, refiner = tmp_path / "pose_model_26_0.0128.pth", tmp_path / "pose_refine_model_69_0.0094.pth"
     torch.save(to_published_state_dict(build_estimator(num_objects=21, backbone="psp_resnet18").eval()), estimator)
     torch.save(to_published_state_dict(build_refiner(num_objects=21).eval()), refiner)
-    pipe = Pipeline.from_checkpoints(estimator, CATALOG, PipelineConfig(icp="off", seed=0), refiner=refiner)
+    pipe = Pipeline.from_checkpoints(estimator, CATALOG, PipelineConfig(icp="none", seed=0), refiner=refiner)
     assert pipe.num_points == 1000  # the published YCB setting, from the checkpoint's layout
     h, w = 120, 160
     depth = np.full((h, w), 0.8, np.float32)

@@ -47,7 +47,7 @@ from densefusion_ros.pipeline import Pipeline, PipelineConfig
 from densefusion_ros.resources import share_path
 from densefusion_ros.ros.bag import load_frames
 from densefusion_ros.ros.env import apply_local_ros_env
-from densefusion_ros.ros.node import PARAMETERS
+from densefusion_ros.ros.parameters import SPECS
 from densefusion_ros.ros.sync import header_stamp
 
 
@@ -77,7 +77,7 @@ def sink(topics: list[str]) -> None:
     """Receive the camera topics and drop them (the stream's load without the node)."""
     rclpy.init()
     node = rclpy.create_node("bench_stream_sink")
-    types = {PARAMETERS["camera_info_topic"][0]: CameraInfo}
+    types = {SPECS["camera_info_topic"].default: CameraInfo}
     for topic in topics:
         node.create_subscription(types.get(topic, Image), topic, lambda _msg: None, qos_profile_sensor_data)
     print("ready", flush=True)
@@ -89,7 +89,7 @@ def sink(topics: list[str]) -> None:
 
 def direct_under_stream(pipeline: Pipeline, frames: list, bag: str, rate: float, loops: int, env: dict) -> np.ndarray:
     """Direct pipeline ms per frame while the replay streams ``bag`` at ``rate`` to a subscriber process."""
-    topics = [PARAMETERS[k][0] for k in ("color_topic", "depth_topic", "camera_info_topic")]
+    topics = [SPECS[k].default for k in ("color_topic", "depth_topic", "camera_info_topic")]
     receiver = subprocess.Popen([sys.executable, "-m", "tools.bench_node", "--sink", *topics],
                                 env=env, stdout=subprocess.PIPE, text=True)
     receiver.stdout.readline()

@@ -150,7 +150,7 @@ def _bench_one(device: str, fp16: bool, backbone: str, counts, args) -> list[_Ro
     seg.metadata = {"input_scale": args.seg_scale}  # as the bundled segmenter (trained at --seg-scale 0.5)
     config = PipelineConfig(
         num_points=args.num_points, refine_iterations=args.iterations, seed=0, device=device, fp16=fp16,
-        min_points=1, min_mask_pixels=1, icp="off",
+        min_points=1, min_mask_pixels=1, icp="none",
     )  # fmt: skip
     pipe = Pipeline(est, synthetic_catalog(num_objects), config, refiner=ref, segmenter=seg)
     plain = Pipeline(

@@ -370,7 +370,7 @@ def evaluate(
     seg = load_segmenter(segmenter, device=dev) if (segmenter and masks == "segmenter") else None
     n_pts = num_points or int((est.metadata or {}).get("num_points") or 0) or None
 
-    base = PipelineConfig(num_points=n_pts, seed=seed, device=str(dev), keep_masks=True, icp="off")
+    base = PipelineConfig(num_points=n_pts, seed=seed, device=str(dev), keep_masks=True, icp="none")
     pipes: dict[str, Pipeline] = {"per-pixel": Pipeline(est, cat, replace(base, refine_iterations=0), segmenter=seg)}
     if ref is not None:
         pipes["iterative"] = Pipeline(est, cat, replace(base, refine_iterations=iterations), refiner=ref, segmenter=seg)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from densefusion_ros.ros.parameters import PARAMETERS
+
 __all__ = ["FILE_PARAMETERS", "rviz_config"]
 
 # The node's parameters that are also launch arguments: given, they override the parameter file;
 # left empty, the file's values hold (a plain override would replace them with '').
-FILE_PARAMETERS = ("estimator_weights", "refiner_weights", "segmenter_weights", "catalog")
+FILE_PARAMETERS = tuple(spec.name for spec in PARAMETERS if spec.launch_argument)
 
 _NODE_TOPICS = "/densefusion/"  # the node's topics in config/densefusion.rviz (node name densefusion, no namespace)
 _CAMERA_TOPICS = "/camera/camera/"  # realsense2_camera's default camera_namespace/camera_name

@@ -31,7 +31,6 @@ handled in :mod:`densefusion_ros.ros.process`.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import traceback
@@ -45,7 +44,7 @@ from builtin_interfaces.msg import Time
 from densefusion_ros_interfaces.srv import GetPoses
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
@@ -62,114 +61,12 @@ from visualization_msgs.msg import MarkerArray
 from densefusion_ros.frame import Frame
 from densefusion_ros.overlay import draw_overlay
 from densefusion_ros.pipeline import FrameResult
-from densefusion_ros.ros import compat, outputs, process
+from densefusion_ros.ros import compat, outputs, parameters, process
 from densefusion_ros.ros.conversions import numpy_to_image
 from densefusion_ros.ros.diagnostics import OK, WARN, BudgetStatus, DropLog, FrequencyStatus, SyncStatus, TimestampStatus, tracks_status
 from densefusion_ros.ros.inputs import Rejected, check_set, decode_set
 from densefusion_ros.ros.sync import header_stamp
 from densefusion_ros.tracking import Tracker
-
-# name: (default, description, read_only)
-PARAMETERS: dict[str, tuple[Any, str, bool]] = {
-    "estimator_weights": ("", "estimator checkpoint (published pose_model_*.pth or own format); '' = bundled models/estimator.pth", True),
-    "refiner_weights": ("", "refiner checkpoint; '' = bundled models/refiner.pth if present; 'none' = no refiner", True),
-    "segmenter_weights": ("", "segmentation checkpoint; '' = bundled models/segmenter.pth; unused when label_topic is set", True),
-    "catalog": ("", "object catalog YAML; '' = bundled config/objects/demo.yaml", True),
-    "device": ("auto", "auto, cpu or cuda:N", True),
-    "device_strict": (False, "fail at start-up instead of falling back to the CPU when the requested CUDA device is absent", True),
-    "fp16": (False, "float16 autocast on CUDA", True),
-    "cuda_graphs": (True, "on CUDA, replay the networks through CUDA graphs captured once per input shape", True),
-    "torch_threads": (0, "CPU threads for torch; 0 = torch's default (all cores)", True),
-    "num_points": (0, "points sampled per object; 0 = the estimator checkpoint's value", True),
-    "mode": ("track", "track (follow objects from frame to frame: a new object is acquired with the per-frame path, "
-             "then followed by a short ICP each frame; ids <name>_<track_id> stay while it is followed) or detect "
-             "(every frame estimated on its own; ids <name>_<k>)", False),
-    "refine_iterations": (2, "refiner iterations K (the paper uses 2)", False),
-    "min_mask_pixels": (50, "smaller masks are skipped", False),
-    "min_points": (20, "fewer valid depth points in a mask skip the object", False),
-    "icp": ("verify", "pose refinement on the observed points (detect mode and track acquisitions): verify (the turns "
-            "of the network pose checked against the depth image, batched on the device), after (ICP from the network "
-            "pose), only (ICP from the centroid, no networks) or none (the network pose, as published)", True),
-    "verify_hypotheses": (60, "icp verify: turns of the network pose tried, nearest first (60 = the icosahedral group; "
-                          "12: about 3x less ICP time, 80.6 instead of 85.2 % on the bundled held-out frames)", False),
-    "verify_centroid_starts": (True, "icp verify: also start the turns where the observed points put the object's centre, "
-                               "when that is far from the network's (occluded objects; up to twice the ICP time)", False),
-    "instances": ("best", "mask -> objects: best (of a class's mask components, the one whose pose best explains the depth "
-                  "image; one object per class), largest (its largest component), class (the whole mask, as published) "
-                  "or split (every component an object)", True),
-    "score_threshold": (0.0, "objects whose confidence is lower are not published", False),
-    "seed": (-1, "seed for point sampling; -1 = random", True),
-    "color_topic": ("/camera/camera/color/image_raw", "colour image topic (rgb8, bgr8, rgba8, bgra8)", True),
-    "depth_topic": ("/camera/camera/aligned_depth_to_color/image_raw", "depth aligned to colour (16UC1 mm or 32FC1 m)", True),
-    "camera_info_topic": ("/camera/camera/color/camera_info", "camera_info of the colour image (K is read from it)", True),
-    "label_topic": ("", "optional label image topic (mono8/16UC1 class ids) used instead of the segmentation net", True),
-    "raw_inputs": (True, "receive the inputs serialized and decode them with rosbags (numpy views of the pixels, about a "
-                   "tenth of rclpy's work per message); in-package sync only: with message_filters installed, rclpy decodes", True),
-    "qos": ("sensor_data", "input QoS: sensor_data (best effort) or reliable", True),
-    "sync_slop": (0.05, "ApproximateTime slop between colour, depth and camera_info stamps, seconds", True),
-    "sync_queue_size": (5, "ApproximateTime queue per input", True),
-    "max_input_age": (1.0, "frames older than this (seconds, stamp vs. now) are dropped; 0 = never", False),
-    "max_depth": (15.0, "median valid depth above this many metres means wrong units: the frame is dropped", False),
-    "max_pixels": (4096 * 4096, "larger images are dropped", False),
-    "target_frame": ("", "frame of the published poses, detections, markers and TF (e.g. base_link), looked up in TF at the "
-                     "image stamp; a frame without that transform is dropped; '' = the camera's optical frame", True),
-    "publish_tf": (True, "broadcast <tf_prefix><object>_<id> frames (id: track id, or instance number in detect mode) "
-                   "as children of the camera frame", False),
-    "tf_prefix": ("", "prefix of the TF child frames; '' = the node's namespace and a slash (robot1/duck_0), none at the root",
-                  False),
-    "publish_markers": (True, "publish mesh markers on ~/markers", False),
-    "overlay": (True, "publish ~/overlay (computed only while someone subscribes)", False),
-    "continuous": (True, "estimate every frame; false = only after a ~/trigger call", False),
-    "trigger_timeout": (5.0, "seconds a ~/trigger call waits for the next processed frame", False),
-    "autostart": (True, "configure and activate at start-up (a plain ros2 run); false: wait for the lifecycle's "
-                  "configure and activate (a lifecycle manager)", True),
-    "executor": ("events", "rclpy executor: events (rclpy's EventsExecutor, the least work per message) or "
-                 "multi_threaded", True),
-    "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
-    "expected_input_hz": (30.0, "camera rate the input frequency diagnostics expect (tolerance 10 %)", False),
-    "processing_budget_ms": (200.0, "per-frame processing budget: WARN above it, ERROR after 10 frames in a row", False),
-    "log_throttle": (5.0, "seconds between repeats of the same warning", False),
-}
-
-
-# Ranges of the numeric parameters, in their descriptors (rclpy checks them): name: (lowest, highest).
-LIMITS: dict[str, tuple[float, float]] = {
-    "refine_iterations": (0, 20), "min_mask_pixels": (1, float("inf")), "min_points": (1, float("inf")),
-    "score_threshold": (0.0, 1.0), "max_input_age": (0.0, float("inf")), "max_depth": (1e-3, float("inf")),
-    "max_pixels": (1, float("inf")), "trigger_timeout": (1e-3, float("inf")), "expected_input_hz": (1e-3, float("inf")),
-    "processing_budget_ms": (1e-3, float("inf")), "log_throttle": (0.0, float("inf")), "torch_threads": (0, 1024),
-    "num_points": (0, 100000), "sync_slop": (0.0, float("inf")), "sync_queue_size": (1, 10000),
-    "diagnostics_period": (1e-3, float("inf")), "verify_hypotheses": (1, 60),
-}
-# Values of the enum parameters the node itself checks, at start-up and (writable ones) on every change.
-CHOICES: dict[str, tuple[str, ...]] = {"mode": ("track", "detect"), "executor": ("events", "multi_threaded")}
-# Writable parameters that live in the pipeline's configuration (the others are read where used).
-PIPELINE_FIELDS = ("refine_iterations", "min_mask_pixels", "min_points", "score_threshold")
-
-
-def parameter_descriptor(name: str, default: Any, description: str, read_only: bool) -> ParameterDescriptor:
-    """The descriptor ``ros2 param describe`` shows: the description, and the :data:`LIMITS` range or the
-    :data:`CHOICES` (rclpy refuses values outside a range itself)."""
-    descriptor = ParameterDescriptor(description=description, read_only=read_only)
-    if name in LIMITS:
-        low, high = LIMITS[name]
-        if isinstance(default, int) and not isinstance(default, bool):
-            top = int(high) if math.isfinite(high) else 2**63 - 1
-            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=top, step=0)]
-        else:
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
-    if name in CHOICES:
-        descriptor.additional_constraints = "one of: " + ", ".join(CHOICES[name])
-    return descriptor
-
-
-def not_a_choice(name: str, value: Any) -> str | None:
-    """Why ``value`` is not one of parameter ``name``'s :data:`CHOICES`, or None. (Ranges are the
-    descriptors' own: rclpy refuses a value outside one at declaration and on every change.)"""
-    if name in CHOICES and value not in CHOICES[name]:
-        return f"{name}: '{value}' is not {', '.join(CHOICES[name][:-1])} or {CHOICES[name][-1]}"
-    return None
-
 
 INPUTS = ("color", "depth", "camera_info", "label")
 BUSY = "busy (latest frame wins)"
@@ -189,13 +86,12 @@ class DenseFusionNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("densefusion", **kwargs)
-        for name, (default, description, read_only) in PARAMETERS.items():
+        for spec in parameters.PARAMETERS:
             try:
-                self.declare_parameter(name, default, parameter_descriptor(name, default, description, read_only))
+                self.declare_parameter(spec.name, spec.default, parameters.descriptor(spec))
             except (InvalidParameterTypeException, InvalidParameterValueException) as e:
-                raise process.StartupError(f"parameter {name}: {e}") from None
-        for name in CHOICES:
-            if (why := not_a_choice(name, self._p(name))) is not None:
+                raise process.StartupError(f"parameter {spec.name}: {e}") from None
+            if (why := parameters.why_invalid(spec.name, self._p(spec.name))) is not None:
                 raise process.StartupError(why)
         self.catalog, self.pipeline, self.tracker = None, None, None  # loaded by configure
         self._mode = self._p("mode")
@@ -355,23 +251,18 @@ class DenseFusionNode(LifecycleNode):
         return self._p("tf_prefix") or (f"{namespace}/" if namespace else "")
 
     def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Refuse a change outside :data:`CHOICES` (ranges and read-only parameters rclpy refuses itself)."""
+        """Refuse a change outside the parameter's choices or range (read-only parameters rclpy refuses itself)."""
         for param in params:
-            if (why := not_a_choice(param.name, param.value)) is not None:
+            if (why := parameters.why_invalid(param.name, param.value)) is not None:
                 return SetParametersResult(successful=False, reason=why)
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
         """Apply accepted changes at once: pipeline settings from the next frame, diagnostics limits now."""
         for param in params:
-            if self.pipeline is None and param.name in (*PIPELINE_FIELDS, "verify_hypotheses", "verify_centroid_starts"):
-                pass  # unconfigured: configure reads it
-            elif param.name in PIPELINE_FIELDS:
-                setattr(self.pipeline.config, param.name, param.value)
-            elif param.name == "verify_hypotheses":
-                self.pipeline.config.icp_options.init_rotations = param.value
-            elif param.name == "verify_centroid_starts":
-                self.pipeline.config.icp_options.verify_centroid_starts = param.value
+            if parameters.SPECS[param.name].field is not None:
+                if self.pipeline is not None:  # unconfigured: configure reads it
+                    parameters.apply(self.pipeline.config, param.name, param.value)
             elif param.name == "expected_input_hz":
                 for freq in self._input_freq.values():
                     freq.min_hz = freq.max_hz = param.value

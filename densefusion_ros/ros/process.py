@@ -26,9 +26,9 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from densefusion_ros.catalog import Catalog
-from densefusion_ros.icp import IcpOptions
-from densefusion_ros.pipeline import Pipeline, PipelineConfig
+from densefusion_ros.pipeline import Pipeline
 from densefusion_ros.resources import share_path
+from densefusion_ros.ros import parameters
 from densefusion_ros.runtime import resolve_device
 
 EXIT_STARTUP_ERROR = 2
@@ -116,17 +116,7 @@ def load_pipeline(p: Callable[[str], Any], logger: Any) -> tuple[Catalog, Pipeli
              "refiner": ("refiner_weights", _path(p, "refiner_weights", share_path("models", "refiner.pth"))),
              "segmenter": ("segmenter_weights", None if p("label_topic") else _path(p, "segmenter_weights", share_path("models", "segmenter.pth")))}
     nets = {kind: _load_network(kind, param, path, device) if path is not None else None for kind, (param, path) in files.items()}
-    icp = {"none": "off", "after": "after", "only": "only", "verify": "verify"}.get(p("icp"))  # "off" would read as a YAML bool
-    if icp is None:
-        raise StartupError(f"icp: '{p('icp')}' is not none, after, verify or only")
-    if p("instances") not in ("best", "largest", "class", "split"):
-        raise StartupError(f"instances: '{p('instances')}' is not best, largest, class or split")
-    config = PipelineConfig(
-        num_points=p("num_points") or None, refine_iterations=p("refine_iterations"), min_mask_pixels=p("min_mask_pixels"),
-        min_points=p("min_points"), score_threshold=p("score_threshold"), seed=None if p("seed") < 0 else p("seed"),
-        device=device, fp16=p("fp16"), cuda_graphs=p("cuda_graphs"), icp=icp, instances=p("instances"),
-        icp_options=IcpOptions(init_rotations=p("verify_hypotheses"), verify_centroid_starts=p("verify_centroid_starts")),
-    )
+    config = parameters.pipeline_config(p, device=device)
     try:
         pipeline = Pipeline(nets["estimator"], catalog, config, refiner=nets["refiner"], segmenter=nets["segmenter"])
     except ValueError as e:  # e.g. the catalog's object indices do not fit the estimator

@@ -46,6 +46,7 @@ from torch import nn
 
 from densefusion_ros import geometry
 from densefusion_ros.catalog import Catalog, ObjectInfo
+from densefusion_ros.choices import ICP_MODES, INSTANCE_RULES
 from densefusion_ros.cuda_graphs import CudaGraphs
 from densefusion_ros.frame import Frame
 from densefusion_ros.icp import IcpOptions, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses
@@ -156,10 +157,10 @@ class PipelineConfig:
     cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
-        if self.icp not in ("none", "after", "only", "verify"):
-            raise ValueError(f"icp must be 'none', 'after', 'only' or 'verify', got {self.icp!r}")
-        if self.instances not in ("class", "largest", "best", "split"):
-            raise ValueError(f"instances must be 'class', 'largest', 'best' or 'split', got {self.instances!r}")
+        if self.icp not in ICP_MODES:
+            raise ValueError(f"icp must be one of {ICP_MODES}, got {self.icp!r}")
+        if self.instances not in INSTANCE_RULES:
+            raise ValueError(f"instances must be one of {INSTANCE_RULES}, got {self.instances!r}")
         if self.candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {self.candidates}")
         if not 0.0 <= self.candidate_share <= 1.0:

@@ -108,3 +108,12 @@ def test_launch_arguments_are_the_file_parameters():
     assert FILE_PARAMETERS == ("estimator_weights", "refiner_weights", "segmenter_weights", "catalog")
     assert all(SPECS[name].default == "" and SPECS[name].read_only for name in FILE_PARAMETERS)
     assert parameters.__all__ and set(parameters.__all__) <= set(dir(parameters))
+
+
+def test_launch_files_read_the_spec_without_loading_torch():
+    """The launch process lives as long as the nodes it starts: reading the spec must not load torch into it."""
+    import subprocess
+    import sys
+
+    code = "import sys, densefusion_ros.ros.launch_support; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from densefusion_ros.choices import ICP_MODES, INSTANCE_RULES
+
 __all__ = ["PARAMETERS", "SPECS", "Spec", "apply", "descriptor", "pipeline_config", "why_invalid"]
 
 Value = bool | int | float | str
@@ -98,7 +100,7 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("icp", "verify", "pose refinement on the observed points (detect mode and track acquisitions): verify (the turns of the "
          "network pose checked against the depth image, batched on the device), after (ICP from the network pose), only (ICP "
          "from the centroid, no networks) or none (the network pose, as published)", _ESTIMATION,
-         choices=("none", "after", "verify", "only"), field="icp"),
+         choices=ICP_MODES, field="icp"),
     Spec("verify_hypotheses", 60, "icp verify: turns of the network pose tried, nearest first (60 = the icosahedral group; "
          "fewer cost less ICP time and find fewer flipped poses: docs/performance.md compares them)", _ESTIMATION,
          read_only=False, range=(1, 60), field="icp_options.init_rotations"),
@@ -107,7 +109,7 @@ PARAMETERS: tuple[Spec, ...] = (
          field="icp_options.verify_centroid_starts"),
     Spec("instances", "best", "mask -> objects: best (of a class's mask components, the one whose pose best explains the depth "
          "image; one object per class), largest (its largest component), class (the whole mask, as published) or split "
-         "(every component an object)", _ESTIMATION, choices=("best", "largest", "class", "split"), field="instances"),
+         "(every component an object)", _ESTIMATION, choices=INSTANCE_RULES, field="instances"),
     Spec("score_threshold", 0.0, "objects whose confidence is lower are not published", _ESTIMATION, read_only=False,
          range=(0.0, 1.0), field="score_threshold"),
     Spec("seed", -1, "seed for point sampling; -1 = random", _ESTIMATION, range=(-1, 2**31 - 1), field="seed",

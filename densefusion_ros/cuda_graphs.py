@@ -7,10 +7,9 @@ from frame to frame (crop sizes, instance counts), so :class:`CudaGraphs` keeps 
 signature, least recently used first out, all drawing on one memory pool. That is safe because
 graphs replay one at a time and each replay's outputs are cloned before the next one runs.
 
-A capture costs far more than an eager call (measured on an H200 over 50 held-out frames whose
-crop sizes keep changing: 245 ms per frame on the first pass, which captured, against 10.5 ms per
-frame replaying), so a signature is captured only once it recurs (``capture_after`` sightings):
-a crop size seen once runs eagerly and costs nothing extra.
+A capture costs far more than an eager call (docs/design_notes.md, 'cuda_graphs: capture
+cost'), so a signature is captured only once it recurs (``capture_after`` sightings): a crop
+size seen once runs eagerly and costs nothing extra.
 """
 
 from __future__ import annotations

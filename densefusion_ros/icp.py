@@ -47,40 +47,39 @@ class IcpOptions:
         model_points: model points sampled from the mesh (``ObjectInfo.sample_points``).
         rotation_group: the initial rotations of the ``"only"`` and ``"verify"`` modes
             (:func:`group_rotations`): ``"icosahedral"`` (60; every rotation is within 44 degrees
-            of one of them) or ``"cube"`` (24; within 63 degrees). On the bundled model's
-            held-out frames (ground-truth masks, ``"verify"``) the 60 raised ADD(-S) AUC from
-            78.7 to 84.0 over the cube group.
+            of one of them) or ``"cube"`` (24; within 63 degrees). The finer icosahedral cover
+            is the default: more starts lie within reach of the right orientation (see
+            docs/design_notes.md, 'icp: rotation group').
         init_rotations: use only the first this many (the identity first; 0 = all).
         min_fitness: a result with lower fitness keeps the input pose (``"after"`` mode).
         observed_points: observed points of the instance used by the pipeline's ICP stage, sampled
             from its whole mask (0 = the network's N points only).
         verify_tolerance, verify_violation_weight, verify_coverage_weight:
             :func:`depth_consistency`'s ``tolerance`` (m), ``violation_weight`` and
-            ``coverage_weight`` in ``"verify"`` mode. The coverage weight was chosen on 40 frames
-            of the bundled data's ``test`` split (ground-truth masks): ADD(-S) < 0.1 d 76.3 % with
-            0, 80.7 % with 1, 83.7 % with 4, 84.4 % with 8, 85.2 % with 16, 84.4 % with 32.
-        verify_method: the ICP ``method`` of ``"verify"`` mode. Point-to-plane reached poses
-            that point-to-point ICP missed from the same 60 starts: 91.1 % against 85.2 % on the
-            same 40 frames (a correspondence distance twice as large gave 86.0 % and, with
-            point-to-plane, 90.4 %).
+            ``coverage_weight`` in ``"verify"`` mode. The coverage term rewards a pose that
+            explains the whole mask (a mug's handle on the side the mask shows); its weight was
+            chosen on a tuning split, never on the held-out one (docs/design_notes.md,
+            'icp: coverage weight').
+        verify_method: the ICP ``method`` of ``"verify"`` mode. Point-to-plane reaches poses
+            that point-to-point ICP misses from the same starts: it slides along flat parts of
+            the surface instead of sticking to the nearest points (docs/design_notes.md,
+            'icp: point-to-plane in verify mode').
         verify_threads: threads that run the hypotheses' ICPs (Open3D releases the GIL during
-            ICP; the result is the same). On the 2-core CPU, 30 held-out frames: 1658 ms per frame
-            with 1, 1361 with 2 (``python -m tools.bench_configs "icp=verify,verify_threads=1"
-            "icp=verify,verify_threads=2" --max-frames 30``).
+            ICP; the result is the same). Two threads on a two-core CPU save time over one
+            (docs/design_notes.md, 'icp: threads').
         verify_climb: the best this many distinct hypotheses (2 mm apart) each climb the verify
             score (turns of 8, 4, 2 degrees about the model's axes, shifts of 4 and 2 mm) before
             the best climbed pose goes to the final ICP; 0 = choose by the ICP results' scores. A
-            coarse ICP from a start 20-40 degrees off leaves the right pose a little misaligned
+            coarse ICP from a start tens of degrees off leaves the right pose a little misaligned
             (a mug's handle a few degrees off), and a wrong but well-aligned one then outscores
-            it. Chosen on the ``val`` and ``test`` tuning splits (ground-truth masks; ADD(-S) <
-            0.1 d 86.4 -> 89.1 % and 88.4 -> 90.7 % with 4).
+            it. The count was chosen on the tuning splits (docs/design_notes.md, 'icp: climbing
+            the score').
         verify_centroid_starts: when the observed points place the model's centre
             (:func:`centroid_translation`) farther than the ICP correspondence distance from where
             the input pose places it, the rotations also start from there (up to twice the ICPs).
-            A heavily occluded object's network pose can be 2-9 cm off, beyond what any of the
-            rotations' ICPs reach. Chosen on the ``val`` and ``test`` tuning splits
-            (ground-truth masks; ADD(-S) < 0.1 d 89.1 -> 89.7 % and 90.3 -> 92.2 %, every duck,
-            bunny and torus change a gain; 1.55x the time per frame on held-out frames).
+            A heavily occluded object's network pose can be centimetres off, beyond what any of
+            the rotations' ICPs reach. Chosen on the tuning splits, at a cost in time
+            (docs/design_notes.md, 'icp: starts at the observed points').
         verify_backend: ``"torch"``: :func:`densefusion_ros.verify.verify_instances`, all
             instances of a frame as batched tensor code on the pipeline's device; ``"open3d"``:
             :func:`refine_with_hypotheses`, one Open3D ICP per hypothesis (to compare against).
@@ -339,11 +338,10 @@ def depth_consistency(
 
 SCORE_POINTS = 2000
 """Model points a ``"verify"`` pose is scored on (the catalog's default sample: all of them), on a
-mask grid of about 1024 cells (:func:`mask_grid`). Against 500 points on 256 cells, choosing among
-the 60 hypotheses' coarse ICP results (ground-truth masks) was right for 85.2 instead of 81.3 %
-of the instances on the fresh ``val`` split and 88.4 instead of 86.6 % on ``test``; the mug,
-whose handle is the only cue to its turn, gained most (50.6 -> 60.7 % and 52.9 -> 60.0 %). Fewer
-points make a noisy score: the handle is 6 % of the mug's surface, 29 of 500 points."""
+mask grid of about 1024 cells (:func:`mask_grid`). Fewer points make a noisy score: a small part
+that alone tells two poses apart (a mug's handle, the only cue to its turn about its axis) then
+holds too few points to outweigh the noise of the rest (docs/design_notes.md, 'icp: scoring on
+2000 points')."""
 
 
 def _score_subset(model_points: np.ndarray, count: int) -> np.ndarray:
@@ -408,9 +406,9 @@ def refine_with_hypotheses(
     :func:`centroid_translation`); the accepted result with the best :func:`depth_consistency` wins.
 
     Each hypothesis runs ICP on at most ``coarse_points`` observed points (one model cloud serves
-    all of them and the final ICP); only the winner is refined with every observed point (on
-    the bundled model's held-out frames this was as accurate as full ICP per hypothesis, in less
-    than half its time). The first hypothesis is ``(R, t)`` itself. With ``options.verify_climb``
+    all of them and the final ICP); only the winner is refined with every observed point (as
+    accurate as full ICP per hypothesis, for a fraction of its time: docs/design_notes.md,
+    'icp: coarse ICP per hypothesis'). The first hypothesis is ``(R, t)`` itself. With ``options.verify_climb``
     the best few distinct results first climb the score (:func:`_climb`) and the best climbed
     pose is the winner. The input pose comes back, not accepted, when ICP accepts no hypothesis.
     """

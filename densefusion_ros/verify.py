@@ -445,7 +445,7 @@ _CLIMB_STAGES = tuple(  # turns of 8, 4, 2 degrees about +-x, y, z and shifts of
 )
 
 
-def padded(clouds: list[np.ndarray], rows: list[int], device) -> tuple[torch.Tensor, torch.Tensor]:
+def padded(clouds: list[np.ndarray], rows: list[int], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
     """Clouds ``rows`` of ``clouds`` as one ``[B,N,3]`` zero-padded tensor and its validity mask."""
     N = max(1, max((len(clouds[i]) for i in rows), default=1))
     out = np.zeros((len(rows), N, 3), np.float32)

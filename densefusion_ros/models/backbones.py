@@ -54,11 +54,8 @@ class CompactColorNet(nn.Module):
     logits, bilinear upsampling to H x W and LogSoftmax. Runs in channels-last layout.
 
     Cost: 371,816 parameters; 0.125 GMAC at 120x120 and 0.50 GMAC at 240x240, against 6.46 and
-    25.8 GMAC for the published :class:`~densefusion_ros.models.psp.PSPNet` (17.46 M parameters).
-    Measured (torch 2.13 CPU, eval, no grad, 2-core AMD EPYC shared with other jobs, so the
-    figures are CPU time of one thread, best of 40-100 runs): 8-13 ms at 1x3x120x120 and
-    25-37 ms at 1x3x240x240, against 170-215 ms and 550-890 ms for PSPNet (ranges: different
-    machine load). The target is < 10 ms on 2 threads.
+    25.8 GMAC for the published :class:`~densefusion_ros.models.psp.PSPNet` (17.46 M parameters);
+    CPU timings against PSPNet are in docs/design_notes.md, 'models.backbones: CPU time'.
     BatchNorm: train with several crops per batch (or freeze BN) rather than batches of one.
     """
 

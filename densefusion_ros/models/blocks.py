@@ -111,8 +111,8 @@ def fuse_batchnorm(module: nn.Module) -> nn.Module:
     """An inference copy of ``module`` with each :class:`ConvNormAct`'s BatchNorm folded into its conv.
 
     Eval-mode BatchNorm is an affine map per channel, so it can live in the conv's weights and
-    bias: the same outputs up to float rounding, without one pass over every activation map. On
-    the 2-core CPU this made the compact colour net 15-20 % faster. ``module`` itself is left as
+    bias: the same outputs up to float rounding, without one pass over every activation map
+    (docs/design_notes.md, 'models.blocks: BatchNorm folding'). ``module`` itself is left as
     it is (it may still be trained); it is returned unchanged when it holds nothing to fold (the
     published PSPNet has no BatchNorm). The copy is for inference only: its keys differ.
     """

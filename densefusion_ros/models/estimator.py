@@ -22,6 +22,7 @@ from torch import nn
 from ._checks import check_choose, check_obj, check_points, select_object
 from .backbones import EMBEDDING_DIM, build_color_backbone
 from .fusion import PixelwiseFusion, pointwise, row_blocks, to_rows
+from .metadata import CheckpointMeta
 
 __all__ = ["BestHypothesis", "DenseFusionEstimator", "EstimatorOutput", "build_estimator"]
 
@@ -89,7 +90,7 @@ class DenseFusionEstimator(nn.Module):
     Submodule names follow the release (``cnn``, ``feat``, ``conv{1..4}_{r,t,c}``); with the
     published backbone, the keys equal the released ones after ``cnn.model.module.`` -> ``cnn.``.
     Parameters for K=21: 21,449,056 with ``psp_resnet18``, 4,360,144 with ``compact`` (the
-    fusion head alone has 3.99 M). ``metadata`` holds the checkpoint's metadata once loaded.
+    fusion head alone has 3.99 M). ``metadata`` holds the checkpoint's :class:`~.metadata.CheckpointMeta` once loaded.
 
     Calls: :meth:`forward` = :meth:`embed` (color net, per crop size) + :meth:`forward_head`
     (fusion and heads, all points); :meth:`forward_best` replaces :meth:`forward_head` where only
@@ -117,7 +118,7 @@ class DenseFusionEstimator(nn.Module):
         self.conv4_r = nn.Conv1d(128, num_objects * 4, 1)
         self.conv4_t = nn.Conv1d(128, num_objects * 3, 1)
         self.conv4_c = nn.Conv1d(128, num_objects * 1, 1)
-        self.metadata: dict = {}
+        self.metadata = CheckpointMeta()
 
     def embed(self, img: torch.Tensor, choose: torch.Tensor) -> torch.Tensor:
         """Color embedding at the chosen pixels.
@@ -188,10 +189,11 @@ class DenseFusionEstimator(nn.Module):
 
         Same inputs as :meth:`forward_head` (``emb`` from :meth:`embed`). The confidence head runs
         on all N points, the rotation and translation heads only at the argmax point (the only
-        hypothesis DenseFusion uses): about 1/3 less time than :meth:`forward_head` (K=21,
-        N=1000, one CPU thread: 41 vs 63 ms). ``rows=True`` runs the point layers on point rows
-        ``[B*N,C]``, one GEMM per layer (:mod:`.fusion`; faster on a CPU). Same values up to float
-        rounding (with ``rows=False``, ``conf`` and ``index`` exactly); see :class:`BestHypothesis`.
+        hypothesis DenseFusion uses), so two of the three heads run on one point instead of N
+        (docs/design_notes.md, 'models.estimator: forward_best'). ``rows=True`` runs the point
+        layers on point rows ``[B*N,C]``, one GEMM per layer (:mod:`.fusion`; faster on a CPU).
+        Same values up to float rounding (with ``rows=False``, ``conf`` and ``index`` exactly);
+        see :class:`BestHypothesis`.
         """
         check_points(points)
         obj = check_obj(obj, points.shape[0], self.num_objects)

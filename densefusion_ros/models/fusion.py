@@ -6,10 +6,10 @@ which is the same number for N = num_points); any N works here.
 
 Two layouts run the same layers with the same weights: the published channels-first
 ``[B,C,N]`` (``Conv1d``), and **point rows** ``[B*N,C]``, where each 1x1 conv is one GEMM over all
-points of all samples (:func:`pointwise`). On a 2-core CPU, rows made ``forward_best`` 1.13-1.26x
-and the refiner up to 1.17x faster at 250-1250 points per call (``python -m tools.bench_pipeline
---layouts``); the values are equal up to float rounding. The pipeline's batched path uses rows on
-CPUs (``rows=True``); training, the published-style loop and the parity tests use channels-first.
+points of all samples (:func:`pointwise`): fewer, larger matrix products, faster on a CPU
+(docs/design_notes.md, 'models.fusion: point rows'); the values are equal up to float rounding.
+The pipeline's batched path uses rows on CPUs (``rows=True``); training, the published-style loop
+and the parity tests use channels-first.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def _block_mean(fn: Callable[..., torch.Tensor], rows: tuple[torch.Tensor, ...],
     """Each sample's mean over its point rows of ``fn(*rows)``, ``[B,C]``, ``ROW_BLOCK`` rows at a time.
 
     ``rows`` are row-aligned ``[B*N,*]`` tensors. A block's maps (at most ``[256,1024]`` floats,
-    1 MB) stay in the CPU's cache between the GEMM, the ReLU and the sum. On the 2-core CPU,
-    conv5 + conv6 over 5 x 250 points took 18.6 instead of 26.7 ms in one piece.
+    1 MB) stay in the CPU's cache between the GEMM, the ReLU and the sum, instead of a round trip
+    through memory for each (docs/design_notes.md, 'models.fusion: row blocks').
     """
     sums: list[torch.Tensor] = []
     for i, block in row_blocks(rows[0].shape[0], batch):
@@ -155,8 +155,8 @@ class GlobalFusion(PointFusionBase):
         """``conv5``'s colour share, its bias included, for point rows ``emb [M,32]``: ``[M,512]``.
 
         The colour branch does not depend on the pose, so K refiner iterations on one batch can
-        compute it once and pass it to :meth:`forward_geometry` (on the 2-core CPU about 0.1 M of
-        the 0.74 M multiply-adds per point and iteration).
+        compute it once and pass it to :meth:`forward_geometry` (about 0.1 M of the 0.74 M
+        multiply-adds per point and iteration).
         """
         col1 = F.relu(pointwise(self.e_conv1, emb))
         col2 = F.relu(pointwise(self.e_conv2, col1))

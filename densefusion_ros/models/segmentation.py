@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ConvNormAct, FuseUp, GlobalGate, channels_last, init_conv_weights, upsample_bilinear
+from .metadata import CheckpointMeta
 
 __all__ = ["CompactSegNet", "SegNet", "SEGMENTER_ARCHS", "build_segmenter"]
 
@@ -73,9 +74,8 @@ class CompactSegNet(nn.Module):
     Encoder widths ``(16, 32, 64, 128, 192)`` at strides 2..32; decoder widths
     ``(128, 64, 32, 16)`` at strides 16..2. Any H and W (padded internally to a multiple of 32).
     Runs in channels-last layout; the logits keep channels-last strides.
-    Cost for 22 classes: 582,326 parameters, 0.74 GMAC at 480x640 (published SegNet: 191 GMAC).
-    Measured (torch 2.13 CPU, eval, no grad, CPU time of one thread, best of 15, on a shared
-    2-core AMD EPYC): 45-70 ms at 1x3x480x640 (published SegNet: 4-8 s).
+    Cost for 22 classes: 582,326 parameters, 0.74 GMAC at 480x640 (published SegNet: 191 GMAC);
+    CPU timings in docs/design_notes.md, 'models.segmentation: CPU time'.
     """
 
     def __init__(self, num_classes: int, *, widths: tuple[int, ...] = (16, 32, 64, 128, 192)) -> None:
@@ -180,5 +180,5 @@ def build_segmenter(*, num_classes: int, arch: str = "compact") -> nn.Module:
     else:
         raise ValueError(f"unknown segmenter arch {arch!r}; choose one of {list(SEGMENTER_ARCHS)}")
     model.arch_name = arch
-    model.metadata = {}
+    model.metadata = CheckpointMeta()
     return model

@@ -21,10 +21,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import yaml
+
+if TYPE_CHECKING:
+    import trimesh
 
 PYBULLET_DATA = "pybullet_data://"
 
@@ -65,7 +68,7 @@ class ObjectInfo:
     _points_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @functools.cached_property
-    def mesh(self):
+    def mesh(self) -> trimesh.Trimesh:
         """The scaled ``trimesh.Trimesh`` (metres)."""
         import trimesh
 
@@ -131,7 +134,7 @@ def mesh_diameter(vertices: np.ndarray, max_points: int = 4000) -> float:
 class Catalog:
     """An ordered set of :class:`ObjectInfo`, looked up by name, class id or network index."""
 
-    def __init__(self, objects: list[ObjectInfo], source: Path | None = None):
+    def __init__(self, objects: list[ObjectInfo], source: Path | None = None) -> None:
         self.objects = list(objects)
         self.source = source
         for key in ("name", "class_id", "index"):

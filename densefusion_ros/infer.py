@@ -26,11 +26,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from densefusion_ros.frame import Frame, depth_to_metres
+
+if TYPE_CHECKING:
+    from densefusion_ros.pipeline import FrameResult
 
 __all__ = ["configure_parser", "run", "load_input_frame", "default_paths", "result_to_json"]
 
@@ -56,6 +59,7 @@ def default_paths() -> dict[str, Path | None]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add ``infer``'s arguments (module docstring) to ``parser``."""
     src = parser.add_argument_group("input frame")
     src.add_argument("--rgb", type=Path, help="RGB image (PNG/JPEG)")
     src.add_argument("--depth", type=Path, help="depth image (uint16 PNG, or float32 metres in .npy)")
@@ -176,8 +180,8 @@ def load_input_frame(args: argparse.Namespace) -> tuple[Frame, dict[str, Any]]:
 # outputs
 
 
-def result_to_json(result, K: np.ndarray, source: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A JSON-ready dict of a :class:`~densefusion_ros.pipeline.FrameResult`."""
+def result_to_json(result: FrameResult, K: np.ndarray, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON-ready dict of a :class:`~densefusion_ros.pipeline.FrameResult` of a frame with intrinsics ``K (3, 3)``."""
     instances = []
     for r in result.instances:
         rmin, rmax, cmin, cmax = r.box
@@ -233,6 +237,8 @@ def _network_paths(args: argparse.Namespace) -> dict[str, Path | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``densefusion-ros infer``: estimate, write ``poses.json`` and ``overlay.png``. Exit status: 0 = done,
+    1 = the frame was skipped (``FrameResult.error``), 2 = bad arguments or inputs."""
     from densefusion_ros.catalog import Catalog
     from densefusion_ros.data import io
     from densefusion_ros.overlay import draw_overlay

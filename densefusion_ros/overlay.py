@@ -45,7 +45,7 @@ def _in_front(points_cam: np.ndarray) -> np.ndarray:
     return points_cam[:, 2] > 1e-6
 
 
-def draw_points(image: np.ndarray, K: np.ndarray, points_cam: np.ndarray, color, radius: int = 1) -> np.ndarray:
+def draw_points(image: np.ndarray, K: np.ndarray, points_cam: np.ndarray, color: tuple[int, int, int], radius: int = 1) -> np.ndarray:
     """Splat camera-frame points ``(N, 3)`` as ``(2r+1)^2`` squares, in place; returns ``image``."""
     pts = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
     pts = pts[_in_front(pts)]
@@ -75,7 +75,7 @@ def draw_axes(image: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, le
     return image
 
 
-def draw_label(image: np.ndarray, text: str, anchor: tuple[int, int], color) -> np.ndarray:
+def draw_label(image: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[int, int, int]) -> np.ndarray:
     """Write ``text`` on a dark box at pixel ``anchor = (u, v)``, clamped inside the image, in place."""
     font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
     (w, h), base = cv2.getTextSize(text, font, scale, thick)
@@ -94,7 +94,7 @@ def draw_pose(
     t: np.ndarray,
     *,
     model_points: np.ndarray | None = None,
-    color=(0, 255, 0),
+    color: tuple[int, int, int] = (0, 255, 0),
     axis_length: float = 0.05,
     label: str | None = None,
 ) -> np.ndarray:

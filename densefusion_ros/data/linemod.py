@@ -48,7 +48,7 @@ class LinemodDataset:
         index: ``[(obj_id, frame_id), ...]``.
     """
 
-    def __init__(self, root: str | Path, objects: list[int] | None = None, split: str = "train"):
+    def __init__(self, root: str | Path, objects: list[int] | None = None, split: str = "train") -> None:
         self.root = Path(root)
         self.split = split
         if objects is None:

@@ -24,8 +24,8 @@ Conventions:
     * Camera = OpenCV optical frame (x right, y down, z forward); the OpenGL view matrix is
       ``diag(1, -1, -1, 1) @ cam_T_world`` and the projection is built exactly from ``K`` (pixel
       centres at integer coordinates), see :func:`projection_from_K`. TinyRenderer rasterises half a
-      pixel off from OpenGL; :data:`TINY_PIXEL_OFFSET` corrects it (measured: mask centroids and
-      back-projected depth then agree with the pinhole model to < 0.05 px).
+      pixel off from OpenGL; :data:`TINY_PIXEL_OFFSET` corrects it (docs/design_notes.md,
+      'data.synth: TinyRenderer pixel offset').
     * Depth is z along the optical axis in metres, ``far*near / (far - (far-near)*buf)``, then
       RealSense-like noise (:func:`realsense_depth_noise`), stored as uint16 mm (depth_scale 1.0).
     * Visible masks come from the segmentation buffer; full silhouettes (``mask/``) are rasterised
@@ -46,6 +46,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 D435_COLOR_640x480 = {"fx": 615.0, "fy": 615.0, "cx": 320.0, "cy": 240.0}
 
 #: (du, dv) added to (cx, cy) in the projection for TinyRenderer, whose pixel grid is offset by half a
-#: pixel from OpenGL's (EGL needs none). Measured with a box and a plane at 160x120 and 640x480.
+#: pixel from OpenGL's (EGL needs none); see docs/design_notes.md, 'data.synth: TinyRenderer pixel offset'.
 TINY_PIXEL_OFFSET = (-0.5, 0.5)
 
 TABLE_TOP_Z = 0.625
@@ -95,7 +96,7 @@ class SynthConfig:
     cam_elevation_deg: tuple[float, float] = (20.0, 80.0)
     cam_roll_deg: float = 10.0
     target_jitter: float = 0.05
-    drop_area: tuple[float, float] = (0.26, 0.22)  # tight enough for some occlusion: 10 % of visib < 0.8
+    drop_area: tuple[float, float] = (0.26, 0.22)  # tight enough that objects partly hide each other
     object_prob: float = 0.9
     distractors: tuple[int, int] = (2, 6)
     color_jitter: float = 0.06
@@ -120,8 +121,8 @@ class SequenceConfig:
     """The motions of a ``--sequence`` video; saved in ``synth_config.json``.
 
     Lengths in metres, angles in degrees, times in seconds, frequencies in Hz; pairs are the
-    ``(low, high)`` of uniform draws. The speeds are those of a person filming a table by hand: at
-    most about 1 cm and 3.5 deg (the pan aside) of camera motion per frame at 30 Hz (measured).
+    ``(low, high)`` of uniform draws. The speeds are those of a person filming a table by hand
+    (docs/design_notes.md, 'data.synth: camera speeds').
     """
 
     fps: int = 30
@@ -361,7 +362,7 @@ def depth_to_mm_uint16(depth_m: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def quiet_stdout():
+def quiet_stdout() -> Iterator[None]:
     """Silence C-level stdout (pybullet and the EGL plugin print there); stderr is kept."""
     try:
         sys.stdout.flush()
@@ -468,7 +469,7 @@ class _SequencePlan:
 class SceneRenderer:
     """One pybullet DIRECT client that builds scenes and renders RGB, depth and segmentation."""
 
-    def __init__(self, catalog: Catalog, cfg: SynthConfig):
+    def __init__(self, catalog: Catalog, cfg: SynthConfig) -> None:
         self.catalog = catalog
         self.cfg = cfg
         self.p, self.pd, BulletClient = _import_pybullet()
@@ -679,7 +680,7 @@ class SceneRenderer:
         light_dir = [np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)]
         light_color = rng.uniform(0.75, 1.0, 3)
         kwargs = {"lightDirection": light_dir, "lightDistance": 3.0}
-        if self.renderer_name == "tiny":  # EGL ignores these (measured); its light colour is applied as gain
+        if self.renderer_name == "tiny":  # EGL ignores these; its light colour is applied as gain
             kwargs.update(lightColor=light_color.tolist(), shadow=int(rng.random() < 0.5),
                           lightAmbientCoeff=rng.uniform(0.3, 0.7), lightDiffuseCoeff=rng.uniform(0.4, 0.8),
                           lightSpecularCoeff=rng.uniform(0.0, 0.5))
@@ -940,11 +941,11 @@ def _view(
 class _StageTimer:
     """Adds the wall time of ``with timer("name"):`` blocks to ``stats["name"]``."""
 
-    def __init__(self, stats: dict):
+    def __init__(self, stats: dict) -> None:
         self.stats = stats
 
     @contextlib.contextmanager
-    def __call__(self, name: str):
+    def __call__(self, name: str) -> Iterator[None]:
         t0 = time.perf_counter()
         try:
             yield

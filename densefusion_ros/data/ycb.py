@@ -58,7 +58,7 @@ class YcbVideoDataset:
     pose in metres and ``mask = (label == class_id)``, the visible mask.
     """
 
-    def __init__(self, root: str | Path, frames: str | Path | list[str] | None = None, *, with_label: bool = False):
+    def __init__(self, root: str | Path, frames: str | Path | list[str] | None = None, *, with_label: bool = False) -> None:
         self.root = Path(root)
         self.with_label = with_label
         if frames is None:

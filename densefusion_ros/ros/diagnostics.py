@@ -29,7 +29,7 @@ OK, WARN, ERROR = 0, 1, 2
 class FrequencyStatus:
     """Rate of ``tick()`` calls, judged against an expected range."""
 
-    def __init__(self, min_hz: float, max_hz: float, *, tolerance: float = 0.1, window: int = 5, period: float = 1.0):
+    def __init__(self, min_hz: float, max_hz: float, *, tolerance: float = 0.1, window: int = 5, period: float = 1.0) -> None:
         self.min_hz, self.max_hz, self.tolerance = min_hz, max_hz, tolerance
         self._span = window * period
         self._ticks: deque = deque(maxlen=100_000)
@@ -77,7 +77,7 @@ class TimestampStatus:
     the first ``/clock`` message) learns nothing.
     """
 
-    def __init__(self, max_future: float = 0.5, max_age: float = 1.0, replay_frames: int = 5, min_replay_lag: float = 60.0):
+    def __init__(self, max_future: float = 0.5, max_age: float = 1.0, replay_frames: int = 5, min_replay_lag: float = 60.0) -> None:
         self.max_future, self.max_age, self.replay_frames = max_future, max_age, replay_frames
         self.min_replay_lag = min_replay_lag
         self.zero = self.future = self.stale = self.seen = 0
@@ -139,7 +139,7 @@ class TimestampStatus:
 class BudgetStatus:
     """Processing time against a budget in milliseconds."""
 
-    def __init__(self, budget_ms: float, error_after: int = 10):
+    def __init__(self, budget_ms: float, error_after: int = 10) -> None:
         self.budget_ms, self.error_after = budget_ms, error_after
         self.last_ms = 0.0
         self.over_in_a_row = 0
@@ -165,7 +165,7 @@ class SyncStatus:
     explanation, else None), or when nothing arrived for that long.
     """
 
-    def __init__(self, names: Sequence[str], topics: Sequence[str], slop: float, stall_after: float = 2.0):
+    def __init__(self, names: Sequence[str], topics: Sequence[str], slop: float, stall_after: float = 2.0) -> None:
         self.names, self.topics, self.slop, self.stall_after = list(names), list(topics), slop, stall_after
         self.stamps: list[float | None] = [None] * len(names)
         self.arrived: list[float] = [-1e18] * len(names)
@@ -214,7 +214,7 @@ class DropLog:
     Each line ends with the count so far, so a rate-limited log still tells how many were lost.
     """
 
-    def __init__(self, log: Callable[[str], None], throttle: Callable[[], float] | float = 5.0):
+    def __init__(self, log: Callable[[str], None], throttle: Callable[[], float] | float = 5.0) -> None:
         self._log = log
         self._throttle = throttle if callable(throttle) else (lambda: throttle)
         self._last: dict[str, float] = {}

@@ -33,7 +33,7 @@ from densefusion_ros.ros.sync import header_stamp
 class Rejected(Exception):
     """An input set that is dropped: ``reason`` (counter key) and ``text`` (log line)."""
 
-    def __init__(self, reason: str, text: str):
+    def __init__(self, reason: str, text: str) -> None:
         super().__init__(text)
         self.reason, self.text = reason, text
 
@@ -86,7 +86,7 @@ def decode_set(color: Image, depth: Image, info: CameraInfo, label: Image | None
         nan, inf = int(np.isnan(depth_m).sum()), int(np.isinf(depth_m).sum())
         raise Rejected("depth no valid value", f"depth ({encoding}) has no finite positive value: {nan} NaN, {inf} inf, "
                                                f"{depth_m.size - nan - inf} zero or negative of {depth_m.size} pixels")
-    sample = depth_m[::4, ::4][valid[::4, ::4]]  # the units check needs no exact median: 1/16 of the pixels, 15x faster
+    sample = depth_m[::4, ::4][valid[::4, ::4]]  # the units check needs no exact median: 1/16 of the pixels will do
     median = float(np.median(sample if sample.size else depth_m[valid]))
     if median > max_depth:
         hint = "32FC1 must be metres" if encoding == "32FC1" else f"{encoding} must be millimetres"

@@ -31,7 +31,7 @@ class ApproximateTimeSync:
         queue_size: int = 5,
         slop: float = 0.05,
         stamp_of: Callable[[Any], float] = header_stamp,
-    ):
+    ) -> None:
         if num_inputs < 1 or queue_size < 1 or slop < 0:
             raise ValueError("need num_inputs >= 1, queue_size >= 1 and slop >= 0")
         self._queues: list[deque] = [deque(maxlen=queue_size) for _ in range(num_inputs)]

@@ -193,7 +193,7 @@ def refine_pose(
     Args:
         observed_points: ``(N, 3)`` camera-frame points of the instance, metres.
         model_points: ``(M, 3)`` object-frame model points, metres.
-        R, t: the initial object-to-camera pose.
+        R, t: the initial object-to-camera pose, ``(3, 3)`` and ``(3,)`` metres.
         options: :class:`IcpOptions`.
 
     Returns:
@@ -239,6 +239,7 @@ def icp_from_centroid(
 ) -> IcpResult:
     """ICP without a network pose: start at the centroid, try each rotation of ``options.rotation_group``.
 
+    ``observed_points (N, 3)`` camera frame and ``model_points (M, 3)`` object frame, metres.
     Each start puts the model's centre at the observed centroid (``t = mean(obs) - R mean(model)``).
     The best start is the one with the highest fitness, ties broken by RMSE. Always ``accepted``
     unless no start found a correspondence.
@@ -265,8 +266,8 @@ def icp_from_centroid(
 
 
 def mask_grid(mask: np.ndarray, cells: int = 1024) -> tuple[int, int, int, np.ndarray] | None:
-    """``mask`` on a grid of about ``cells`` cells inside its bounding box: ``(row0, col0, cell
-    size, occupied cells)``, or None for an empty mask. Computed once per instance; each pose's
+    """``mask (H, W)`` bool on a grid of about ``cells`` cells inside its bounding box: ``(row0,
+    col0, cell size, occupied cells (GH, GW) uint8)`` in pixels, or None for an empty mask. Computed once per instance; each pose's
     coverage (:func:`depth_consistency`) then needs only its own points."""
     rows, cols = np.nonzero(mask)
     if len(rows) == 0:
@@ -311,6 +312,9 @@ def depth_consistency(
     supported points reach: a pose that leaves part of the mask unexplained (a mug's handle on the
     wrong side) scores lower. In (-w, 1 + c]; higher is better. ``grid``: ``mask_grid(mask)``,
     when the caller scores many poses against one mask.
+
+    Shapes and units: ``model_points_cam (M, 3)`` and ``tolerance`` metres, ``depth_m (H, W)``
+    metres (0 or NaN = no reading), ``K (3, 3)``, ``mask (H, W)`` bool.
     """
     X = np.asarray(model_points_cam, dtype=np.float64).reshape(-1, 3)
     if len(X) == 0:
@@ -366,9 +370,10 @@ def pose_score(
     options: IcpOptions | None = None,
     score_points: int = SCORE_POINTS,
 ) -> float:
-    """:func:`depth_consistency` of the pose ``(R, t)`` with ``"verify"`` mode's settings
-    (tolerance, weights, ``score_points`` model points): the score by which
-    :func:`refine_with_hypotheses` ranks its hypotheses, for one pose."""
+    """:func:`depth_consistency` of the pose ``(R (3, 3), t (3,))`` with ``"verify"`` mode's
+    settings (tolerance, weights, ``score_points`` of the ``(M, 3)`` object-frame model points):
+    the score by which :func:`refine_with_hypotheses` ranks its hypotheses, for one pose.
+    ``depth_m (H, W)`` metres, ``K (3, 3)``, ``mask (H, W)`` bool."""
     options = options or IcpOptions()
     model_points = np.asarray(model_points, dtype=np.float64).reshape(-1, 3)
     return _verify_score(_score_subset(model_points, score_points), R, t, depth_m, K, mask, options)
@@ -411,6 +416,10 @@ def refine_with_hypotheses(
     'icp: coarse ICP per hypothesis'). The first hypothesis is ``(R, t)`` itself. With ``options.verify_climb``
     the best few distinct results first climb the score (:func:`_climb`) and the best climbed
     pose is the winner. The input pose comes back, not accepted, when ICP accepts no hypothesis.
+
+    Shapes and units as :func:`refine_pose` (``observed_points (N, 3)``, ``model_points (M, 3)``,
+    metres; ``R (3, 3)``, ``t (3,)``) and :func:`depth_consistency` (``depth_m (H, W)`` metres,
+    ``K (3, 3)``, ``mask (H, W)`` bool).
     """
     options = options or IcpOptions()
     options = replace(options, method=options.verify_method)

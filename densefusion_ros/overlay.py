@@ -46,7 +46,8 @@ def _in_front(points_cam: np.ndarray) -> np.ndarray:
 
 
 def draw_points(image: np.ndarray, K: np.ndarray, points_cam: np.ndarray, color: tuple[int, int, int], radius: int = 1) -> np.ndarray:
-    """Splat camera-frame points ``(N, 3)`` as ``(2r+1)^2`` squares, in place; returns ``image``."""
+    """Splat camera-frame points ``(N, 3)`` (metres) as ``(2r+1)^2`` squares on ``image (H, W, 3)``
+    uint8, in place; returns ``image``."""
     pts = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
     pts = pts[_in_front(pts)]
     if len(pts) == 0:
@@ -62,7 +63,8 @@ def draw_points(image: np.ndarray, K: np.ndarray, points_cam: np.ndarray, color:
 
 
 def draw_axes(image: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray, length: float, thickness: int = 2) -> np.ndarray:
-    """Draw the pose's x/y/z axes (red/green/blue) of ``length`` metres, in place."""
+    """Draw the x/y/z axes (red/green/blue), ``length`` metres long, of the pose ``(R (3, 3), t (3,))``
+    on ``image (H, W, 3)`` uint8, in place; ``K (3, 3)``."""
     ends = np.vstack([np.zeros(3), np.eye(3) * length]) @ np.asarray(R, np.float64).T + np.asarray(t, np.float64)
     if not _in_front(ends).all():
         return image
@@ -98,7 +100,8 @@ def draw_pose(
     axis_length: float = 0.05,
     label: str | None = None,
 ) -> np.ndarray:
-    """Draw one pose in place: model points ``(M, 3)`` (object frame), axes and label."""
+    """Draw one pose ``(R (3, 3), t (3,) metres)`` on ``image (H, W, 3)`` uint8 in place: model points
+    ``(M, 3)`` (object frame, metres), axes ``axis_length`` metres long, and label; ``K (3, 3)``."""
     R = np.asarray(R, np.float64)
     t = np.asarray(t, np.float64).reshape(3)
     if model_points is not None and len(model_points):

@@ -76,7 +76,7 @@ def crop_box(box: tuple[int, int, int, int], image_shape: tuple[int, int], step:
 
 
 def sample_choose(valid: np.ndarray, num_points: int, rng: np.random.Generator) -> np.ndarray:
-    """``num_points`` indices into the flattened crop where ``valid`` (bool, crop-shaped) holds.
+    """``(num_points,)`` int64 indices into the flattened crop where ``valid`` (``(h, w)`` bool) holds.
 
     A random subset in ascending order when there are more, wrap-padded when fewer.
     Raises ``ValueError`` when no pixel is valid.
@@ -120,7 +120,7 @@ class InstanceSkipped(ValueError):
 
 
 def valid_depth(depth_m: np.ndarray) -> np.ndarray:
-    """Pixels whose metric depth is finite and positive."""
+    """Pixels whose metric depth is finite and positive: ``(H, W)`` bool of ``depth_m (H, W)`` metres."""
     return np.isfinite(depth_m) & (depth_m > 0)
 
 

@@ -23,7 +23,7 @@ def test_colcon_build_and_run(tmp_path, ros_env):
     env = dict(ros_env)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("AMENT_PREFIX_PATH", str(Path(sys.prefix)))
-    # The README's workspace recipe: the repository root is the node's package, and its service
+    # docs/deployment.md's workspace recipe: the repository root is the node's package, and its service
     # definitions are a second package below it, which colcon finds when given both paths.
     build = subprocess.run(
         [COLCON, "build", "--base-paths", "src/densefusion_ros", "src/densefusion_ros/interfaces/densefusion_ros_interfaces"],

@@ -67,6 +67,32 @@ def compose_torch(R1: torch.Tensor, t1: torch.Tensor, R2: torch.Tensor, t2: torc
     return R1 @ R2, (R1 @ t2.unsqueeze(-1)).squeeze(-1) + t1
 
 
+def refine_pose_torch(
+    points: torch.Tensor, R: torch.Tensor, t: torch.Tensor, q_delta: torch.Tensor, t_delta: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One refiner step: the refined pose, and the points in its frame (the next refiner input).
+
+    The refiner sees the points in the frame of the current pose ``(R, t)`` and predicts a pose
+    ``(R_d, t_d)`` in that frame; the refined pose is the current one composed with it,
+    ``R' = R R_d``, ``t' = R t_d + t``, and the points move into the refined frame,
+    ``R'^T (p - t')``. The delta is cast to the pose's dtype (e.g. float16 autocast output onto a
+    float32 pose); differentiable in the delta.
+
+    Args:
+        points: ``(B, N, 3)`` camera-frame points, metres.
+        R: ``(B, 3, 3)`` current rotation.
+        t: ``(B, 3)`` current translation, metres.
+        q_delta: ``(B, 4)`` the refiner's raw w-first quaternion (normalised here).
+        t_delta: ``(B, 3)`` the refiner's translation, metres.
+
+    Returns:
+        ``R' (B, 3, 3)``, ``t' (B, 3)`` in the pose's dtype, and the points ``(B, N, 3)`` in the
+        refined frame, in the points' dtype.
+    """
+    R_new, t_new = compose_torch(R, t, quat_to_matrix_torch(q_delta.to(R.dtype)), t_delta.to(t.dtype))
+    return R_new, t_new, to_object_frame_torch(points, R_new.to(points.dtype), t_new.to(points.dtype))
+
+
 def transform_points(points: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Object points ``(..., N, 3)`` to the camera frame: ``p @ R.T + t``."""
     return points @ np.swapaxes(R, -1, -2) + t[..., None, :]

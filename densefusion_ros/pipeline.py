@@ -51,6 +51,7 @@ from densefusion_ros.cuda_graphs import CudaGraphs
 from densefusion_ros.frame import Frame
 from densefusion_ros.icp import IcpOptions, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses
 from densefusion_ros.models.blocks import fuse_batchnorm
+from densefusion_ros.models.metadata import metadata_of
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION, normalize_image, rescale_rgb
 from densefusion_ros.runtime import resolve_device
 from densefusion_ros.sampling import CROP_STEP, InstanceInput, InstanceSkipped, mask_box, observed_points, prepare_instance
@@ -345,8 +346,7 @@ class _Timer:
 
 
 def _network_normalization(module: nn.Module | None) -> dict:
-    meta = getattr(module, "metadata", None) or {}
-    return meta.get("normalization") or dict(PUBLISHED_NORMALIZATION)
+    return dict(metadata_of(module).normalization or PUBLISHED_NORMALIZATION)
 
 
 class Pipeline:
@@ -386,12 +386,10 @@ class Pipeline:
         self.estimator = inference(estimator.to(self.device).eval()) if estimator is not None else None
         self.refiner = refiner.to(self.device).eval() if refiner is not None else None
         self.segmenter = inference(segmenter.to(self.device).eval()) if segmenter is not None else None
-        self.num_points = self.config.num_points or int(
-            (getattr(estimator, "metadata", None) or {}).get("num_points") or DEFAULT_NUM_POINTS
-        )
+        self.num_points = self.config.num_points or int(metadata_of(estimator).num_points or DEFAULT_NUM_POINTS)
         self._est_norm = _network_normalization(self.estimator)
         self._seg_norm = _network_normalization(self.segmenter)
-        self._seg_scale = float((getattr(segmenter, "metadata", None) or {}).get("input_scale") or 1.0)
+        self._seg_scale = float(metadata_of(segmenter).input_scale or 1.0)
         self._rng = np.random.default_rng()
         self._geometry: dict[tuple, ModelGeometry] = {}
         self._rows = self.device.type == "cpu" and self.config.cpu_point_rows
@@ -644,20 +642,20 @@ class Pipeline:
         return poses
 
     def _refine(self, points, emb, obj, R, t) -> tuple[torch.Tensor, torch.Tensor]:
-        """K refiner iterations on a batch: ``p' = R^T (p - t)``, ``R <- R R2``, ``t <- R t2 + t``.
+        """K refiner iterations on a batch (:func:`~densefusion_ros.geometry.refine_pose_torch`).
         On point rows the colour branch, the same in every iteration, is computed once."""
         colour = self.refiner.colour_term(emb) if self._rows and self.config.refine_iterations > 1 else None
+        moved = geometry.to_object_frame_torch(points, R, t)
         for _ in range(self.config.refine_iterations):
-            new_points = geometry.to_object_frame_torch(points, R, t)
             with self._autocast():
-                q2, t2 = self.refiner(new_points, emb, obj, rows=self._rows, colour=colour)
-            R, t = geometry.compose_torch(R, t, geometry.quat_to_matrix_torch(q2.float()), t2.float())
+                q2, t2 = self.refiner(moved, emb, obj, rows=self._rows, colour=colour)
+            R, t, moved = geometry.refine_pose_torch(points, R, t, q2, t2)
         return R, t
 
     # stage 4 + 5: published per-object loop --------------------------------------------------
 
     def _estimate_loop(self, items: list[_Item], timer: _Timer) -> list[tuple[np.ndarray, np.ndarray, float]]:
-        """``tools/eval_ycb.py``: batch 1; the pose is kept as (w-first quaternion, t) in numpy float64."""
+        """``tools/eval_ycb.py``: batch 1; the refined pose is composed in float64."""
         poses = []
         for it in items:
             img = normalize_image(it.prep.rgb[None], self._est_norm, device=self.device)
@@ -671,17 +669,18 @@ class Pipeline:
             my_r = pred_r[0, w].float().cpu().numpy().astype(np.float64)
             my_t = (points[0, w] + pred_t[0, w].float()).cpu().numpy().astype(np.float64)
             timer.lap("estimator")
+            my_R = geometry.quat_to_matrix(my_r)
             if self.refiner is not None:
+                R = torch.from_numpy(my_R[None]).to(self.device)
+                T = torch.from_numpy(my_t[None]).to(self.device)
+                moved = geometry.to_object_frame_torch(points, R.float(), T.float())
                 for _ in range(self.config.refine_iterations):
-                    R = torch.from_numpy(geometry.quat_to_matrix(my_r)[None].astype(np.float32)).to(self.device)
-                    T = torch.from_numpy(my_t[None].astype(np.float32)).to(self.device)
                     with self._autocast():
-                        q2, t2 = self.refiner(geometry.to_object_frame_torch(points, R, T), emb, obj)
-                    R2 = geometry.quat_to_matrix(q2[0].float().cpu().numpy())
-                    R_new, my_t = geometry.compose(geometry.quat_to_matrix(my_r), my_t, R2, t2[0].float().cpu().numpy())
-                    my_r = geometry.matrix_to_quat(R_new)
+                        q2, t2 = self.refiner(moved, emb, obj)
+                    R, T, moved = geometry.refine_pose_torch(points, R, T, q2, t2)
+                my_R, my_t = R[0].cpu().numpy(), T[0].cpu().numpy()
                 timer.lap("refiner")
-            poses.append((geometry.quat_to_matrix(my_r), my_t, float(how_max[0])))
+            poses.append((my_R, my_t, float(how_max[0])))
         return poses
 
     # stage 6 and results -----------------------------------------------------------------------

@@ -11,12 +11,14 @@ from densefusion_ros.models import (
     IMAGENET_NORMALIZATION,
     PUBLISHED_NORMALIZATION,
     CheckpointError,
+    CheckpointMeta,
     build_estimator,
     build_refiner,
     build_segmenter,
     load_estimator,
     load_refiner,
     load_segmenter,
+    metadata_of,
     read_metadata,
     remap_state_dict,
     save_checkpoint,
@@ -70,10 +72,10 @@ def test_published_estimator_loads_and_matches(published_file, published_estimat
     assert not model.training and model.num_objects == 21 and model.backbone_name == "psp_resnet18"
     _assert_same_outputs(model, published_estimator, _inputs())
     meta = model.metadata
-    assert meta["format"] == "published" and meta["kind"] == "estimator"
-    assert meta["normalization"] == PUBLISHED_NORMALIZATION  # 0-255 RGB, not divided by 255
-    assert meta["num_points"] == 1000 and meta["object_names"][0] == "002_master_chef_can"
-    assert "object_names" in meta["guessed"]
+    assert meta.format == "published" and meta.kind == "estimator"
+    assert meta.normalization == PUBLISHED_NORMALIZATION  # 0-255 RGB, not divided by 255
+    assert meta.num_points == 1000 and meta.object_names[0] == "002_master_chef_can"
+    assert "object_names" in meta.guessed
 
 
 def test_published_estimator_with_wrapper_prefix(tmp_path, published_estimator):
@@ -100,7 +102,7 @@ def test_published_refiner_infers_num_objects(refiner_file):
     assert model.num_objects == 13 and not model.training
     points, emb, obj = torch.randn(3, 30, 3), torch.randn(3, 32, 30), torch.tensor([12, 0, 5])
     _assert_same_outputs(model, source, (points, emb, obj))
-    assert model.metadata["object_names"][7] == "eggbox" and model.metadata["num_points"] == 500
+    assert model.metadata.object_names[7] == "eggbox" and model.metadata.num_points == 500
 
 
 def test_own_format_round_trip(tmp_path, published_file, published_estimator):
@@ -115,13 +117,13 @@ def test_own_format_round_trip(tmp_path, published_file, published_estimator):
     raw = torch.load(path, map_location="cpu", weights_only=True)
     assert raw["format"] == "densefusion_ros" and raw["version"] == 1 and raw["kind"] == "estimator"
     meta = read_metadata(path)
-    assert meta["backbone"] == "psp_resnet18" and meta["num_objects"] == 21 and meta["num_points"] == 1000
-    assert meta["normalization"] == PUBLISHED_NORMALIZATION
-    assert meta["training"]["epochs"] == 3 and meta["metrics"] == {"add_s_auc": 0.91}
-    assert meta["object_names"] == loaded.metadata["object_names"]
+    assert meta.backbone == "psp_resnet18" and meta.num_objects == 21 and meta.num_points == 1000
+    assert meta.normalization == PUBLISHED_NORMALIZATION
+    assert meta.training["epochs"] == 3 and meta.metrics == {"add_s_auc": 0.91}
+    assert meta.object_names == loaded.metadata.object_names
     again = load_estimator(path)
     _assert_same_outputs(again, published_estimator, _inputs())
-    assert again.metadata["training"]["command"].startswith("densefusion-ros")
+    assert again.metadata.training["command"].startswith("densefusion-ros")
 
 
 def test_compact_estimator_round_trip(tmp_path):
@@ -130,10 +132,10 @@ def test_compact_estimator_round_trip(tmp_path):
         tmp_path / "compact.pth", model, num_points=200, object_names=["a", "b", "c"], normalization=IMAGENET_NORMALIZATION
     )
     loaded = load_estimator(path, num_objects=3)
-    assert loaded.backbone_name == "compact" and loaded.metadata["normalization"]["scale"] == pytest.approx(1 / 255)
+    assert loaded.backbone_name == "compact" and loaded.metadata.normalization["scale"] == pytest.approx(1 / 255)
     img, points, choose, _ = _inputs(b=2)
     _assert_same_outputs(loaded, model, (img, points, choose, torch.tensor([2, 0])))
-    assert read_metadata(path)["object_names"] == ["a", "b", "c"]
+    assert read_metadata(path).object_names == ("a", "b", "c")
 
 
 def test_segmenters_round_trip(tmp_path):
@@ -143,11 +145,55 @@ def test_segmenters_round_trip(tmp_path):
     x = torch.randn(1, 3, 40, 50)
     with torch.no_grad():
         assert torch.equal(loaded(x), seg(x))
-    assert loaded.metadata["num_classes"] == 4 and loaded.metadata["arch"] == "compact"
-    assert loaded.metadata["input_scale"] == 1.0
+    assert loaded.metadata.num_classes == 4 and loaded.metadata.arch == "compact"
+    assert loaded.metadata.input_scale == 1.0
     # the scale a segmenter was trained at survives re-saving
     again = save_checkpoint(tmp_path / "seg2.pth", loaded, input_scale=0.5)
-    assert load_segmenter(save_checkpoint(tmp_path / "seg3.pth", load_segmenter(again))).metadata["input_scale"] == 0.5
+    assert load_segmenter(save_checkpoint(tmp_path / "seg3.pth", load_segmenter(again))).metadata.input_scale == 0.5
+
+
+def test_metadata_dict_form_round_trip_keeps_unknown_keys(tmp_path):
+    """A file written as a plain dict (the form of every file so far, plus a key this code does not
+    know) loads into the typed form, re-saves with the unknown key, and stays a plain dict on disk."""
+    model = build_refiner(num_objects=2).eval()
+    old = {
+        "format": "densefusion_ros", "version": 1, "kind": "refiner", "arch": "refiner", "backbone": None,
+        "num_objects": 2, "num_classes": None, "num_points": 300, "object_names": ["a", "b"],
+        "normalization": dict(IMAGENET_NORMALIZATION), "training": {"epochs": 4}, "metrics": {"test_dis": 0.01},
+        "future_field": {"x": 1}, "state_dict": model.state_dict(),
+    }  # fmt: skip
+    torch.save(old, tmp_path / "old.pth")
+    loaded = load_refiner(tmp_path / "old.pth")
+    meta = metadata_of(loaded)
+    assert isinstance(meta, CheckpointMeta) and meta.kind == "refiner" and meta.num_points == 300
+    assert meta.object_names == ("a", "b") and meta.training == {"epochs": 4} and meta.extra == {"future_field": {"x": 1}}
+    raw = torch.load(save_checkpoint(tmp_path / "new.pth", loaded), map_location="cpu", weights_only=True)
+    assert raw["future_field"] == {"x": 1} and raw["object_names"] == ["a", "b"] and raw["num_points"] == 300
+    assert {k: v for k, v in raw.items() if k != "state_dict"} == {k: v for k, v in old.items() if k != "state_dict"}
+    # the dict form and back
+    assert CheckpointMeta.from_dict(meta.to_dict()) == meta
+    assert meta.to_dict()["object_names"] == ["a", "b"] and meta.to_dict()["future_field"] == {"x": 1}
+
+
+def test_metadata_of_models_without_a_checkpoint():
+    assert metadata_of(build_estimator(num_objects=2, backbone="compact")) == CheckpointMeta()
+    assert metadata_of(None) == CheckpointMeta()
+    seg = build_segmenter(num_classes=3, arch="compact")
+    seg.metadata = {"input_scale": 0.5}  # set by hand, as a dict
+    assert metadata_of(seg).input_scale == 0.5 and metadata_of(seg).normalization is None
+
+
+@pytest.mark.parametrize("kind", ["estimator", "refiner", "segmenter"])
+def test_bundled_weights_load_with_typed_metadata(kind):
+    """The bundled files (written before the typed form) load unchanged."""
+    from densefusion_ros.resources import share_path
+
+    path = share_path("models", f"{kind}.pth")
+    meta = read_metadata(path)
+    assert meta.format == "densefusion_ros" and meta.kind == kind and meta.object_names == ("duck", "mug", "bunny", "torus")
+    loader = {"estimator": load_estimator, "refiner": load_refiner, "segmenter": load_segmenter}[kind]
+    model = loader(path)
+    assert metadata_of(model).normalization == meta.normalization and metadata_of(model).training == meta.training
 
 
 def test_vanilla_segnet_state_dict_without_bn_counters(tmp_path):
@@ -162,8 +208,8 @@ def test_vanilla_segnet_state_dict_without_bn_counters(tmp_path):
     path = tmp_path / "model_12_0.03.pth"
     torch.save(sd, path)
     meta = read_metadata(path)
-    assert meta["kind"] == "segmenter" and meta["arch"] == "segnet" and meta["num_classes"] == 22
-    assert "SegNet" in meta["description"]
+    assert meta.kind == "segmenter" and meta.arch == "segnet" and meta.num_classes == 22
+    assert "SegNet" in meta.description
     loaded = load_segmenter(path, num_classes=22)
     assert torch.equal(loaded.conv11d.weight, sd["conv11d.weight"])
     assert torch.equal(loaded.bn53d.running_var, sd["bn53d.running_var"])

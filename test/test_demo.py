@@ -10,7 +10,7 @@ import re
 
 from densefusion_ros.models import read_metadata
 from densefusion_ros.resources import share_path
-from densefusion_ros.ros.bag import read_sequence
+from densefusion_ros.apps.bag import read_sequence
 
 from conftest import REPO, spawn
 
@@ -26,7 +26,7 @@ FRAMES, LOOPS, RATE = 64, 2, 5
 
 def test_bundled_weights_carry_their_model_card():
     for kind in ("estimator", "refiner", "segmenter"):
-        meta = read_metadata(share_path("models", f"{kind}.pth"))
+        meta = read_metadata(share_path("models", f"{kind}.pth")).to_dict()
         assert meta["format"] == "densefusion_ros" and meta["kind"] == kind
         assert meta["object_names"] == ["duck", "mug", "bunny", "torus"]
         assert meta["training"]["command"] and meta["training"]["dataset"]
@@ -44,7 +44,7 @@ def test_bundled_sequence_is_one_30hz_video():
 
 
 def test_demo_runs_and_poses_are_accurate(tmp_path, ros_env):
-    demo = spawn(["-m", "densefusion_ros.ros.demo", "--loops", str(LOOPS), "--rate", str(RATE), "--device", "cpu",
+    demo = spawn(["-m", "densefusion_ros.apps.demo", "--loops", str(LOOPS), "--rate", str(RATE), "--device", "cpu",
                   "--out", str(tmp_path)], ros_env)
     out, _ = demo.communicate(timeout=240)
     assert demo.returncode == 0, out[-4000:]

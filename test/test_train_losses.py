@@ -8,7 +8,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from densefusion_ros.eval import metrics
-from densefusion_ros.geometry import matrix_to_quat
+from densefusion_ros.geometry import matrix_to_quat, refine_pose_torch
 from densefusion_ros.train.losses import estimator_loss, hypothesis_distances, nearest_indices, refiner_loss
 
 B, N, M = 3, 40, 60
@@ -94,20 +94,47 @@ def test_refiner_loss_and_frames():
     # current estimate = GT perturbed; the ideal residual is the perturbation's inverse
     R_off = torch.from_numpy(Rotation.from_euler("x", 8, degrees=True).as_matrix()).expand(B, 3, 3)
     R_cur, t_cur = R_gt @ R_off, t_gt + 0.01
-    new_target = (target - t_cur[:, None]) @ R_cur  # R^T (target - t)
-    new_points = (points - t_cur[:, None]) @ R_cur
     # residual (R2, t2) with R_cur R2 = R_gt, R_cur t2 + t_cur = t_gt
     R2 = R_off.transpose(1, 2)
     t2 = (R_cur.transpose(1, 2) @ (t_gt - t_cur)[..., None])[..., 0]
     q2 = torch.from_numpy(matrix_to_quat(R2.numpy())).requires_grad_(True)
-    out = refiner_loss(q2, t2.clone().requires_grad_(True), new_target, model, new_points, sym)
-    assert torch.allclose(out.dis, torch.zeros(B, dtype=torch.float64), atol=1e-7)
+    R_new, t_new, moved = refine_pose_torch(target, R_cur, t_cur, q2, t2.clone().requires_grad_(True))
+    assert torch.allclose(R_new, R_gt, atol=1e-9) and torch.allclose(t_new, t_gt, atol=1e-9)
     # after the step the target sits on the model points
-    assert torch.allclose(out.new_target, model, atol=1e-7)
+    assert torch.allclose(moved, model, atol=1e-7)
+    out = refiner_loss(R_new, t_new, target, model, sym)
+    assert torch.allclose(out.dis, torch.zeros(B, dtype=torch.float64), atol=1e-7)
     # a wrong residual gives a positive loss with gradients
     q_bad = torch.tensor([[1.0, 0.2, 0.0, 0.0]] * B, dtype=torch.float64, requires_grad=True)
     t_bad = torch.zeros(B, 3, dtype=torch.float64, requires_grad=True)
-    bad = refiner_loss(q_bad, t_bad, new_target, model, new_points, sym)
+    R_bad, t_bad_new, _ = refine_pose_torch(points, R_cur, t_cur, q_bad, t_bad)
+    bad = refiner_loss(R_bad, t_bad_new, target, model, sym)
     assert bad.loss.item() > 0.005
     bad.loss.backward()
     assert q_bad.grad.abs().sum() > 0 and t_bad.grad.abs().sum() > 0
+
+
+def test_refine_pose_matches_the_published_formulas():
+    """The one composition rule against the three it replaced: the pipeline's (compose the matrices),
+    the published loop's (numpy float64) and the published loss's (the delta against the target
+    moved into the current frame, the points moved by the delta)."""
+    from densefusion_ros.geometry import compose, quat_to_matrix, quat_to_matrix_torch, to_object_frame_torch
+
+    model, R_gt, t_gt, target, points, sym = _setup(6)
+    g = torch.Generator().manual_seed(1)
+    R = torch.from_numpy(Rotation.random(B, random_state=3).as_matrix())
+    t = t_gt + 0.02 * torch.randn(B, 3, generator=g, dtype=torch.float64)
+    q_d = torch.randn(B, 4, generator=g, dtype=torch.float64)
+    t_d = 0.01 * torch.randn(B, 3, generator=g, dtype=torch.float64)
+    R_new, t_new, moved = refine_pose_torch(points, R, t, q_d, t_d)
+    R_d = quat_to_matrix_torch(q_d)
+    assert torch.allclose(R_new, R @ R_d, atol=1e-12) and torch.allclose(t_new, (R @ t_d[..., None])[..., 0] + t, atol=1e-12)
+    R_np, t_np = compose(R.numpy(), t.numpy(), quat_to_matrix(q_d.numpy()), t_d.numpy())
+    assert np.allclose(R_new.numpy(), R_np, atol=1e-12) and np.allclose(t_new.numpy(), t_np, atol=1e-12)
+    old_points = to_object_frame_torch(to_object_frame_torch(points, R, t), R_d, t_d)
+    assert torch.allclose(moved, old_points, atol=1e-12)
+    old_dis = hypothesis_distances(R_d[:, None], t_d[:, None], model, to_object_frame_torch(target, R, t), sym)[:, 0]
+    assert torch.allclose(refiner_loss(R_new, t_new, target, model, sym).dis, old_dis, atol=1e-12)
+    # a float16 delta (autocast) onto a float32 pose: the pose stays float32, the points keep theirs
+    R32, t32, moved32 = refine_pose_torch(points.float(), R.float(), t.float(), q_d.half(), t_d.half())
+    assert R32.dtype == t32.dtype == moved32.dtype == torch.float32

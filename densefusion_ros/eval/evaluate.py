@@ -353,6 +353,7 @@ def evaluate(
     from densefusion_ros.catalog import Catalog
     from densefusion_ros.data.bop import BopDataset
     from densefusion_ros.models.checkpoint import load_estimator, load_refiner, load_segmenter
+    from densefusion_ros.models.metadata import metadata_of
     from densefusion_ros.pipeline import Pipeline, PipelineConfig
     from densefusion_ros.runtime import resolve_device
 
@@ -368,7 +369,7 @@ def evaluate(
     est = load_estimator(weights, device=dev)
     ref = load_refiner(refiner, device=dev) if refiner else None
     seg = load_segmenter(segmenter, device=dev) if (segmenter and masks == "segmenter") else None
-    n_pts = num_points or int((est.metadata or {}).get("num_points") or 0) or None
+    n_pts = num_points or metadata_of(est).num_points or None
 
     base = PipelineConfig(num_points=n_pts, seed=seed, device=str(dev), keep_masks=True, icp="none")
     pipes: dict[str, Pipeline] = {"per-pixel": Pipeline(est, cat, replace(base, refine_iterations=0), segmenter=seg)}
@@ -406,7 +407,7 @@ def evaluate(
         "min_visible_px": min_visible_px,
         "seed": seed,
         "device": str(dev),
-        "estimator_backbone": (est.metadata or {}).get("backbone"),
+        "estimator_backbone": metadata_of(est).backbone,
         "hardware": {"machine": platform.machine(), "processor": platform.processor() or platform.machine()},
     }
     try:

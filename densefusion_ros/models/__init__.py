@@ -7,9 +7,10 @@
 * :func:`build_segmenter`: ``"compact"`` CPU segmenter or the published ``"segnet"``.
 * :func:`load_estimator`, :func:`load_refiner`, :func:`load_segmenter`, :func:`save_checkpoint`,
   :func:`read_metadata`, :class:`CheckpointError`: the one place where files are read and written;
+  :class:`CheckpointMeta` is their metadata, typed, and :func:`metadata_of` reads it from a model;
   :func:`unwrap_model` strips DataParallel / DDP / ``torch.compile`` wrappers.
 * :func:`fuse_batchnorm`: an inference copy with BatchNorm folded into the convolutions.
-* :func:`normalize_image`: image normalisation matching a checkpoint's ``metadata["normalization"]``.
+* :func:`normalize_image`: image normalisation matching a checkpoint's ``metadata_of(model).normalization``.
 
 Conventions: quaternions are w-first ``[w, x, y, z]``; points in metres, camera frame; RGB input.
 """
@@ -28,6 +29,7 @@ from .checkpoint import (
     unwrap_model,
 )
 from .estimator import BestHypothesis, DenseFusionEstimator, EstimatorOutput, build_estimator
+from .metadata import CheckpointMeta, metadata_of
 from .psp import PSPNet
 from .refiner import DenseFusionRefiner, RefinerOutput, build_refiner
 from .segmentation import CompactSegNet, SegNet, build_segmenter
@@ -37,6 +39,7 @@ __all__ = [
     "BestHypothesis",
     "COLOR_BACKBONES",
     "CheckpointError",
+    "CheckpointMeta",
     "CompactColorNet",
     "CompactSegNet",
     "DenseFusionEstimator",
@@ -56,6 +59,7 @@ __all__ = [
     "load_estimator",
     "load_refiner",
     "load_segmenter",
+    "metadata_of",
     "normalize_image",
     "read_metadata",
     "remap_state_dict",

@@ -15,8 +15,11 @@ Two file layouts are read:
 Every load uses ``torch.load(path, map_location="cpu", weights_only=True)`` and strict key and
 shape matching; any mismatch raises :class:`CheckpointError`, whose message names the file, the
 missing / unexpected / mis-shaped keys and what the file looks like. Loaded models are in eval
-mode and carry ``model.metadata`` (the dict of :func:`read_metadata`) so that callers can
+mode and carry ``model.metadata``, a :class:`~densefusion_ros.models.metadata.CheckpointMeta`
+(read it with :func:`~densefusion_ros.models.metadata.metadata_of`), so that callers can
 normalise images (:func:`densefusion_ros.models.transforms.normalize_image`) and name objects.
+The files keep the metadata as plain keys beside ``state_dict``: files written before the typed
+form load unchanged, and files written now load with older code.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from torch import nn
 
 from .backbones import COLOR_BACKBONES
 from .estimator import DenseFusionEstimator
+from .metadata import CheckpointMeta, metadata_of
 from .refiner import DenseFusionRefiner
 from .segmentation import SEGMENTER_ARCHS, CompactSegNet, SegNet, build_segmenter
 from .transforms import PUBLISHED_NORMALIZATION, check_normalization
@@ -373,7 +377,7 @@ def _load_strict(model: nn.Module, sd: Mapping[str, torch.Tensor], path: PathLik
 
 
 def _finish(model: nn.Module, meta: dict[str, Any], device: torch.device | str) -> nn.Module:
-    model.metadata = meta
+    model.metadata = CheckpointMeta.from_dict(meta)
     return model.to(device).eval()
 
 
@@ -431,7 +435,7 @@ def load_estimator(
         device: where to put the model.
 
     Returns:
-        :class:`DenseFusionEstimator` with ``.metadata`` (see :func:`read_metadata`).
+        :class:`DenseFusionEstimator` with ``.metadata`` (a :class:`CheckpointMeta`).
 
     Raises:
         CheckpointError: unreadable file, wrong kind, wrong object count, or key/shape mismatch.
@@ -457,13 +461,13 @@ def load_segmenter(path: PathLike, num_classes: int | None = None, device: torch
     return _load(path, "segmenter", num_classes, device)
 
 
-def read_metadata(path: PathLike) -> dict[str, Any]:
+def read_metadata(path: PathLike) -> CheckpointMeta:
     """Everything but the weights: kind, arch/backbone, counts, object names, normalisation, ...
 
     For published raw files the values are inferred: ``format`` is ``"published"``,
     normalisation is :data:`~densefusion_ros.models.transforms.PUBLISHED_NORMALIZATION`, and for
     21 / 13 objects the YCB-Video / LineMOD object names and 1000 / 500 points are filled in and
-    listed under ``"guessed"``. ``"description"`` says what the file looks like.
+    listed under ``guessed``. ``description`` says what the file looks like.
     """
     contents = _read(path)
     meta = dict(contents.meta)
@@ -473,7 +477,7 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
         variant = meta.get("backbone") if ident.kind == "estimator" else meta.get("arch")
         meta.update(_counts_meta(ident.kind, ident.count, variant or ident.variant))
     meta["description"] = _describe(contents)
-    return meta
+    return CheckpointMeta.from_dict(meta)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -505,9 +509,10 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model`` in this package's format (see module docstring); returns the path.
 
-    Values not given are taken from ``model.metadata`` (set by the loaders), so a loaded model
-    re-saves with its metadata. ``normalization`` must be known one way or the other: it is what
-    makes the weights usable. The file is written atomically (temporary file + rename).
+    Values not given are taken from the model's :func:`metadata_of` (set by the loaders), so a
+    loaded model re-saves with its metadata, keys unknown to :class:`CheckpointMeta` included.
+    ``normalization`` must be known one way or the other: it is what makes the weights usable.
+    The file is written atomically (temporary file + rename).
 
     Args:
         path: output file.
@@ -528,8 +533,8 @@ def save_checkpoint(
     actual = _kind_of(model)
     if kind is not None and kind != actual:
         raise ValueError(f"kind={kind!r} but the model is a {actual} ({type(model).__name__})")
-    old: dict[str, Any] = dict(getattr(model, "metadata", None) or {})
-    normalization = normalization if normalization is not None else old.get("normalization")
+    old = metadata_of(model)
+    normalization = normalization if normalization is not None else old.normalization
     if normalization is None:
         raise ValueError("normalization is required (e.g. transforms.PUBLISHED_NORMALIZATION or IMAGENET_NORMALIZATION)")
     if actual == "segmenter":
@@ -538,21 +543,22 @@ def save_checkpoint(
         counts = _counts_meta(actual, int(model.num_objects), getattr(model, "backbone_name", None))
     num_objects = counts["num_objects"]
     if object_names is None:
-        object_names = old.get("object_names")
+        object_names = old.object_names
     if object_names is not None:
         object_names = [str(n) for n in object_names]
         if len(object_names) != num_objects:
             raise ValueError(f"{len(object_names)} object_names for {num_objects} objects")
     payload = {
+        **old.extra,
         "format": FORMAT,
         "version": VERSION,
         **counts,
-        "num_points": int(num_points) if num_points is not None else old.get("num_points"),
+        "num_points": int(num_points) if num_points is not None else old.num_points,
         "object_names": object_names,
         "normalization": check_normalization(normalization),
-        "training": dict(training) if training is not None else dict(old.get("training") or {}),
-        "metrics": dict(metrics) if metrics is not None else dict(old.get("metrics") or {}),
-        **({"input_scale": float(input_scale or old.get("input_scale") or 1.0)} if actual == "segmenter" else {}),
+        "training": dict(training if training is not None else old.training),
+        "metrics": dict(metrics if metrics is not None else old.metrics),
+        **({"input_scale": float(input_scale or old.input_scale or 1.0)} if actual == "segmenter" else {}),
         "state_dict": OrderedDict(
             (k, v.detach().cpu().to(torch.float16 if half and v.is_floating_point() else v.dtype).clone())
             for k, v in model.state_dict().items()

@@ -18,6 +18,7 @@ from torch import nn
 from ._checks import check_obj, check_points
 from .backbones import EMBEDDING_DIM
 from .fusion import GlobalFusion, to_rows
+from .metadata import CheckpointMeta
 
 __all__ = ["DenseFusionRefiner", "RefinerOutput", "build_refiner"]
 
@@ -53,7 +54,7 @@ class DenseFusionRefiner(nn.Module):
         self.conv2_t = nn.Linear(512, 128)
         self.conv3_r = nn.Linear(128, num_objects * 4)
         self.conv3_t = nn.Linear(128, num_objects * 3)
-        self.metadata: dict = {}
+        self.metadata = CheckpointMeta()
 
     def colour_term(self, emb: torch.Tensor) -> torch.Tensor:
         """The pose-independent colour branch for ``emb [B,32,N]``: ``[B*N,512]``, for ``forward(...,

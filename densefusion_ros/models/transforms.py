@@ -2,7 +2,7 @@
 
 A normalisation is a dict ``{"scale": s, "mean": [3 floats], "std": [3 floats]}`` applied to RGB
 values as ``(rgb * s - mean) / std`` per channel. Every checkpoint records its own (see
-:func:`densefusion_ros.models.read_metadata` and ``model.metadata["normalization"]``).
+:func:`densefusion_ros.models.read_metadata` and ``metadata_of(model).normalization``).
 
 Convention: images are **RGB** (not BGR), ``uint8`` 0-255.
 

@@ -18,8 +18,8 @@ about 5x slower); the distances are then recomputed on the gathered targets, so 
 the exact one. This replaces the published CUDA KNN and is exact (ties aside). The ADD distances
 of all hypotheses come from one ``bmm`` of ``(B, N*3, 3)`` by ``(B, 3, M)``.
 
-Refiner loss, per iteration: ADD/ADD-S between ``R2 m + t2`` and ``R^T (target - t)`` of the
-previous estimate, no confidence term.
+Refiner loss, per iteration: ADD/ADD-S of the refined pose (the current estimate composed with
+the refiner's delta), no confidence term.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from densefusion_ros.geometry import quat_to_matrix_torch, to_object_frame_torch
+from densefusion_ros.geometry import quat_to_matrix_torch
 
 __all__ = [
     "EstimatorLossOutput",
@@ -200,43 +200,36 @@ class RefinerLossOutput:
 
     Attributes:
         loss: scalar, mean over the batch of ``dis``.
-        dis: ``(B,)`` detached ADD/ADD-S after this refinement step.
-        new_points: ``(B, N, 3)`` detached cloud in the refined object frame, ``R2^T (p - t2)``.
-        new_target: ``(B, M, 3)`` detached target in the same frame.
+        dis: ``(B,)`` detached ADD/ADD-S of the refined pose.
     """
 
     loss: torch.Tensor
     dis: torch.Tensor
-    new_points: torch.Tensor
-    new_target: torch.Tensor
 
 
 def refiner_loss(
-    pred_r: torch.Tensor,
-    pred_t: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
     target: torch.Tensor,
     model_points: torch.Tensor,
-    points: torch.Tensor,
     symmetric: torch.Tensor,
     *,
     knn_backend: str = "auto",
 ) -> RefinerLossOutput:
     """The published refiner loss for one iteration.
 
+    The published code measures the refiner's delta ``(R_d, t_d)`` against the target moved into
+    the current estimate's frame; a rigid motion keeps ADD and ADD-S, so the same distance is
+    measured here between the refined pose ``(R R_d, R t_d + t)`` (from
+    :func:`densefusion_ros.geometry.refine_pose_torch`) and the target in the camera frame.
+
     Args:
-        pred_r: ``(B, 4)`` raw w-first residual quaternion.
-        pred_t: ``(B, 3)`` residual translation (absolute, not an offset).
-        target: ``(B, M, 3)`` target points in the current estimate's frame ``R^T (target - t)``.
+        R: ``(B, 3, 3)`` refined rotation (differentiable in the refiner's output).
+        t: ``(B, 3)`` refined translation.
+        target: ``(B, M, 3)`` model points under the ground-truth pose (camera frame).
         model_points: ``(B, M, 3)``.
-        points: ``(B, N, 3)`` the cloud in the current estimate's frame (the refiner's input).
         symmetric: ``(B,)`` bool.
         knn_backend: see :func:`nearest_indices`.
     """
-    R2 = quat_to_matrix_torch(pred_r)  # (B, 3, 3)
-    dis = hypothesis_distances(
-        R2.unsqueeze(1), pred_t.unsqueeze(1), model_points, target, symmetric, knn_backend=knn_backend
-    )[:, 0]
-    R2d, t2d = R2.detach(), pred_t.detach()
-    return RefinerLossOutput(
-        dis.mean(), dis.detach(), to_object_frame_torch(points, R2d, t2d), to_object_frame_torch(target, R2d, t2d)
-    )
+    dis = hypothesis_distances(R.unsqueeze(1), t.unsqueeze(1), model_points, target, symmetric, knn_backend=knn_backend)[:, 0]
+    return RefinerLossOutput(dis.mean(), dis.detach())

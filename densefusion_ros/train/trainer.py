@@ -71,8 +71,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from densefusion_ros.catalog import Catalog
-from densefusion_ros.geometry import to_object_frame_torch
+from densefusion_ros.geometry import refine_pose_torch, to_object_frame_torch
 from densefusion_ros.models.checkpoint import unwrap_model
+from densefusion_ros.models.metadata import metadata_of
 from densefusion_ros.runtime import cpu_threads, resolve_device
 from densefusion_ros.train.losses import estimator_loss, refiner_loss
 
@@ -295,13 +296,13 @@ class Trainer:
         if stage == "segmenter":
             if a.resume:
                 self.segmenter = load_segmenter(a.resume, num_classes=self.num_objects + 1)
-                self.normalization = dict(self.segmenter.metadata.get("normalization") or self.normalization)
+                self.normalization = dict(metadata_of(self.segmenter).normalization or self.normalization)
             else:
                 self.segmenter = build_segmenter(num_classes=self.num_objects + 1, arch=a.seg_arch)
         elif stage == "estimator":
             if a.resume or a.init_estimator:
                 self.estimator = load_estimator(a.resume or a.init_estimator, num_objects=self.num_objects)
-                self.normalization = dict(self.estimator.metadata.get("normalization") or self.normalization)
+                self.normalization = dict(metadata_of(self.estimator).normalization or self.normalization)
                 if not a.resume:
                     st.estimator_checkpoint = str(a.init_estimator)  # recorded as "initialised from"
             else:
@@ -311,11 +312,11 @@ class Trainer:
             if est_path is None and a.resume:
                 from densefusion_ros.models.checkpoint import read_metadata
 
-                est_path = (read_metadata(a.resume).get("training") or {}).get("estimator_checkpoint")
+                est_path = read_metadata(a.resume).training.get("estimator_checkpoint")
             if est_path is None:
                 raise SystemExit("the refiner stage needs a trained estimator: --init-estimator CKPT")
             self.estimator = load_estimator(est_path, num_objects=self.num_objects)
-            self.normalization = dict(self.estimator.metadata.get("normalization") or self.normalization)
+            self.normalization = dict(metadata_of(self.estimator).normalization or self.normalization)
             st.estimator_checkpoint = str(est_path)
             self.refiner = load_refiner(a.resume, num_objects=self.num_objects) if a.resume else build_refiner(num_objects=self.num_objects)
             if resume_state is None:
@@ -348,7 +349,7 @@ class Trainer:
 
             log.warning("no %s beside the checkpoint: fresh optimizer, schedule from its metadata", side.name)
             meta = read_metadata(path)
-            tr, mt = meta.get("training") or {}, meta.get("metrics") or {}
+            tr, mt = meta.training, meta.metrics
             if not tr.get("stage"):
                 return None
             st = TrainState(
@@ -507,12 +508,10 @@ class Trainer:
         return out, emb
 
     def _refine_start(self, b: dict[str, torch.Tensor]):
-        """The frozen estimator's best pose; returns (points, target) in its frame, emb, dis."""
+        """The frozen estimator's best pose (R, t), the points in its frame, emb and its dis."""
         with torch.no_grad():
             out, emb = self._estimator_step(b, raw=True)
-        points = to_object_frame_torch(b["points"], out.R, out.t)
-        target = to_object_frame_torch(b["target"], out.R, out.t)
-        return points, target, emb, out.dis
+        return out.R, out.t, to_object_frame_torch(b["points"], out.R, out.t), emb, out.dis
 
     def _train_epoch(self, epoch: int, deadline: float | None) -> tuple[dict[str, float], bool]:
         """One epoch; returns (mean stats, stopped early)."""
@@ -585,27 +584,28 @@ class Trainer:
                 out, _ = self._estimator_step(b)
                 (out.loss * weight).backward()
             return float(out.loss.detach()), float(out.dis.mean())
-        points, target, emb, dis = self._refine_start(b)
+        R, t, moved, emb, dis = self._refine_start(b)
         total = 0.0
         iters = self.args.iterations
         for it in range(iters):
             # published: dis.backward() after every iteration; the inputs are detached between them
             with ctx(sync and it == iters - 1):
-                q2, t2 = self.refiner(points, emb, b["obj"])
-                r = refiner_loss(q2, t2, target, b["model_points"], points, b["symmetric"])
+                q2, t2 = self.refiner(moved, emb, b["obj"])
+                R2, t2, moved2 = refine_pose_torch(b["points"], R, t, q2, t2)
+                r = refiner_loss(R2, t2, b["target"], b["model_points"], b["symmetric"])
                 (r.loss * weight).backward()
             total += float(r.loss.detach())
-            dis, points, target = r.dis, r.new_points, r.new_target
+            dis, R, t, moved = r.dis, R2.detach(), t2.detach(), moved2.detach()
         return total, float(dis.mean())
 
     def _refined_dis(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
         """Test distance after ``--iterations`` refiner steps (no grad, unwrapped modules)."""
-        points, target, emb, dis = self._refine_start(b)
+        R, t, moved, emb, dis = self._refine_start(b)
         refiner = unwrap_model(self.refiner)
         for _ in range(self.args.iterations):
-            q2, t2 = refiner(points, emb, b["obj"])
-            r = refiner_loss(q2, t2, target, b["model_points"], points, b["symmetric"])
-            dis, points, target = r.dis, r.new_points, r.new_target
+            q2, t2 = refiner(moved, emb, b["obj"])
+            R, t, moved = refine_pose_torch(b["points"], R, t, q2, t2)
+            dis = refiner_loss(R, t, b["target"], b["model_points"], b["symmetric"]).dis
         return dis
 
     @torch.no_grad()

@@ -12,7 +12,7 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from densefusion_ros.catalog import Catalog
-from densefusion_ros.data.bop import BopDataset, BopWriter, export_models, mask_bbox, models_info_from_catalog
+from densefusion_ros.data.bop import BopDataset, BopWriter, evenly_spaced, export_models, mask_bbox, models_info_from_catalog, paint_labels
 from densefusion_ros.frame import GtObject
 
 H, W = 48, 64
@@ -137,6 +137,31 @@ def test_reads_a_handwritten_scene_with_depth_scale_and_jpg(tmp_path):
     np.testing.assert_allclose(f.gt[0].R, R)
     np.testing.assert_allclose(f.gt[0].R @ [1, 0, 0], [0, 1, 0], atol=1e-12)  # row-major
     assert f.gt[0].mask.sum() == 16 and f.gt[0].visib_fract == 1.0  # no gt_info file: default 1
+    # the pieces the training samples read with (no second reader)
+    ds = BopDataset(tmp_path, "test")
+    rgb, depth, K_read = ds.read_image(48, 7)
+    assert np.array_equal(rgb, f.rgb) and np.array_equal(depth, f.depth_m) and np.array_equal(K_read, f.K)
+    assert np.array_equal(ds.read_mask(48, 7, 0), f.gt[0].mask) and ds.read_mask(48, 7, 1) is None
+    (scene / "depth" / "000007.png").unlink()
+    assert not ds.read_image(48, 7)[1].any()  # no depth file: zeros
+
+
+def test_evenly_spaced_thinning():
+    assert evenly_spaced(5, None) == [0, 1, 2, 3, 4] and evenly_spaced(5, 5) == evenly_spaced(5, 9) == [0, 1, 2, 3, 4]
+    assert evenly_spaced(10, 4) == [0, 3, 6, 9] and evenly_spaced(10, 1) == [0] and evenly_spaced(10, 0) == []
+    for n, k in [(7, 3), (100, 30), (31, 30), (1000, 17)]:
+        ids = evenly_spaced(n, k)  # the formula the three copies used
+        assert ids == sorted(set(np.linspace(0, n - 1, k).round().astype(int).tolist()))
+        assert ids[0] == 0 and ids[-1] == n - 1 and len(ids) == k
+
+
+def test_paint_labels_far_to_near():
+    near, far = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    near[:2, :2] = True
+    far[1:3, 1:3] = True
+    label = paint_labels((4, 4), [(0.5, near, 3), (0.9, far, 7)], np.int64)
+    assert label.dtype == np.int64 and label[1, 1] == 3 and label[2, 2] == 7 and label[3, 3] == 0
+    assert paint_labels((2, 2), []).dtype == np.uint16
 
 
 def test_writer_rejects_bad_input_and_mask_bbox(tmp_path):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import yaml
@@ -40,6 +40,32 @@ MODEL_NAME = "models/obj_{obj_id:06d}.ply"
 
 # ---------------------------------------------------------------------------------------------
 # Reader
+
+
+def evenly_spaced(n: int, at_most: int | None) -> list[int]:
+    """Indices into ``range(n)`` that thin it evenly to at most ``at_most`` items, first and last kept.
+
+    ``np.linspace(0, n - 1, at_most)`` rounded, without repeats; all of ``range(n)`` when
+    ``at_most`` is ``None`` or not below ``n``. The one rule for ``--max-frames``-style options.
+    """
+    if at_most is None or n <= at_most:
+        return list(range(n))
+    return np.unique(np.linspace(0, n - 1, at_most).round().astype(int)).tolist()
+
+
+def gt_pose(entry: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """``(R (3, 3), t (3,) metres)`` float64 of one ``scene_gt`` entry (object -> OpenCV camera)."""
+    R = np.asarray(entry["cam_R_m2c"], dtype=np.float64).reshape(3, 3)
+    return R, np.asarray(entry["cam_t_m2c"], dtype=np.float64).reshape(3) / 1000.0
+
+
+def paint_labels(shape: tuple[int, int], layers: Iterable[tuple[float, np.ndarray, int]], dtype=np.uint16) -> np.ndarray:
+    """A label image ``shape`` of ``dtype``: each ``(depth, mask, value)`` painted far to near, so
+    that a nearer instance wins where masks touch; 0 elsewhere. Depth in any one unit."""
+    label = np.zeros(shape, dtype)
+    for _, mask, value in sorted(layers, key=lambda layer: -layer[0]):
+        label[mask] = value
+    return label
 
 
 class BopDataset:
@@ -143,40 +169,40 @@ class BopDataset:
             return gray
         raise FileNotFoundError(f"no rgb image for scene {scene_id} image {im_id} in {scene}")
 
-    def load_frame(self, scene_id: int, im_id: int) -> Frame:
-        """The frame with ``gt`` poses in metres (object -> OpenCV camera) and visible masks."""
-        scene = self.scene_dir(scene_id)
+    def read_image(self, scene_id: int, im_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rgb (H, W, 3) uint8, depth (H, W) float32 metres, K (3, 3))`` of one image; depth is
+        zeros when the image has no depth file."""
         K, depth_scale_m = self.camera(scene_id, im_id)
         rgb = io.read_rgb(self.rgb_path(scene_id, im_id))
-        depth_path = scene / DEPTH_NAME.format(im_id=im_id)
+        depth_path = self.scene_dir(scene_id) / DEPTH_NAME.format(im_id=im_id)
         if depth_path.is_file():
             depth_m = depth_to_metres(io.read_raw(depth_path), depth_scale_m)
         else:
             depth_m = np.zeros(rgb.shape[:2], np.float32)
+        return rgb, depth_m, K
+
+    def mask_path(self, scene_id: int, im_id: int, gt_idx: int) -> Path:
+        """The ``mask_visib`` file of instance ``gt_idx`` of one image."""
+        return self.scene_dir(scene_id) / MASK_VISIB_NAME.format(im_id=im_id, gt_idx=gt_idx)
+
+    def read_mask(self, scene_id: int, im_id: int, gt_idx: int) -> np.ndarray | None:
+        """The visible mask ``(H, W)`` bool of instance ``gt_idx`` of one image, ``None`` without its file."""
+        path = self.mask_path(scene_id, im_id, gt_idx)
+        return io.read_mask(path) if path.is_file() else None
+
+    def load_frame(self, scene_id: int, im_id: int) -> Frame:
+        """The frame with ``gt`` poses in metres (object -> OpenCV camera) and visible masks."""
+        rgb, depth_m, K = self.read_image(scene_id, im_id)
         infos = self.gt_info(scene_id, im_id)
         gt = []
         for gt_idx, entry in enumerate(self.scene_gt(scene_id).get(im_id, [])):
-            mask = None
-            if self.load_masks:
-                mask_path = scene / MASK_VISIB_NAME.format(im_id=im_id, gt_idx=gt_idx)
-                mask = io.read_mask(mask_path) if mask_path.is_file() else None
+            R, t = gt_pose(entry)
+            mask = self.read_mask(scene_id, im_id, gt_idx) if self.load_masks else None
             visib = float(infos[gt_idx]["visib_fract"]) if gt_idx < len(infos) else 1.0
-            gt.append(
-                GtObject(
-                    class_id=int(entry["obj_id"]),
-                    R=np.asarray(entry["cam_R_m2c"], dtype=np.float64).reshape(3, 3),
-                    t=np.asarray(entry["cam_t_m2c"], dtype=np.float64).reshape(3) / 1000.0,
-                    mask=mask,
-                    visib_fract=visib,
-                )
-            )
+            gt.append(GtObject(class_id=int(entry["obj_id"]), R=R, t=t, mask=mask, visib_fract=visib))
         label = None
         if self.with_label:
-            label = np.zeros(rgb.shape[:2], np.uint16)
-            # Drawn far to near so that a nearer instance wins where masks touch.
-            for g in sorted(gt, key=lambda g: -g.t[2]):
-                if g.mask is not None:
-                    label[g.mask] = g.class_id
+            label = paint_labels(rgb.shape[:2], [(g.t[2], g.mask, g.class_id) for g in gt if g.mask is not None])
         stamp = float(self.scene_camera(scene_id)[im_id].get("stamp", 0.0))
         return Frame(rgb=rgb, depth_m=depth_m, K=K, label=label, gt=gt, stamp=stamp)
 

@@ -351,7 +351,7 @@ def evaluate(
 ) -> EvalResult:
     """Run every mode of the module docstring on a BOP split; returns an :class:`EvalResult`."""
     from densefusion_ros.catalog import Catalog
-    from densefusion_ros.data.bop import BopDataset
+    from densefusion_ros.data.bop import BopDataset, evenly_spaced
     from densefusion_ros.models.checkpoint import load_estimator, load_refiner, load_segmenter
     from densefusion_ros.models.metadata import metadata_of
     from densefusion_ros.pipeline import Pipeline, PipelineConfig
@@ -362,9 +362,7 @@ def evaluate(
         raise SystemExit("--masks segmenter needs --segmenter CKPT")
     cat = Catalog.load(catalog or Path(dataset) / "catalog.yaml")
     bop = BopDataset(dataset, split, load_masks=True)
-    frame_ids = list(range(len(bop.index)))
-    if max_frames is not None and len(frame_ids) > max_frames:
-        frame_ids = sorted(set(np.linspace(0, len(frame_ids) - 1, max_frames).round().astype(int).tolist()))
+    frame_ids = evenly_spaced(len(bop.index), max_frames)
     dev = resolve_device(device)
     est = load_estimator(weights, device=dev)
     ref = load_refiner(refiner, device=dev) if refiner else None

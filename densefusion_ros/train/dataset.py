@@ -35,8 +35,7 @@ from torch.utils.data import Dataset, Sampler
 
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.data import io
-from densefusion_ros.data.bop import DEPTH_NAME, MASK_VISIB_NAME, BopDataset
-from densefusion_ros.frame import depth_to_metres
+from densefusion_ros.data.bop import BopDataset, evenly_spaced, gt_pose, paint_labels
 from densefusion_ros.geometry import transform_points
 from densefusion_ros.models.transforms import normalize_image, rescale_rgb
 from densefusion_ros.sampling import InstanceSkipped, crop_box, mask_box, prepare_instance
@@ -260,9 +259,7 @@ class PoseDataset(Dataset):
         self.cache_crops = cache_crops
         self._cache: dict[int, tuple] = {}
         self.refs = self._build_index()
-        if max_instances is not None and len(self.refs) > max_instances:
-            keep = np.linspace(0, len(self.refs) - 1, max_instances).round().astype(int)
-            self.refs = [self.refs[i] for i in np.unique(keep)]
+        self.refs = [self.refs[i] for i in evenly_spaced(len(self.refs), max_instances)]
         if not self.refs:
             raise ValueError(
                 f"{bop.root}/{bop.split}: no instance of a catalog object with >= {self.min_visible_px} visible pixels"
@@ -329,7 +326,10 @@ class PoseDataset(Dataset):
 
     def _read_mask(self, frame: int, gt_idx: int) -> np.ndarray:
         scene_id, im_id = self.bop.index[frame]
-        return io.read_mask(self.bop.scene_dir(scene_id) / MASK_VISIB_NAME.format(im_id=im_id, gt_idx=gt_idx))
+        mask = self.bop.read_mask(scene_id, im_id, gt_idx)
+        if mask is None:
+            raise FileNotFoundError(f"no visible mask {self.bop.mask_path(scene_id, im_id, gt_idx)}")
+        return mask
 
     def _load_region(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(rgb, depth_m, K, mask, R, t)`` of instance ``i``: the full frame, or the cached crop region.
@@ -348,14 +348,9 @@ class PoseDataset(Dataset):
         """Instance ``i`` read from disk: the crop region with ``cache_crops``, else the full frame."""
         ref = self.refs[i]
         scene_id, im_id = self.bop.index[ref.frame]
-        K, depth_scale_m = self.bop.camera(scene_id, im_id)
-        rgb = io.read_rgb(self.bop.rgb_path(scene_id, im_id))
-        depth_path = self.bop.scene_dir(scene_id) / DEPTH_NAME.format(im_id=im_id)
-        depth = depth_to_metres(io.read_raw(depth_path), depth_scale_m) if depth_path.is_file() else np.zeros(rgb.shape[:2], np.float32)
+        rgb, depth, K = self.bop.read_image(scene_id, im_id)
         mask = self._read_mask(ref.frame, ref.gt_idx)
-        entry = self.bop.scene_gt(scene_id)[im_id][ref.gt_idx]
-        R = np.asarray(entry["cam_R_m2c"], dtype=np.float64).reshape(3, 3)
-        t = np.asarray(entry["cam_t_m2c"], dtype=np.float64).reshape(3) / 1000.0
+        R, t = gt_pose(self.bop.scene_gt(scene_id)[im_id][ref.gt_idx])
         out = (rgb, depth, K, mask, R, t)
         if self.cache_crops:
             box = mask_box(mask)
@@ -569,9 +564,7 @@ class SegmentationDataset(Dataset):
         self.augment = augment
         self.jitter = jitter if jitter is not None else Augment()
         self.seed = int(seed)
-        self.frames = list(range(len(bop.index)))
-        if max_frames is not None and len(self.frames) > max_frames:
-            self.frames = sorted(set(np.linspace(0, len(self.frames) - 1, max_frames).round().astype(int).tolist()))
+        self.frames = evenly_spaced(len(bop.index), max_frames)
         self.num_classes = catalog.num_objects + 1
 
     def __len__(self) -> int:
@@ -581,16 +574,13 @@ class SegmentationDataset(Dataset):
         """``(rgb (H, W, 3) uint8, label (H, W) int64)`` of frame ``i`` at the dataset's scale."""
         scene_id, im_id = self.bop.index[self.frames[i]]
         rgb = io.read_rgb(self.bop.rgb_path(scene_id, im_id))
-        label = np.zeros(rgb.shape[:2], np.int64)
-        gts = self.bop.scene_gt(scene_id).get(im_id, [])
-        # far to near, so a nearer instance wins where masks touch
-        order = sorted(range(len(gts)), key=lambda k: -float(gts[k]["cam_t_m2c"][2]))
-        for gt_idx in order:
-            obj = self.catalog.by_class_id(int(gts[gt_idx]["obj_id"]))
-            path = self.bop.scene_dir(scene_id) / MASK_VISIB_NAME.format(im_id=im_id, gt_idx=gt_idx)
-            if obj is None or not path.is_file():
-                continue
-            label[io.read_mask(path)] = obj.index + 1
+        layers = []
+        for gt_idx, entry in enumerate(self.bop.scene_gt(scene_id).get(im_id, [])):
+            obj = self.catalog.by_class_id(int(entry["obj_id"]))
+            mask = self.bop.read_mask(scene_id, im_id, gt_idx) if obj is not None else None
+            if mask is not None:
+                layers.append((float(entry["cam_t_m2c"][2]), mask, obj.index + 1))
+        label = paint_labels(rgb.shape[:2], layers, np.int64)
         if self.scale != 1.0:
             rgb = rescale_rgb(rgb, self.scale)
             size = (rgb.shape[1], rgb.shape[0])

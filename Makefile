@@ -12,7 +12,7 @@ env:
 	./scripts/setup_env.sh
 
 demo: env
-	$(PY) -m densefusion_ros.ros.demo
+	$(PY) -m densefusion_ros.apps.demo
 
 test: env
 	$(PY) -m ruff check .

@@ -30,9 +30,9 @@ setup(
         "console_scripts": [
             "densefusion-ros = densefusion_ros.cli:main",
             "densefusion_node = densefusion_ros.ros.node:main",
-            "densefusion_replay = densefusion_ros.ros.replay:main",
-            "densefusion_listener = densefusion_ros.ros.listener:main",
-            "densefusion_demo = densefusion_ros.ros.demo:main",
+            "densefusion_replay = densefusion_ros.apps.replay:main",
+            "densefusion_listener = densefusion_ros.apps.listener:main",
+            "densefusion_demo = densefusion_ros.apps.demo:main",
         ],
     },
 )

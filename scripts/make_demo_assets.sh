@@ -62,4 +62,4 @@ $PY -m densefusion_ros.cli evaluate --dataset $DATA --split eval --weights model
 # 4. The demo sequence: the demo video as a compressed rosbag2 with ground truth, stamped with the video's own
 #    30 Hz stamps (--rate 0), colour JPEG quality 80, depth lossless PNG: 11.7 MB.
 rm -rf data/demo_sequence
-$PY -m densefusion_ros.ros.bag --dataset $DATA --split demo --catalog $CAT --out data/demo_sequence --rate 0 --jpeg-quality 80
+$PY -m densefusion_ros.apps.bag --dataset $DATA --split demo --catalog $CAT --out data/demo_sequence --rate 0 --jpeg-quality 80

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import trimesh
 
+from densefusion_ros.apps.bag import read_sequence, write_sequence
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.frame import Frame, GtObject
-from densefusion_ros.ros.bag import COLOR_TOPIC, DEPTH_TOPIC, GT_TOPIC, INFO_TOPIC, read_sequence, write_sequence
+from densefusion_ros.ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC, GT_TOPIC
 
 from conftest import spawn
 
@@ -40,7 +41,7 @@ def test_write_and_read_sequence(tmp_path, catalog, compressed):
     msgs = list(read_sequence(tmp_path / "bag"))
     suffix = "/compressed" if compressed else ""
     topics = {m[0] for m in msgs}
-    assert topics == {COLOR_TOPIC + suffix, DEPTH_TOPIC + suffix, INFO_TOPIC, GT_TOPIC}
+    assert topics == {COLOR_TOPIC + suffix, DEPTH_TOPIC + suffix, CAMERA_INFO_TOPIC, GT_TOPIC}
     assert len(msgs) == 12
     times = sorted({m[2] for m in msgs})
     assert np.allclose(np.diff(times), 1e9 / 30, atol=1)
@@ -59,7 +60,7 @@ def test_replay_streams_decoded_images(tmp_path, catalog, ros_env):
     write_sequence(tmp_path / "bag", frames(), catalog)
     recorder = spawn(["test/nodes/image_recorder.py", "15"], ros_env)
     assert recorder.stdout.readline().strip() == "ready"
-    replay = spawn(["-m", "densefusion_ros.ros.replay", "--bag", str(tmp_path / "bag"), "--rate", "5", "--loops", "3",
+    replay = spawn(["-m", "densefusion_ros.apps.replay", "--bag", str(tmp_path / "bag"), "--rate", "5", "--loops", "3",
                     "--stamps-out", str(tmp_path / "stamps.txt")], ros_env)
     rep_out, _ = replay.communicate(timeout=60)
     assert replay.returncode == 0, rep_out
@@ -101,7 +102,7 @@ def test_the_node_takes_a_recording_with_its_own_stamps_and_loops(ros_env, how):
     recorder = spawn(["test/nodes/pose_recorder.py", "120"], ros_env)
     try:
         assert recorder.stdout.readline().strip() == "ready"
-        replay = spawn(["-m", "densefusion_ros.ros.replay", "--rate", "15", "--loops", "2", f"--{how}"], ros_env)
+        replay = spawn(["-m", "densefusion_ros.apps.replay", "--rate", "15", "--loops", "2", f"--{how}"], ros_env)
         assert replay.communicate(timeout=120)[1] is None and replay.returncode == 0
         time.sleep(2.0)
         recorder.send_signal(signal.SIGINT)

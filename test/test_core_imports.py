@@ -1,10 +1,15 @@
-"""The ROS-free core imports with rclpy and every ROS message package made unimportable.
+"""The layering of the package: the ROS-free core imports with rclpy and every ROS message package
+made unimportable; only the ROS layer (``densefusion_ros/ros``) and the demo apps
+(``densefusion_ros/apps``) import ROS; the ROS layer does not import the demo apps; the package
+imports no harness.
 
 No ROS process is started here, so the loopback-only `ros_env` fixture is not needed.
 """
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 CHECK = r"""
 import importlib, pkgutil, sys
@@ -17,8 +22,9 @@ class Block:
             raise ImportError(f"ROS module {name} imported by the core")
 sys.meta_path.insert(0, Block())
 import densefusion_ros
+ROS_FREE = ("densefusion_ros.ros.env", "densefusion_ros.ros.topics")  # in the ROS layer, read by ROS-free code
 names = [m.name for m in pkgutil.walk_packages(densefusion_ros.__path__, "densefusion_ros.")
-         if not m.name.startswith("densefusion_ros.ros.") or m.name == "densefusion_ros.ros.env"]
+         if not m.name.startswith(("densefusion_ros.ros.", "densefusion_ros.apps.")) or m.name in ROS_FREE]
 for name in names:
     importlib.import_module(name)
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
@@ -40,16 +46,29 @@ def test_cli_help_lists_commands():
         assert command in out.stdout
 
 
-def test_the_package_imports_no_harness():
-    """Benchmarks and test harnesses live in tools/, outside the installed package: nothing in it imports them."""
-    import ast
-    from pathlib import Path
+ROOT = Path(__file__).resolve().parents[1]
 
-    root = Path(__file__).resolve().parents[1]
-    offenders = []
-    for path in (root / "densefusion_ros").rglob("*.py"):
+
+def _imports(folder: Path) -> list[tuple[str, str]]:
+    """``(file, imported module)`` for every absolute import in the Python files under ``folder``, lazy ones included."""
+    found = []
+    for path in folder.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[0] in ("tools", "hypothesis", "pytest")]
+            found += [(str(path.relative_to(ROOT)), n) for n in names]
+    return found
+
+
+def test_the_package_imports_no_harness():
+    """Benchmarks and test harnesses live in tools/, outside the installed package: nothing in it imports them."""
+    offenders = [f"{f}: {n}" for f, n in _imports(ROOT / "densefusion_ros") if n.split(".")[0] in ("tools", "hypothesis", "pytest")]
+    assert not offenders, offenders
+
+
+def test_the_ros_layer_imports_no_demo_app():
+    """The node and its ROS layer stand without the demo apps (replay, listener, demo, bag I/O): the apps use the layer, not
+    the reverse."""
+    offenders = [f"{f}: {n}" for f, n in _imports(ROOT / "densefusion_ros" / "ros")
+                 if n == "densefusion_ros.apps" or n.startswith("densefusion_ros.apps.")]
     assert not offenders, offenders

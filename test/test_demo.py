@@ -8,9 +8,9 @@ tolerance stated in models/README.md.
 import json
 import re
 
+from densefusion_ros.apps.bag import read_sequence
 from densefusion_ros.models import read_metadata
 from densefusion_ros.resources import share_path
-from densefusion_ros.apps.bag import read_sequence
 
 from conftest import REPO, spawn
 

@@ -20,8 +20,9 @@ conversion and publishing is printed too. Both sides use the same torch thread c
 
     python -m tools.bench_node --rates 15 30 --loops 3
 
-Machine speed can drift by 10-20 % within minutes on a shared machine; ``--blocks N`` alternates
-N streaming blocks with idle direct passes so that drift hits both sides alike.
+Machine speed drifts on a shared machine (docs/node_internals.md, "Benchmarks on a shared
+machine"); ``--blocks N`` alternates N streaming blocks with idle direct passes so that drift
+hits both sides alike.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64
 from vision_msgs.msg import Detection3DArray
 
+from densefusion_ros.apps.bag import load_frames
 from densefusion_ros.pipeline import Pipeline, PipelineConfig
 from densefusion_ros.resources import share_path
-from densefusion_ros.ros.bag import load_frames
 from densefusion_ros.ros.env import apply_local_ros_env
-from densefusion_ros.ros.parameters import SPECS
 from densefusion_ros.ros.sync import header_stamp
+from densefusion_ros.ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC
 
 
 def bundled_pipeline(threads: int) -> Pipeline:
@@ -77,7 +78,7 @@ def sink(topics: list[str]) -> None:
     """Receive the camera topics and drop them (the stream's load without the node)."""
     rclpy.init()
     node = rclpy.create_node("bench_stream_sink")
-    types = {SPECS["camera_info_topic"].default: CameraInfo}
+    types = {CAMERA_INFO_TOPIC: CameraInfo}
     for topic in topics:
         node.create_subscription(types.get(topic, Image), topic, lambda _msg: None, qos_profile_sensor_data)
     print("ready", flush=True)
@@ -89,11 +90,11 @@ def sink(topics: list[str]) -> None:
 
 def direct_under_stream(pipeline: Pipeline, frames: list, bag: str, rate: float, loops: int, env: dict) -> np.ndarray:
     """Direct pipeline ms per frame while the replay streams ``bag`` at ``rate`` to a subscriber process."""
-    topics = [SPECS[k].default for k in ("color_topic", "depth_topic", "camera_info_topic")]
+    topics = [COLOR_TOPIC, DEPTH_TOPIC, CAMERA_INFO_TOPIC]
     receiver = subprocess.Popen([sys.executable, "-m", "tools.bench_node", "--sink", *topics],
                                 env=env, stdout=subprocess.PIPE, text=True)
     receiver.stdout.readline()
-    replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.replay", "--bag", bag, "--rate", str(rate), "--loops", str(loops)],
+    replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.apps.replay", "--bag", bag, "--rate", str(rate), "--loops", str(loops)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(3.0)  # the replay's start-up and subscriber wait, as in the node run
@@ -131,7 +132,7 @@ def measure_node(bag: str, rate: float, loops: int, threads: int, env: dict, par
     for _ in range(blocks):
         first = len(arrivals)
         with tempfile.NamedTemporaryFile("r", suffix=".txt") as stamps_file:
-            replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.ros.replay", "--bag", bag, "--rate", str(rate), "--loops",
+            replay = subprocess.Popen([sys.executable, "-m", "densefusion_ros.apps.replay", "--bag", bag, "--rate", str(rate), "--loops",
                                        str(loops), "--stamps-out", stamps_file.name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             sent_start = time.monotonic()
             while replay.poll() is None or time.monotonic() - (arrivals[-1] if len(arrivals) > first else sent_start) < 2.0:

@@ -114,7 +114,7 @@ def backends() -> dict[str, str]:
 @lru_cache(maxsize=None)
 def raw_decoder(msg_type: type) -> Callable[[bytes], Any]:
     """CDR bytes of ``msg_type`` -> a rosbags message with the same fields (numpy arrays for arrays)."""
-    from densefusion_ros.ros.bag import typestore
+    from densefusion_ros.ros.cdr import typestore
 
     name = f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
     store = typestore()

@@ -5,6 +5,9 @@ Conventions at this boundary:
       (:func:`densefusion_ros.geometry.wxyz_to_xyzw`).
     * Poses are object-to-camera in the camera optical frame of the colour image, metres.
     * Depth: ``16UC1``/``mono16`` in millimetres, ``32FC1`` in metres.
+
+The decoders read rclpy messages and the ``rosbags`` ones decoded with
+:func:`~densefusion_ros.ros.cdr.typestore` alike (same field names; ``data`` a numpy array).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import importlib.util
 import logging
 import os
 
+import cv2
 import numpy as np
 from geometry_msgs.msg import Point, Pose, Quaternion, TransformStamped, Vector3
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from densefusion_ros.geometry import matrix_to_quat, wxyz_to_xyzw
@@ -122,20 +126,28 @@ def image_to_numpy(msg: Image, *, max_pixels: int = 4096 * 4096, encodings: tupl
     return out.astype(dtype, copy=False).reshape((h, w, channels) if channels > 1 else (h, w))
 
 
+def pixels_to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB from ``(H, W, 3 or 4)`` pixels in rgb8 / bgr8 / rgba8 / bgra8 order."""
+    if encoding.startswith("bgr"):
+        pixels = pixels[..., 2::-1]
+    return np.ascontiguousarray(pixels[..., :3])
+
+
+def pixels_to_metres(pixels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` float32 metres from 16UC1 / mono16 millimetres (uint16) or 32FC1 metres."""
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) * np.float32(0.001)
+    return pixels.astype(np.float32, copy=False)
+
+
 def color_to_rgb(msg: Image, **kwargs) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB from an rgb8 / bgr8 / rgba8 / bgra8 Image."""
-    img = image_to_numpy(msg, encodings=COLOR_ENCODINGS, role="colour", **kwargs)
-    if msg.encoding.startswith("bgr"):
-        img = img[..., 2::-1]
-    return np.ascontiguousarray(img[..., :3])
+    return pixels_to_rgb(image_to_numpy(msg, encodings=COLOR_ENCODINGS, role="colour", **kwargs), msg.encoding)
 
 
 def depth_to_metres_msg(msg: Image, **kwargs) -> tuple[np.ndarray, str]:
     """``(H, W)`` float32 metres from 16UC1 (mm) or 32FC1 (m), plus the source encoding."""
-    raw = image_to_numpy(msg, encodings=DEPTH_ENCODINGS, role="depth", **kwargs)
-    if raw.dtype == np.uint16:
-        return raw.astype(np.float32) * np.float32(0.001), msg.encoding
-    return raw.astype(np.float32, copy=False), msg.encoding
+    return pixels_to_metres(image_to_numpy(msg, encodings=DEPTH_ENCODINGS, role="depth", **kwargs)), msg.encoding
 
 
 def label_to_numpy(msg: Image, **kwargs) -> np.ndarray:
@@ -155,6 +167,40 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     msg.is_bigendian = 0
     msg.step = msg.width * channels * dtype.itemsize
     msg.data = array.tobytes()
+    return msg
+
+
+def decode_compressed(fmt: str, data: bytes | np.ndarray) -> tuple[np.ndarray, str]:
+    """Pixels and raw encoding of a CompressedImage as image_transport's compressed plugin writes it
+    (``format`` ``"<encoding>; <codec> compressed ..."``): colour in its encoding's channel order
+    (rgb8 or bgr8), depth (lossless PNG) as 16UC1. Raises :class:`ImageConversionError` when the
+    data cannot be decoded."""
+    encoding = fmt.split(";")[0].strip() or "bgr8"
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageConversionError(f"cannot decode compressed image ({fmt!r})")
+    if image.ndim == 3 and encoding.startswith("rgb"):
+        image = image[..., ::-1]  # OpenCV decodes to BGR
+    return np.ascontiguousarray(image), encoding
+
+
+def compressed_to_image(msg: CompressedImage) -> Image:
+    """The raw Image (same header, the recorded encoding) of a CompressedImage; see :func:`decode_compressed`."""
+    pixels, encoding = decode_compressed(msg.format, bytes(msg.data))
+    return numpy_to_image(pixels, encoding, msg.header)
+
+
+def camera_info_msg(K: np.ndarray, height: int, width: int, header: Header | None = None) -> CameraInfo:
+    """The CameraInfo of an undistorted pinhole camera with intrinsics ``K`` ``(3, 3)``: plumb_bob with
+    zero distortion, ``R`` identity, ``P = [K | 0]``."""
+    K = np.asarray(K, np.float64).reshape(3, 3)
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    msg = CameraInfo(height=int(height), width=int(width), distortion_model="plumb_bob")
+    if header is not None:
+        msg.header = header
+    msg.d = [0.0] * 5
+    msg.k, msg.r, msg.p = K.reshape(-1), np.eye(3).reshape(-1), P.reshape(-1)
     return msg
 
 

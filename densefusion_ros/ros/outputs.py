@@ -25,16 +25,21 @@ from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 from visualization_msgs.msg import Marker, MarkerArray
 
-from densefusion_ros.catalog import Catalog
+from densefusion_ros.catalog import Catalog, ObjectInfo
 from densefusion_ros.overlay import object_color
 from densefusion_ros.pipeline import InstanceResult
 from densefusion_ros.ros.conversions import pose_msg, transform_msg
 
 
+def object_id(name: str, number: int) -> str:
+    """``<name>_<number>``: the id of an object in detections, TF child frames and marker labels."""
+    return f"{name}_{number}"
+
+
 def instance_id(inst: InstanceResult) -> str:
     """``<name>_<track_id>`` when the instance has a track id (stable while followed), else
     ``<name>_<k>`` with ``k`` its instance number within its class."""
-    return f"{inst.name}_{inst.instance if inst.track_id is None else inst.track_id}"
+    return object_id(inst.name, inst.instance if inst.track_id is None else inst.track_id)
 
 
 def poses(instances: Sequence[InstanceResult]) -> list[Pose]:
@@ -46,27 +51,37 @@ def pose_array(header: Header, posed: Sequence[Pose]) -> PoseArray:
     return PoseArray(header=header, poses=list(posed))
 
 
+def detection(
+    header: Header, det_id: str, name: str, score: float, R: np.ndarray, t: np.ndarray, pose: Pose, info: ObjectInfo | None,
+    covariance: np.ndarray | None = None,
+) -> Detection3D:
+    """One vision_msgs 4.x detection of object ``name`` at ``pose`` (``R`` ``(3, 3)``, ``t`` ``(3,)`` m as a
+    ``Pose``), with ``score``, and ``covariance`` ``(6, 6)`` when known; its bbox is the mesh's
+    (centre ``R @ bbox_center + t``, the pose's orientation, the extents) or, without ``info``, the pose."""
+    det = Detection3D(header=header, id=det_id)
+    hyp = ObjectHypothesisWithPose()
+    hyp.hypothesis.class_id = name
+    hyp.hypothesis.score = float(score)
+    hyp.pose = PoseWithCovariance(pose=pose)
+    if covariance is not None:  # row-major 6 x 6: x, y, z, turns about x, y, z
+        hyp.pose.covariance = np.asarray(covariance, np.float64).reshape(36)
+    det.results.append(hyp)
+    if info is not None:
+        x, y, z = (R @ info.bbox_center.astype(np.float64) + t).tolist()
+        det.bbox.center = Pose(position=Point(x=x, y=y, z=z), orientation=pose.orientation)
+        det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v) for v in info.extents)
+    else:
+        det.bbox.center = hyp.pose.pose
+    return det
+
+
 def detections(header: Header, instances: Sequence[InstanceResult], posed: Sequence[Pose], catalog: Catalog) -> Detection3DArray:
-    """vision_msgs 4.x detections: class_id = object name, score = confidence, bbox from the mesh."""
-    out = Detection3DArray(header=header)
-    for inst, pose in zip(instances, posed, strict=True):
-        info = catalog.by_class_id(inst.class_id)
-        det = Detection3D(header=header, id=instance_id(inst))
-        hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = inst.name
-        hyp.hypothesis.score = float(inst.confidence)
-        hyp.pose = PoseWithCovariance(pose=pose)
-        if inst.covariance is not None:  # row-major 6 x 6: x, y, z, turns about x, y, z
-            hyp.pose.covariance = np.asarray(inst.covariance, np.float64).reshape(36)
-        det.results.append(hyp)
-        if info is not None:
-            x, y, z = (inst.R @ info.bbox_center.astype(np.float64) + inst.t).tolist()
-            det.bbox.center = Pose(position=Point(x=x, y=y, z=z), orientation=pose.orientation)
-            det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v) for v in info.extents)
-        else:
-            det.bbox.center = hyp.pose.pose
-        out.detections.append(det)
-    return out
+    """vision_msgs 4.x detections (:func:`detection`): class_id = object name, score = confidence, id :func:`instance_id`."""
+    return Detection3DArray(header=header, detections=[
+        detection(header, instance_id(inst), inst.name, inst.confidence, inst.R, inst.t, pose, catalog.by_class_id(inst.class_id),
+                  inst.covariance)
+        for inst, pose in zip(instances, posed, strict=True)
+    ])
 
 
 def transforms(header: Header, instances: Sequence[InstanceResult], posed: Sequence[Pose], prefix: str) -> TFMessage:

@@ -15,6 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection3DArray
 
 from densefusion_ros.ros.conversions import color_to_rgb, depth_to_metres_msg
+from densefusion_ros.ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC, GT_TOPIC
 
 
 def main() -> int:
@@ -26,13 +27,13 @@ def main() -> int:
     def stamp(m):
         return [m.header.stamp.sec, m.header.stamp.nanosec]
 
-    node.create_subscription(Image, "/camera/camera/color/image_raw",
+    node.create_subscription(Image, COLOR_TOPIC,
                              lambda m: got["color"].append({"stamp": stamp(m), "mean": float(color_to_rgb(m).mean()), "enc": m.encoding}), 10)
-    node.create_subscription(Image, "/camera/camera/aligned_depth_to_color/image_raw",
+    node.create_subscription(Image, DEPTH_TOPIC,
                              lambda m: got["depth"].append(
                                  {"stamp": stamp(m), "sum_mm": int(np.round(depth_to_metres_msg(m)[0] * 1000).sum()), "enc": m.encoding}), 10)
-    node.create_subscription(CameraInfo, "/camera/camera/color/camera_info", lambda m: got["info"].append({"stamp": stamp(m), "k": list(m.k)}), 10)
-    node.create_subscription(Detection3DArray, "/ground_truth/detections",
+    node.create_subscription(CameraInfo, CAMERA_INFO_TOPIC, lambda m: got["info"].append({"stamp": stamp(m), "k": list(m.k)}), 10)
+    node.create_subscription(Detection3DArray, GT_TOPIC,
                              lambda m: got["gt"].append({"stamp": stamp(m), "names": [d.results[0].hypothesis.class_id for d in m.detections]}), 10)
     print("ready", flush=True)
     end = time.monotonic() + duration

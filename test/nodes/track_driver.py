@@ -33,12 +33,13 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3DArray
 
+from densefusion_ros.apps.bag import read_sequence
+from densefusion_ros.apps.replay import decode_message
 from densefusion_ros.resources import share_path
-from densefusion_ros.ros.bag import read_sequence
 from densefusion_ros.ros.conversions import numpy_to_image
-from densefusion_ros.ros.replay import _decode
+from densefusion_ros.ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC
 
-INPUTS = ("/camera/camera/color/image_raw", "/camera/camera/aligned_depth_to_color/image_raw", "/camera/camera/color/camera_info")
+INPUTS = (COLOR_TOPIC, DEPTH_TOPIC, CAMERA_INFO_TOPIC)
 TRACKS = "densefusion: tracks"
 
 
@@ -49,7 +50,7 @@ def first_frame() -> dict:
         first = t if first is None else first
         if t != first:
             break
-        topic, msg = _decode(topic, msgtype, raw)
+        topic, msg = decode_message(topic, msgtype, raw)
         if topic in INPUTS:
             out[topic] = msg
     assert set(out) == set(INPUTS), sorted(out)

@@ -12,7 +12,7 @@ in bag order; each loop starts again at the first frame, with new stamps (for a 
 scene jumps back), or with ``--pingpong`` every other loop plays the frames backwards, so the
 scene moves on without a jump.
 
-    python -m densefusion_ros.ros.replay --bag data/demo_sequence --rate 30 --loops 2
+    python -m densefusion_ros.apps.replay --bag data/demo_sequence --rate 30 --loops 2
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 
+from densefusion_ros.apps.bag import COMPRESSED, read_sequence
 from densefusion_ros.resources import share_path
-from densefusion_ros.ros.bag import COMPRESSED, decode_compressed, read_sequence
-from densefusion_ros.ros.conversions import numpy_to_image
+from densefusion_ros.ros.conversions import compressed_to_image
 
 
 def message_class(msgtype: str) -> type:
@@ -47,12 +47,12 @@ def _restamp(msg: Any, stamp) -> None:
         det.header.stamp = stamp
 
 
-def _decode(topic: str, msgtype: str, raw: bytes) -> tuple[str, Any]:
-    """Deserialise; CompressedImage on ``<topic>/compressed`` becomes a raw Image on ``<topic>``."""
+def decode_message(topic: str, msgtype: str, raw: bytes) -> tuple[str, Any]:
+    """The topic and rclpy message of a bag record; a CompressedImage on ``<topic>/compressed``
+    becomes a raw Image on ``<topic>``."""
     msg = deserialize_message(raw, message_class(msgtype))
     if msgtype == "sensor_msgs/msg/CompressedImage" and topic.endswith(COMPRESSED):
-        pixels, encoding = decode_compressed(msg.format, bytes(msg.data))
-        return topic[: -len(COMPRESSED)], numpy_to_image(pixels, encoding, msg.header)
+        return topic.removesuffix(COMPRESSED), compressed_to_image(msg)
     return topic, msg
 
 
@@ -75,7 +75,7 @@ class Replay(Node):
         time.sleep(0.2)
 
     def run(self) -> int:
-        messages = [(t, *_decode(topic, msgtype, raw)) for topic, msgtype, t, raw in read_sequence(self.bag, self.topics)]
+        messages = [(t, *decode_message(topic, msgtype, raw)) for topic, msgtype, t, raw in read_sequence(self.bag, self.topics)]
         if not messages:
             self.get_logger().error(f"{self.bag}: no messages")
             return 1

@@ -83,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         summary_path = args.out / "summary.json"
         listener = subprocess.Popen(
-            [py, "-m", "densefusion_ros.ros.listener", "--overlay-dir", str(args.out / "overlays"), "--idle-exit", "4",
+            [py, "-m", "densefusion_ros.apps.listener", "--overlay-dir", str(args.out / "overlays"), "--idle-exit", "4",
              "--summary", str(summary_path)], **popen,
         )
         procs.append(listener)
         threads.append(_forward(listener, "listener"))
         time.sleep(1.0)
-        replay = subprocess.Popen([py, "-m", "densefusion_ros.ros.replay", "--loops", str(args.loops), "--rate", str(args.rate), "--pingpong",
+        replay = subprocess.Popen([py, "-m", "densefusion_ros.apps.replay", "--loops", str(args.loops), "--rate", str(args.rate), "--pingpong",
                                    "--stamps-out", str(args.out / "replay_stamps.txt")], **popen)
         procs.append(replay)
         threads.append(_forward(replay, "replay"))

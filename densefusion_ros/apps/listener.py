@@ -1,13 +1,13 @@
 """Print each frame's poses from the node, the output rate, the latency and the error against GT.
 
 Subscribes to the node's ``~/detections`` and, when the replayed bag carries it, to the ground
-truth on :data:`~densefusion_ros.ros.bag.GT_TOPIC`; matches them by stamp (the replay gives every
+truth on :data:`~densefusion_ros.ros.topics.GT_TOPIC`; matches them by stamp (the replay gives every
 published frame a fresh stamp, shared by its images and GT, so the match holds across loops). A
 pose is *ok* when its ADD(-S) is below 0.1 x the object's diameter, *wrong* when it is not or when
 the frame's GT has no such object (not in view); a GT object at least 10 % visible without a pose
 is *missed*. With ``--overlay-dir`` it also subscribes to ``~/overlay`` and writes the images as PNG.
 
-    python -m densefusion_ros.ros.listener --catalog config/objects/demo.yaml --duration 20
+    python -m densefusion_ros.apps.listener --catalog config/objects/demo.yaml --duration 20
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from densefusion_ros.catalog import Catalog
 from densefusion_ros.eval.metrics import add, adds
 from densefusion_ros.geometry import quat_to_matrix, xyzw_to_wxyz
 from densefusion_ros.resources import share_path
-from densefusion_ros.ros.bag import GT_TOPIC
 from densefusion_ros.ros.conversions import color_to_rgb
 from densefusion_ros.ros.sync import header_stamp
+from densefusion_ros.ros.topics import GT_TOPIC
 
 MIN_VISIBLE = 0.1  # a GT object less visible than this (visible share of its silhouette) is not missed without a pose
 

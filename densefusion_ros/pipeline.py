@@ -259,9 +259,9 @@ class FrameResult:
 
 
 def _label_ids(labels: np.ndarray) -> np.ndarray:
-    """The sorted distinct values of a label image: a histogram for small non-negative integer ids
-    (OpenCV's for uint8 / uint16: 4x faster than ``np.bincount``, 15x than ``np.unique`` on a
-    640x480 frame), else ``np.unique``."""
+    """The sorted distinct values ``(n,)`` of a label image ``(H, W)``: a histogram for small
+    non-negative integer ids (OpenCV's for uint8 / uint16, the fastest of the three on a camera
+    frame: docs/design_notes.md, 'pipeline: label histogram'), else ``np.unique``."""
     if labels.dtype in (np.uint8, np.uint16) and labels.size:
         top = int(labels.max()) + 1
         return np.flatnonzero(cv2.calcHist([labels], [0], None, [top], [0, top]).ravel())

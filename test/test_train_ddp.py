@@ -29,13 +29,13 @@ def _worker(rank: int, world: int, port: int, dataset: str, out: str) -> None:
         "--threads", "1", "--no-progress", "--num-points", "48", "--num-model-points", "80",
         "--epoch-samples", "4", "--batch-size", "2", "--test-samples", "2",
     ])  # fmt: skip
-    t = trainer.Trainer(args)
+    t = trainer.Trainer(trainer.TrainConfig.from_args(args))
     assert t.di.world_size == world and t.di.rank == rank
-    assert isinstance(t.estimator, torch.nn.parallel.DistributedDataParallel)
-    init = {k: v.detach().clone() for k, v in unwrap_model(t.estimator).state_dict().items()}
+    assert isinstance(t.stage.model, torch.nn.parallel.DistributedDataParallel)
+    init = {k: v.detach().clone() for k, v in unwrap_model(t.stage.model).state_dict().items()}
     try:
         t.fit()
-        final = unwrap_model(t.estimator).state_dict()
+        final = unwrap_model(t.stage.model).state_dict()
         torch.save({"init": init, "final": final, "samples": t.state.samples_seen}, os.path.join(out, f"rank{rank}.pt"))
     finally:
         t.close()

@@ -2,7 +2,8 @@
 
 Every test runs with one intra-op torch thread (``_one_torch_thread``): CI machines are small and
 shared, and two contended threads ran the tests' small ops 5-10x slower than one. Helpers that
-build random-weight networks live in ``helpers.py``.
+build random-weight networks live in ``helpers.py``; waiting on a condition with a deadline (instead of a
+fixed sleep) in ``waiting.py``.
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ def rclpy_context(tmp_path_factory):
 
 def spawn(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
     """Start ``python args...`` as a separate process with ``env`` (plus the repository root on the path, for
-    tools/); output is captured as text."""
-    env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)}
+    tools/, and test/, for the processes in test/nodes to import ``waiting``); output is captured as text."""
+    path = (str(REPO), str(REPO / "test"), env.get("PYTHONPATH", ""))
+    env = {**env, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     return subprocess.Popen(
         [sys.executable, *args], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
     )

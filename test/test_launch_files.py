@@ -166,29 +166,30 @@ def test_launched_node_serves_the_rviz_config(ros_env):
     """The node as densefusion.launch.py starts it (bundled weights, camera_namespace:=/cam2):
     remapped inputs, and every topic of config/densefusion.rviz with the type its display expects."""
     name, argv = _launch_node_argv("/cam2")
+    rviz = yaml.safe_load((REPO / "config" / "densefusion.rviz").read_text())
+    displays = [d for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d]
+    assert len(displays) >= 5
+    color_default = _node_yaml()["/**"]["ros__parameters"]["color_topic"]
+    shown = [d for d in displays if d["Topic"]["Value"] != color_default]  # not the camera's own image (remapped on the node's side only)
+    inputs = ["/cam2/color/image_raw", "/cam2/aligned_depth_to_color/image_raw", "/cam2/color/camera_info"]
+    expected = [*inputs, *(d["Topic"]["Value"] for d in shown), "/tf", "/densefusion/debug/pipeline_time_ms"]
     node = spawn(argv + ["-p", "torch_threads:=1"], ros_env)
     try:
         lines = [node.stdout.readline()]
         while "ready:" not in lines[-1] and lines[-1]:
             lines.append(node.stdout.readline())  # EOF ends it: the probe then reports the node missing
-        probe = spawn(["test/nodes/graph_probe.py", name, "/", "120"], ros_env)
+        probe = spawn(["test/nodes/graph_probe.py", name, "/", "120", *expected], ros_env)
         graph = json.loads(probe.communicate(timeout=180)[0].strip().splitlines()[-1])
     finally:
         node.terminate()
         log = "".join(lines) + node.communicate(timeout=30)[0]
     assert "error" not in graph, graph["error"] + "\n" + log
     subs, pubs = graph["subscribers"], graph["publishers"]
-    assert subs.get("/cam2/color/image_raw") == ["sensor_msgs/msg/Image"], subs
-    assert subs.get("/cam2/aligned_depth_to_color/image_raw") == ["sensor_msgs/msg/Image"], subs
-    assert subs.get("/cam2/color/camera_info") == ["sensor_msgs/msg/CameraInfo"], subs
-    rviz = yaml.safe_load((REPO / "config" / "densefusion.rviz").read_text())
-    displays = [d for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d]
-    assert len(displays) >= 5
-    color_default = _node_yaml()["/**"]["ros__parameters"]["color_topic"]
-    for d in displays:
+    assert subs.get(inputs[0]) == ["sensor_msgs/msg/Image"], subs
+    assert subs.get(inputs[1]) == ["sensor_msgs/msg/Image"], subs
+    assert subs.get(inputs[2]) == ["sensor_msgs/msg/CameraInfo"], subs
+    for d in shown:
         topic = d["Topic"]["Value"]
-        if topic == color_default:
-            continue  # the camera's own image (remapped on the node's side only)
         assert pubs.get(topic) == [RVIZ_TYPES[d["Class"]]], (topic, pubs)
     assert "/tf" in pubs
     assert pubs.get("/densefusion/debug/pipeline_time_ms") == ["std_msgs/msg/Float64"], pubs
@@ -208,9 +209,13 @@ def test_launched_in_a_namespace_the_node_applies_its_yaml(ros_env, tmp_path):
     catalog = str(REPO / "config" / "objects" / "demo.yaml")
     name, argv = _launch_node_argv("/cam2", namespace="robot1", params_file=str(params_file), log_level="warn", catalog=catalog)
     assert f"catalog:={catalog}" in argv and not any(a.startswith("estimator_weights:=") for a in argv), argv
+    # rviz as realsense.launch.py starts it for namespace robot1 and camera robot1/cam: every topic it shows is there
+    rviz = yaml.safe_load(rviz_config(REPO / "config" / "densefusion.rviz", "robot1", "robot1", "cam").read_text())
+    displays = [d for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d]
+    expected = ["/robot1/cam/color/image_raw", "/robot1/densefusion/poses", *(d["Topic"]["Value"] for d in displays)]
     node = spawn(argv + ["-p", "torch_threads:=1"], ros_env)
     try:
-        probe = spawn(["test/nodes/graph_probe.py", name, "/robot1", "120"], ros_env)
+        probe = spawn(["test/nodes/graph_probe.py", name, "/robot1", "120", *expected], ros_env)
         graph = json.loads(probe.communicate(timeout=180)[0].strip().splitlines()[-1])
     finally:
         node.terminate()
@@ -219,10 +224,8 @@ def test_launched_in_a_namespace_the_node_applies_its_yaml(ros_env, tmp_path):
     assert graph["subscribers"].get("/robot1/cam/color/image_raw") == ["sensor_msgs/msg/Image"], graph["subscribers"]
     assert graph["publishers"].get("/robot1/densefusion/poses") == ["geometry_msgs/msg/PoseArray"], graph["publishers"]
     assert "ready:" not in log, "log_level warn hides the info lines"
-    # rviz as realsense.launch.py starts it for namespace robot1 and camera robot1/cam: every topic it shows is there
-    rviz = yaml.safe_load(rviz_config(REPO / "config" / "densefusion.rviz", "robot1", "robot1", "cam").read_text())
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "cam_color_optical_frame"
-    for d in (d for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d):
+    for d in displays:
         topic, wanted = d["Topic"]["Value"], [RVIZ_TYPES[d["Class"]]]
         assert graph["publishers"].get(topic) == wanted or graph["subscribers"].get(topic) == wanted, (topic, graph)
 

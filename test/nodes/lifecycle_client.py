@@ -2,7 +2,8 @@
 
 usage: lifecycle_client.py NODE TOPIC TRANSITION [TRANSITION ...]   (configure, activate, deactivate, cleanup, shutdown)
 Prints one JSON line per step: {"transition", "success", "state", "subscribers"} where "subscribers" counts the
-subscriptions to TOPIC in the graph after the step.
+subscriptions to TOPIC in the graph after the step, once the graph shows what the state implies (one while
+active, none otherwise; (un)subscriptions are discovered a moment after the transition) or after 30 s.
 """
 
 import os
@@ -12,11 +13,12 @@ assert os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST", "run thro
 
 import json
 import sys
-import time
 
 import rclpy
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+
+from waiting import spin_until
 
 IDS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
        "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
@@ -41,7 +43,7 @@ def main() -> int:
     for step in steps:
         result = call(node, change, ChangeState.Request(transition=Transition(id=IDS[step])))
         state = call(node, get, GetState.Request()).current_state.label
-        time.sleep(1.0)  # let the graph catch up with (un)subscriptions
+        spin_until(node, lambda: node.count_subscribers(topic) == (1 if state == "active" else 0), 30.0)
         print(json.dumps({"transition": step, "success": bool(result.success), "state": state,
                           "subscribers": node.count_subscribers(topic)}), flush=True)
     node.destroy_node()

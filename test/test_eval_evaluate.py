@@ -14,8 +14,7 @@ from densefusion_ros.catalog import Catalog
 from densefusion_ros.eval.evaluate import EvalResult, InstanceRecord, _score, evaluate, false_detections, summarize, write_reports
 from densefusion_ros.frame import GtObject
 from densefusion_ros.models.transforms import IMAGENET_NORMALIZATION
-
-from helpers import save_random_networks
+from tools.random_networks import save_random_networks
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from densefusion_ros import cli, geometry
 from densefusion_ros.data import io
 from densefusion_ros.models.transforms import PUBLISHED_NORMALIZATION
 from tools.bench_pipeline import synthetic_frame
-
-from helpers import save_random_networks
+from tools.random_networks import save_random_networks
 
 H, W = 120, 160
 

@@ -1,6 +1,6 @@
 """Time the pipeline stages, batched versus the published per-object loop, in one run.
 
-``python -m tools.bench_pipeline`` or ``densefusion-ros bench``. Random-weight networks
+``python -m tools.bench_pipeline``. Random-weight networks (:mod:`tools.random_networks`)
 (published ``psp_resnet18`` and ``compact`` color backbones) and synthetic frames with 1, 2, 4,
 8 objects (random elliptic masks, slightly raised above a tilted plane of depth). Three modes see
 the same frames, points and ``choose`` (fixed seed) and give the same poses (tests assert it):
@@ -35,6 +35,7 @@ import torch
 
 from densefusion_ros.catalog import Catalog, ObjectInfo, resolve_mesh_path
 from densefusion_ros.frame import Frame
+from tools.random_networks import random_networks
 
 __all__ = ["synthetic_frame", "synthetic_catalog", "configure_parser", "run", "main"]
 
@@ -139,14 +140,11 @@ def _time_segmenter(pipe, frame: Frame, repeats: int, warmup: int) -> float:
 
 
 def _bench_one(device: str, fp16: bool, backbone: str, counts, args) -> list[_Row]:
-    from densefusion_ros.models import build_estimator, build_refiner, build_segmenter
     from densefusion_ros.pipeline import Pipeline, PipelineConfig
 
     num_objects = max(counts)
-    torch.manual_seed(0)
-    est = build_estimator(num_objects=num_objects, backbone=backbone).eval()
-    ref = build_refiner(num_objects=num_objects).eval()
-    seg = build_segmenter(num_classes=num_objects + 1).eval()
+    nets = random_networks(num_objects, backbone=backbone, segmenter=True)
+    est, ref, seg = nets["estimator"], nets["refiner"], nets["segmenter"]
     seg.metadata = {"input_scale": args.seg_scale}  # as the bundled segmenter (trained at --seg-scale 0.5)
     config = PipelineConfig(
         num_points=args.num_points, refine_iterations=args.iterations, seed=0, device=device, fp16=fp16,
@@ -196,11 +194,8 @@ def _bench_layouts(counts, args) -> None:
     """Network calls alone, published layout versus the batched path's CPU forms, interleaved
     call by call: ``forward_best`` on channels-first ``[B,C,N]`` vs point rows ``[B*N,C]``, the
     refiner likewise, and the compact colour net's full-size map + gather vs ``forward_at``."""
-    from densefusion_ros.models import build_estimator, build_refiner
-
-    torch.manual_seed(0)
-    est = build_estimator(num_objects=max(counts), backbone="compact").eval()
-    ref = build_refiner(num_objects=max(counts)).eval()
+    nets = random_networks(max(counts))
+    est, ref = nets["estimator"], nets["refiner"]
     print(f"{'call':<28} {'B':>3} | {'published ms':>12} {'fast ms':>8} {'x':>5}")
     for b in counts:
         points, emb = torch.randn(b, args.num_points, 3) * 0.05, torch.randn(b, 32, args.num_points)

@@ -47,6 +47,7 @@ def publish(rate: float, width: int, height: int, seconds: float) -> int:
     from rclpy.qos import QoSProfile
     from rclpy.signals import SignalHandlerOptions
 
+    from densefusion_ros.frame import box_frame
     from tools import synthetic
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
@@ -56,8 +57,7 @@ def publish(rate: float, width: int, height: int, seconds: float) -> int:
     node = rclpy.create_node("soak_publisher")
     pubs = synthetic.publishers(node, QoSProfile(depth=2))
     synthetic.wait_for_subscribers(node, pubs, timeout=120.0)
-    scene = synthetic.scene(height, width)
-    msgs = synthetic.input_set(scene, node.get_clock().now().to_msg())
+    msgs = synthetic.input_set(box_frame(height, width), node.get_clock().now().to_msg())
     sent, start = 0, time.monotonic()
     while time.monotonic() - start < seconds and not stop:
         stamp = node.get_clock().now().to_msg()

@@ -38,10 +38,12 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from densefusion_ros.frame import box_frame
+from densefusion_ros.ros.topics import COLOR_OPTICAL_FRAME
+
 ROLES = ("color", "depth", "camera_info")
 MAX_PIXELS = 4096 * 4096  # the node's default
 MAX_DEPTH = 15.0  # the node's default
-FRAME = "camera_color_optical_frame"
 # The oracle's own table (sensor_msgs/image_encodings): encoding -> (bytes per channel, channels).
 SPEC = {"color": {"rgb8": (1, 3), "bgr8": (1, 3), "rgba8": (1, 4), "bgra8": (1, 4)},
         "depth": {"16UC1": (2, 1), "mono16": (2, 1), "32FC1": (4, 1)}}
@@ -109,7 +111,7 @@ def image_case(draw, role: str) -> dict[str, Any]:
         step = draw(st.sampled_from([step, width * bpp % 2**32, draw(st.integers(0, 2**32 - 1))]))
     elif "swapped dims" in defects:
         height, width = w, h
-    frame = draw(st.sampled_from([FRAME, ""] if role == "depth" else [FRAME]))
+    frame = draw(st.sampled_from([COLOR_OPTICAL_FRAME, ""] if role == "depth" else [COLOR_OPTICAL_FRAME]))
     if "other frame" in defects:
         frame = draw(st.sampled_from(["", "camera_depth_optical_frame", "x" * 300]) if role == "color" else
                      st.sampled_from(["camera_depth_optical_frame", "camera_link"]))
@@ -155,7 +157,7 @@ def _judge_image(role: str, m: dict, counterpart: tuple[int, int], pixels: np.nd
         return {"valid": False, "why": "data size"}
     if (m["height"], m["width"]) != counterpart:
         return {"valid": False, "why": "size mismatch"}
-    if (role == "color" and m["frame_id"] != FRAME) or (role == "depth" and m["frame_id"] not in ("", FRAME)):
+    if (role == "color" and m["frame_id"] != COLOR_OPTICAL_FRAME) or (role == "depth" and m["frame_id"] not in ("", COLOR_OPTICAL_FRAME)):
         return {"valid": False, "why": "frame"}
     if role == "depth":
         metres = pixels.view(">u2" if m["is_bigendian"] else "<u2") * 0.001 if size == 2 else pixels.view(">f4" if m["is_bigendian"] else "<f4")
@@ -191,7 +193,7 @@ def camera_info_case(draw) -> dict[str, Any]:
     size = draw(st.sampled_from([(h, w), (0, 0)]))
     if "other size" in defects:
         size = (h + draw(st.integers(1, 2000)), w)
-    frame = draw(st.sampled_from([FRAME, ""]))
+    frame = draw(st.sampled_from([COLOR_OPTICAL_FRAME, ""]))
     if "other frame" in defects:
         frame = "camera_link"
     junk = draw(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=12, max_size=12))
@@ -201,7 +203,7 @@ def camera_info_case(draw) -> dict[str, Any]:
     with np.errstate(all="ignore"):
         valid_k = bool(np.all(np.isfinite(K)) and K[0, 0] > 0 and K[1, 1] > 0 and np.allclose(K[2], (0, 0, 1)))
     why = ("intrinsics" if not valid_k else "size mismatch" if size not in ((h, w), (0, 0))
-           else "frame" if frame not in (FRAME, "") else "valid")
+           else "frame" if frame not in (COLOR_OPTICAL_FRAME, "") else "valid")
     return {"role": "camera_info", "msg": msg, "size": (h, w), "defects": sorted(defects), "valid": why == "valid", "why": why}
 
 
@@ -274,7 +276,7 @@ class Harness:
         t0 = time.monotonic()
         stamp = self.node.get_clock().now().to_msg()
         h, w = case["size"]
-        msgs = self.synthetic.input_set(self.synthetic.scene(h, w, seed=len(self.sets)), stamp)
+        msgs = self.synthetic.input_set(box_frame(h, w, seed=len(self.sets)), stamp)
         m = case["msg"]
         if case["role"] == "camera_info":
             info = CameraInfo(height=m["height"], width=m["width"], distortion_model=m["distortion_model"])

@@ -11,7 +11,7 @@ import pytest
 
 from densefusion_ros import cli
 from densefusion_ros.catalog import Catalog
-from densefusion_ros.eval.evaluate import EvalResult, InstanceRecord, _score, evaluate, false_detections, summarize, write_reports
+from densefusion_ros.eval.evaluate import EvalConfig, EvalResult, InstanceRecord, _score, evaluate, false_detections, summarize, write_reports
 from densefusion_ros.frame import GtObject
 from densefusion_ros.models.transforms import IMAGENET_NORMALIZATION
 from tools.random_networks import save_random_networks
@@ -38,15 +38,16 @@ def test_verify_hypotheses_limit_the_turns_tried(setup, monkeypatch):
     real = pipeline.verify_instances
     monkeypatch.setattr(pipeline, "verify_instances", lambda *a, **k: seen.append(a[-1].init_rotations) or real(*a, **k))
     root, est, ref = setup
-    res = evaluate(dataset=root, split="test", weights=est, icp_verify=True, verify_hypotheses=3, baseline=False, metric_points=300)
+    res = evaluate(EvalConfig(dataset=root, split="test", weights=est, icp_verify=True, verify_hypotheses=3, baseline=False, metric_points=300))
     assert res.modes == ["per-pixel", "per-pixel+verify"] and res.config["verify_hypotheses"] == 3
+    assert res.config["estimator_backbone"] == "compact" and res.config["num_points"] == 64
     assert seen and set(seen) == {3}
 
 
 def test_evaluate_all_modes_and_reports(setup, tmp_path):
     root, est, ref = setup
-    res = evaluate(dataset=root, split="test", weights=est, refiner=ref, iterations=2, icp=True, icp_verify=True,
-                   metric_points=300)  # fmt: skip
+    res = evaluate(EvalConfig(dataset=root, split="test", weights=est, refiner=ref, iterations=2, icp=True, icp_verify=True,
+                              metric_points=300))  # fmt: skip
     assert res.modes == ["per-pixel", "iterative", "iterative+icp", "iterative+verify", "baseline"]
     n_gt = len([r for r in res.records if r.mode == "per-pixel"])
     assert n_gt >= 3 and res.frames == 3
@@ -125,3 +126,20 @@ def test_half_turn_misses_are_reported_with_their_axis():
             rec(0.001, 1.0, (0.0, 0.0, 1.0))]  # fmt: skip
     (text,) = [line for line in half_turn_lines(recs) if line.startswith("- ")]
     assert text == "- mug: 2 of 3 misses are turns of 150 degrees or more, 100 % of them about the object axis [0.00, 1.00, 0.00]"
+
+
+def test_eval_config_from_the_command_line():
+    from densefusion_ros.eval.evaluate import configure_parser
+
+    parser = configure_parser(__import__("argparse").ArgumentParser())
+    args = parser.parse_args(["--dataset", "D", "--weights", "W"])
+    assert EvalConfig.from_args(args) == EvalConfig(dataset="D", weights="W", progress=True)
+    cfg = EvalConfig.from_args(parser.parse_args([
+        "--dataset", "D", "--weights", "W", "--split", "s", "--catalog", "C", "--refiner", "R", "--segmenter", "S",
+        "--iterations", "4", "--icp", "--icp-verify", "--verify-hypotheses", "5", "--no-baseline", "--num-points", "64",
+        "--metric-points", "10", "--min-visible-px", "3", "--max-frames", "7", "--device", "auto", "--seed", "2", "--no-progress",
+    ]))  # fmt: skip
+    assert cfg == EvalConfig(dataset="D", weights="W", split="s", catalog="C", refiner="R", segmenter="S", iterations=4, icp=True,
+                             icp_verify=True, verify_hypotheses=5, baseline=False, num_points=64, metric_points=10,
+                             min_visible_px=3, max_frames=7, device="auto", seed=2, progress=False)  # fmt: skip
+    assert cfg.mask_source == "segmenter" and EvalConfig(dataset="D", weights="W", masks="gt", segmenter="S").mask_source == "gt"

@@ -46,7 +46,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -116,27 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from densefusion_ros.runtime import cpu_threads
 
     torch.set_num_threads(cpu_threads(args.threads))
-    result = evaluate(
-        dataset=args.dataset,
-        split=args.split,
-        catalog=args.catalog,
-        weights=args.weights,
-        refiner=args.refiner,
-        segmenter=args.segmenter,
-        masks=args.masks,
-        iterations=args.iterations,
-        icp=args.icp,
-        icp_verify=args.icp_verify,
-        verify_hypotheses=args.verify_hypotheses,
-        baseline=not args.no_baseline,
-        num_points=args.num_points,
-        metric_points=args.metric_points,
-        min_visible_px=args.min_visible_px,
-        max_frames=args.max_frames,
-        device=args.device,
-        seed=args.seed,
-        progress=not args.no_progress,
-    )
+    result = evaluate(EvalConfig.from_args(args))
     result.config["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     paths = write_reports(result, args.out)
     print(result.markdown_summary())
@@ -147,6 +127,51 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = configure_parser(argparse.ArgumentParser(prog="densefusion-ros evaluate"))
     return run(parser.parse_args(argv))
+
+
+# ---------------------------------------------------------------------------------------------
+# settings
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What :func:`evaluate` is asked: one field per ``evaluate`` option (see :func:`configure_parser`).
+
+    ``masks``: ``"gt"`` or ``"segmenter"``; ``None`` means the segmenter when one is given.
+    ``num_points``: ``None`` takes the estimator checkpoint's. ``max_frames``: the split is thinned
+    evenly (:func:`densefusion_ros.data.bop.evenly_spaced`).
+    """
+
+    dataset: str | Path
+    weights: str | Path
+    split: str = "test"
+    catalog: str | Path | None = None
+    refiner: str | Path | None = None
+    segmenter: str | Path | None = None
+    masks: str | None = None
+    iterations: int = 2
+    icp: bool = False
+    icp_verify: bool = False
+    verify_hypotheses: int = 0
+    baseline: bool = True
+    num_points: int | None = None
+    metric_points: int = 1000
+    min_visible_px: int = 50
+    max_frames: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvalConfig:
+        """The config of parsed :func:`configure_parser` options (``--no-baseline``, ``--no-progress`` turned positive)."""
+        values = vars(args)
+        names = {f.name for f in fields(cls)} - {"baseline", "progress"}
+        return cls(**{k: values[k] for k in names}, baseline=not values["no_baseline"], progress=not values["no_progress"])
+
+    @property
+    def mask_source(self) -> str:
+        return self.masks or ("segmenter" if self.segmenter else "gt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,146 +352,143 @@ def _baseline_pose(frame, mask: np.ndarray, info, num_points: int, rng: np.rando
     return R, centroid - R @ np.asarray(info.bbox_center, dtype=np.float64)
 
 
-def evaluate(
-    *,
-    dataset: str | Path,
-    split: str = "test",
-    catalog: str | Path | None = None,
-    weights: str | Path,
-    refiner: str | Path | None = None,
-    segmenter: str | Path | None = None,
-    masks: str | None = None,
-    iterations: int = 2,
-    icp: bool = False,
-    icp_verify: bool = False,
-    verify_hypotheses: int = 0,
-    baseline: bool = True,
-    num_points: int | None = None,
-    metric_points: int = 1000,
-    min_visible_px: int = 50,
-    max_frames: int | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    progress: bool = False,
-) -> EvalResult:
+def evaluate(config: EvalConfig) -> EvalResult:
     """Run every mode of the module docstring on a BOP split; returns an :class:`EvalResult`."""
     from densefusion_ros.catalog import Catalog
     from densefusion_ros.data.bop import BopDataset, evenly_spaced
+
+    cfg = config
+    if cfg.mask_source == "segmenter" and not cfg.segmenter:
+        raise SystemExit("--masks segmenter needs --segmenter CKPT")
+    cat = Catalog.load(cfg.catalog or Path(cfg.dataset) / "catalog.yaml")
+    bop = BopDataset(cfg.dataset, cfg.split, load_masks=True)
+    frame_ids = evenly_spaced(len(bop.index), cfg.max_frames)
+    pipes = _pipelines(cfg, cat)
+    result = EvalResult(config=_config_record(cfg, cat, pipes["per-pixel"]))
+    modes = list(pipes) + (["baseline"] if cfg.baseline else [])
+    sums: dict[str, dict[str, float]] = {m: {k: 0.0 for k in STAGE_KEYS} for m in modes}
+    model_pts = {o.class_id: o.sample_points(cfg.metric_points, seed=1) for o in cat}
+    iterator: Iterable[int] = frame_ids
+    if cfg.progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(frame_ids, desc="evaluate", unit="frame", dynamic_ncols=True)
+    if frame_ids:  # untimed warm-up: lazy CUDA / cuDNN set-up stays out of the per-frame timings
+        warm, _ = _input_frame(bop.load_frame(*bop.index[frame_ids[0]]), cfg.mask_source, cat, cfg.min_visible_px)
+        for pipe in pipes.values():
+            pipe(warm)
+    for f in iterator:
+        _evaluate_frame(cfg, bop.index[f], bop, cat, pipes, model_pts, result, sums)
+    n = max(result.frames, 1)
+    result.timings_ms = {m: {k: v / n for k, v in s.items()} for m, s in sums.items()}
+    return result
+
+
+def _pipelines(cfg: EvalConfig, cat: Catalog) -> dict:
+    """One :class:`~densefusion_ros.pipeline.Pipeline` per network mode, sharing the networks and a seed."""
     from densefusion_ros.models.checkpoint import load_estimator, load_refiner, load_segmenter
     from densefusion_ros.models.metadata import metadata_of
     from densefusion_ros.pipeline import Pipeline, PipelineConfig
     from densefusion_ros.runtime import resolve_device
 
-    masks = masks or ("segmenter" if segmenter else "gt")
-    if masks == "segmenter" and not segmenter:
-        raise SystemExit("--masks segmenter needs --segmenter CKPT")
-    cat = Catalog.load(catalog or Path(dataset) / "catalog.yaml")
-    bop = BopDataset(dataset, split, load_masks=True)
-    frame_ids = evenly_spaced(len(bop.index), max_frames)
-    dev = resolve_device(device)
-    est = load_estimator(weights, device=dev)
-    ref = load_refiner(refiner, device=dev) if refiner else None
-    seg = load_segmenter(segmenter, device=dev) if (segmenter and masks == "segmenter") else None
-    n_pts = num_points or metadata_of(est).num_points or None
-
-    base = PipelineConfig(num_points=n_pts, seed=seed, device=str(dev), keep_masks=True, icp="none")
-    pipes: dict[str, Pipeline] = {"per-pixel": Pipeline(est, cat, replace(base, refine_iterations=0), segmenter=seg)}
+    dev = resolve_device(cfg.device)
+    est = load_estimator(cfg.weights, device=dev)
+    ref = load_refiner(cfg.refiner, device=dev) if cfg.refiner else None
+    seg = load_segmenter(cfg.segmenter, device=dev) if (cfg.segmenter and cfg.mask_source == "segmenter") else None
+    n_pts = cfg.num_points or metadata_of(est).num_points or None
+    base = PipelineConfig(num_points=n_pts, seed=cfg.seed, device=str(dev), keep_masks=True, icp="none")
+    pipes = {"per-pixel": Pipeline(est, cat, replace(base, refine_iterations=0), segmenter=seg)}
     if ref is not None:
-        pipes["iterative"] = Pipeline(est, cat, replace(base, refine_iterations=iterations), refiner=ref, segmenter=seg)
-    if icp or icp_verify:
+        pipes["iterative"] = Pipeline(est, cat, replace(base, refine_iterations=cfg.iterations), refiner=ref, segmenter=seg)
+    if cfg.icp or cfg.icp_verify:
         try:
             import open3d  # noqa: F401
-
-            last = "iterative" if ref is not None else "per-pixel"
-            for wanted, icp_mode, suffix in ((icp, "after", "+icp"), (icp_verify, "verify", "+verify")):
-                if wanted:
-                    cfg = replace(pipes[last].config, icp=icp_mode, icp_options=replace(base.icp_options))
-                    if icp_mode == "verify":
-                        cfg.icp_options.init_rotations = verify_hypotheses
-                    pipes[last + suffix] = Pipeline(est, cat, cfg, refiner=ref if last == "iterative" else None, segmenter=seg)
         except ImportError:
             log.warning("open3d is not installed: skipping the ICP modes")
-    num_points_used = pipes["per-pixel"].num_points
+            return pipes
+        last = "iterative" if ref is not None else "per-pixel"
+        for wanted, icp_mode, suffix in ((cfg.icp, "after", "+icp"), (cfg.icp_verify, "verify", "+verify")):
+            if wanted:
+                icp_cfg = replace(pipes[last].config, icp=icp_mode, icp_options=replace(base.icp_options))
+                if icp_mode == "verify":
+                    icp_cfg.icp_options.init_rotations = cfg.verify_hypotheses
+                pipes[last + suffix] = Pipeline(est, cat, icp_cfg, refiner=ref if last == "iterative" else None, segmenter=seg)
+    return pipes
+
+
+def _config_record(cfg: EvalConfig, cat: Catalog, per_pixel) -> dict[str, Any]:
+    """The settings as the reports show them (paths, resolved choices, hardware)."""
+    from densefusion_ros.models.metadata import metadata_of
 
     config = {
-        "dataset": str(Path(dataset).resolve()),
-        "split": split,
+        "dataset": str(Path(cfg.dataset).resolve()),
+        "split": cfg.split,
         "catalog": str(cat.source),
-        "weights": str(weights),
-        "refiner": str(refiner) if refiner else None,
-        "segmenter": str(segmenter) if segmenter else None,
-        "masks": masks,
-        "iterations": iterations,
-        "icp": icp,
-        "icp_verify": icp_verify,
-        "verify_hypotheses": verify_hypotheses,
-        "num_points": num_points_used,
-        "metric_points": metric_points,
-        "min_visible_px": min_visible_px,
-        "seed": seed,
-        "device": str(dev),
-        "estimator_backbone": metadata_of(est).backbone,
+        "weights": str(cfg.weights),
+        "refiner": str(cfg.refiner) if cfg.refiner else None,
+        "segmenter": str(cfg.segmenter) if cfg.segmenter else None,
+        "masks": cfg.mask_source,
+        "iterations": cfg.iterations,
+        "icp": cfg.icp,
+        "icp_verify": cfg.icp_verify,
+        "verify_hypotheses": cfg.verify_hypotheses,
+        "num_points": per_pixel.num_points,
+        "metric_points": cfg.metric_points,
+        "min_visible_px": cfg.min_visible_px,
+        "seed": cfg.seed,
+        "device": str(per_pixel.device),
+        "estimator_backbone": metadata_of(per_pixel.estimator).backbone,
         "hardware": {"machine": platform.machine(), "processor": platform.processor() or platform.machine()},
     }
     try:
         import torch
 
         config["hardware"]["torch_threads"] = torch.get_num_threads()
-        if dev.type == "cuda":
-            config["hardware"]["gpu"] = torch.cuda.get_device_name(dev)
+        if per_pixel.device.type == "cuda":
+            config["hardware"]["gpu"] = torch.cuda.get_device_name(per_pixel.device)
     except Exception:  # pragma: no cover
         pass
-    result = EvalResult(config=config)
-    sums: dict[str, dict[str, float]] = {m: {k: 0.0 for k in STAGE_KEYS} for m in list(pipes) + (["baseline"] if baseline else [])}
-    model_pts = {o.class_id: o.sample_points(metric_points, seed=1) for o in cat}
-    iterator: Iterable[int] = frame_ids
-    if progress:
-        from tqdm import tqdm
+    return config
 
-        iterator = tqdm(frame_ids, desc="evaluate", unit="frame", dynamic_ncols=True)
-    if frame_ids:  # untimed warm-up: lazy CUDA / cuDNN set-up stays out of the per-frame timings
-        warm, _ = _input_frame(bop.load_frame(*bop.index[frame_ids[0]]), masks, cat, min_visible_px)
-        for pipe in pipes.values():
-            pipe(warm)
-    for f in iterator:
-        scene_id, im_id = bop.index[f]
-        frame, scored = _input_frame(bop.load_frame(scene_id, im_id), masks, cat, min_visible_px)
-        seg_ms = 0.0
-        first_result = None
-        for mode, pipe in pipes.items():
-            res = pipe(frame)
-            if res.error:
-                log.warning("frame %s/%s: %s", scene_id, im_id, res.error)
-            if first_result is None:
-                first_result = res
-                if masks == "segmenter":
-                    seg_ms = res.timings_ms.get("segmentation", 0.0)
-                    frame = replace(frame, label=res.label)  # later modes reuse the segmentation
-            t = dict(res.timings_ms)
-            if mode != "per-pixel" and masks == "segmenter":
-                t["segmentation"] = t.get("segmentation", 0.0) + seg_ms
-                t["total"] = t.get("total", 0.0) + seg_ms
-            for k in STAGE_KEYS:
-                sums[mode][k] += float(t.get(k, 0.0))
-            preds = {i: (p.R, p.t, p.confidence) for i, p in _match(scored, list(res.instances)).items()}
-            result.false_detections[mode] = result.false_detections.get(mode, 0) + false_detections(frame.gt, res.instances)
-            _score(result, mode, scene_id, im_id, scored, preds, cat, model_pts)
-        if baseline and first_result is not None:
-            rng = np.random.default_rng([seed, scene_id, im_id])
-            t0 = time.perf_counter()
-            preds = {}
-            for i, p in _match(scored, list(first_result.instances)).items():
-                info = cat.by_class_id(p.class_id)
-                pose = _baseline_pose(frame, p.mask, info, num_points_used, rng) if p.mask is not None else None
-                if pose is not None:
-                    preds[i] = (pose[0], pose[1], None)
-            dt = (time.perf_counter() - t0) * 1e3 + first_result.timings_ms.get("segmentation", 0.0)
-            sums["baseline"]["total"] += dt
-            _score(result, "baseline", scene_id, im_id, scored, preds, cat, model_pts)
-        result.frames += 1
-    n = max(result.frames, 1)
-    result.timings_ms = {m: {k: v / n for k, v in s.items()} for m, s in sums.items()}
-    return result
+
+def _evaluate_frame(cfg: EvalConfig, key: tuple[int, int], bop, cat: Catalog, pipes: dict, model_pts: dict,
+                    result: EvalResult, sums: dict[str, dict[str, float]]) -> None:  # fmt: skip
+    """Every mode on one frame: its records, false detections and timings (added to ``sums``)."""
+    scene_id, im_id = key
+    frame, scored = _input_frame(bop.load_frame(scene_id, im_id), cfg.mask_source, cat, cfg.min_visible_px)
+    seg_ms = 0.0
+    first_result = None
+    for mode, pipe in pipes.items():
+        res = pipe(frame)
+        if res.error:
+            log.warning("frame %s/%s: %s", scene_id, im_id, res.error)
+        if first_result is None:
+            first_result = res
+            if cfg.mask_source == "segmenter":
+                seg_ms = res.timings_ms.get("segmentation", 0.0)
+                frame = replace(frame, label=res.label)  # later modes reuse the segmentation
+        t = dict(res.timings_ms)
+        if mode != "per-pixel" and cfg.mask_source == "segmenter":
+            t["segmentation"] = t.get("segmentation", 0.0) + seg_ms
+            t["total"] = t.get("total", 0.0) + seg_ms
+        for k in STAGE_KEYS:
+            sums[mode][k] += float(t.get(k, 0.0))
+        preds = {i: (p.R, p.t, p.confidence) for i, p in _match(scored, list(res.instances)).items()}
+        result.false_detections[mode] = result.false_detections.get(mode, 0) + false_detections(frame.gt, res.instances)
+        _score(result, mode, scene_id, im_id, scored, preds, cat, model_pts)
+    if cfg.baseline and first_result is not None:
+        rng = np.random.default_rng([cfg.seed, scene_id, im_id])
+        t0 = time.perf_counter()
+        preds = {}
+        for i, p in _match(scored, list(first_result.instances)).items():
+            info = cat.by_class_id(p.class_id)
+            pose = _baseline_pose(frame, p.mask, info, pipes["per-pixel"].num_points, rng) if p.mask is not None else None
+            if pose is not None:
+                preds[i] = (pose[0], pose[1], None)
+        dt = (time.perf_counter() - t0) * 1e3 + first_result.timings_ms.get("segmentation", 0.0)
+        sums["baseline"]["total"] += dt
+        _score(result, "baseline", scene_id, im_id, scored, preds, cat, model_pts)
+    result.frames += 1
 
 
 def false_detections(gt: list | None, instances: list) -> int:

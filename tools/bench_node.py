@@ -20,9 +20,8 @@ conversion and publishing is printed too. Both sides use the same torch thread c
 
     python -m tools.bench_node --rates 15 30 --loops 3
 
-Machine speed drifts on a shared machine (docs/node_internals.md, "Benchmarks on a shared
-machine"); ``--blocks N`` alternates N streaming blocks with idle direct passes so that drift
-hits both sides alike.
+Machine speed drifts within minutes on a shared machine (docs/performance.md); ``--blocks N``
+alternates N streaming blocks with idle direct passes so that drift hits both sides alike.
 """
 
 from __future__ import annotations

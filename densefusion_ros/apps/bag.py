@@ -63,7 +63,8 @@ def write_sequence(
     With ``compressed`` the images go as ``sensor_msgs/CompressedImage`` on ``<topic>/compressed``
     (colour JPEG at ``jpeg_quality``, depth lossless 16-bit PNG), as image_transport's compressed
     plugin records them; the replay decodes them back to raw images on ``<topic>``. Otherwise raw
-    images, each message zstd-compressed in the bag. Returns the number of frames written.
+    images, each message zstd-compressed in the bag. Sizes: docs/node_internals.md, "Bag sizes".
+    Returns the number of frames written.
     """
     store = typestore()
     image_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"

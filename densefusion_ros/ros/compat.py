@@ -14,10 +14,11 @@ multi-threaded executor) and the post-set parameter callback (absent from Humble
 callback then applies accepted changes itself).
 
 The in-package sync can also take its inputs *serialized* (``synchronize(..., raw=True)``) and
-decode them with the ``rosbags`` CDR reader: pixels become numpy views instead of copies into
-``array.array``, about a tenth of rclpy's per-message work on the executor thread, which on a
-small CPU competes with the inference worker for the GIL. The decoded messages have the same
-field names as rclpy's (``header.stamp``, ``height``, ``encoding``, ``data``, ``k``, ...).
+decode them with the ``rosbags`` CDR reader (:func:`~densefusion_ros.ros.cdr.typestore`): pixels
+become numpy views instead of copies into ``array.array``, a fraction of rclpy's per-message work
+on the executor thread, which competes with the inference worker for the GIL (docs/node_internals.md,
+"Raw input decoding"). The decoded messages have the same field names as rclpy's (``header.stamp``,
+``height``, ``encoding``, ``data``, ``k``, ...).
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 Each sub-command lives in its own module, which exposes ``configure_parser(parser)`` and
 ``run(args) -> int``. Modules are imported only when their sub-command runs, so that
-``densefusion-ros synth --help`` does not pay for importing torch.
+``densefusion-ros synth --help`` does not pay for importing torch. ``train`` and ``evaluate``
+turn the parsed options into their typed settings first
+(:meth:`~densefusion_ros.train.config.TrainConfig.from_args`,
+:meth:`~densefusion_ros.eval.evaluate.EvalConfig.from_args`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ with enough visible pixels (its visible mask is the mask). The published augment
 Batching: crops differ in size, and one estimator batch needs one size. :class:`SizeGroupedBatchSampler`
 groups indices by the crop size known from ``scene_gt_info`` (``bbox_visib``), so that most
 batches hold one size; :func:`collate_pose` splits whatever it gets into equal-size groups, which
-the trainer runs one after the other with gradient accumulation (see the trainer's module
-docstring for measured speeds: batching gains little on one CPU thread, much on a GPU).
+the trainer runs one after the other with gradient accumulation (batching gains little on one
+CPU thread, much on a GPU: models/README.md, "Training throughput").
 
 Determinism: the random draws of sample ``i`` in epoch ``e`` come from
 ``np.random.default_rng([seed, e, i])``; samplers yield ``(i, e)`` keys so that persistent
@@ -225,7 +225,7 @@ class PoseDataset(Dataset):
         normalization: the checkpoint's image normalisation (see ``models.transforms``).
         seed: base seed of every random draw.
         cache_crops: keep each instance's crop region (RGB, depth, mask) in memory after its first
-            load, so later epochs skip PNG decoding (about 0.2 MB per 160x160 instance).
+            load, so later epochs skip PNG decoding (an RGB-D crop and its mask per instance).
         max_instances: keep only the first ``max_instances`` (after an even thinning), e.g. for a
             quick test set.
     """
@@ -309,9 +309,8 @@ class PoseDataset(Dataset):
         """Load every instance's crop region now (needs ``cache_crops``), with ``threads`` threads.
 
         Called before the DataLoader starts, the cache is inherited by its forked workers instead
-        of each worker decoding every frame again during the first epochs (on a 16-core GPU
-        machine the estimator trained at 160-390 samples/s while the per-worker caches filled,
-        1,200 once they were full).
+        of each worker decoding every frame again during the first epochs, when training runs
+        much slower (models/README.md, "Training throughput").
         """
         if not self.cache_crops:
             raise ValueError("preload needs cache_crops=True")

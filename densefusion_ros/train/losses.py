@@ -13,8 +13,8 @@ Estimator loss, per sample and per point hypothesis ``i`` (``N`` of them):
 
 The nearest neighbours of all ``N x M`` predicted points are found under ``no_grad`` with one
 batched matmul per chunk (``|t|^2 - 2 q.t``, the expanded squared-norm form that ``torch.cdist``
-uses for large inputs; on CUDA) or scipy's cKDTree (on CPU, where the memory-bound matmul is
-about 5x slower); the distances are then recomputed on the gathered targets, so the gradient is
+uses for large inputs; on CUDA) or scipy's cKDTree (on CPU, where the matmul is memory-bound
+and slower: models/README.md, "Training throughput"); the distances are then recomputed on the gathered targets, so the gradient is
 the exact one. This replaces the published CUDA KNN and is exact (ties aside). The ADD distances
 of all hypotheses come from one ``bmm`` of ``(B, N*3, 3)`` by ``(B, 3, M)``.
 
@@ -59,9 +59,8 @@ def nearest_indices(
         refs: ``(B, K, 3)``.
         backend: ``"matmul"``: chunked ``baddbmm`` of the expanded squared norms, then argmin
             (what ``torch.cdist(..., compute_mode="use_mm_for_euclid_dist")`` does, without the
-            sqrt); ``"kdtree"``: scipy's cKDTree (CPU only; about 5x faster than the matmul on
-            2 CPU cores for 250k queries against 500 points, because the matmul is memory-bound
-            there); ``"auto"``: kdtree for CPU tensors, matmul otherwise.
+            sqrt); ``"kdtree"``: scipy's cKDTree (CPU only; faster than the matmul there, which
+            is memory-bound); ``"auto"``: kdtree for CPU tensors, matmul otherwise.
 
     Returns:
         ``(B, Q)`` int64 indices into ``refs`` (``torch.cdist(queries, refs).argmin(-1)``, ties aside).
@@ -94,7 +93,7 @@ def nearest_indices(
 
 def _mean_norm(diff: torch.Tensor) -> torch.Tensor:
     """``(B, H, 3, M) -> (B, H)``: mean over M of the point norms (sqrt of a clamped sum of
-    squares: about 2x faster to differentiate on CPU than ``vector_norm``, gradient 0 at 0)."""
+    squares: faster to differentiate on CPU than ``vector_norm``, gradient 0 at 0)."""
     return diff.square().sum(2).clamp_min(1e-18).sqrt().mean(-1)
 
 

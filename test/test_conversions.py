@@ -11,8 +11,11 @@ from densefusion_ros.ros.conversions import (
     ENCODINGS,
     ImageConversionError,
     InputError,
+    camera_info_msg,
     camera_info_to_k,
     color_to_rgb,
+    compressed_to_image,
+    decode_compressed,
     depth_to_metres_msg,
     image_to_numpy,
     numpy_to_image,
@@ -33,6 +36,57 @@ def test_padded_step_is_decoded():
     assert np.array_equal(color_to_rgb(synthetic.padded(numpy_to_image(rgb, "rgb8"), 11)), rgb)
     metres, enc = depth_to_metres_msg(synthetic.padded(numpy_to_image(depth, "16UC1"), 3))  # odd padding for 2-byte pixels
     assert enc == "16UC1" and np.allclose(metres, depth / 1000.0)
+
+
+@pytest.mark.parametrize("encoding, array", [
+    ("rgb8", np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)),
+    ("bgra8", np.arange(5 * 7 * 4, dtype=np.uint8).reshape(5, 7, 4)),
+    ("16UC1", np.arange(35, dtype=np.uint16).reshape(5, 7) * 100),
+    ("32FC1", np.linspace(0.3, 2.0, 35, dtype=np.float32).reshape(5, 7)),
+])
+def test_rosbags_messages_decode_as_rclpy_ones(encoding, array):
+    """One decoder for both kinds: an Image read with the rosbags type store (the node's raw inputs, the bag reader)
+    gives the pixels that the rclpy message gives, padding included."""
+    from rclpy.serialization import serialize_message
+
+    from densefusion_ros.ros.cdr import typestore
+
+    msg = synthetic.padded(numpy_to_image(array, encoding), 5)
+    decoded = typestore().deserialize_cdr(serialize_message(msg), "sensor_msgs/msg/Image")
+    assert not isinstance(decoded, Image)
+    if encoding in ("rgb8", "bgra8"):
+        assert np.array_equal(color_to_rgb(decoded), color_to_rgb(msg))
+        assert np.array_equal(color_to_rgb(msg), array[..., 2::-1] if encoding == "bgra8" else array)
+    else:
+        assert np.array_equal(depth_to_metres_msg(decoded)[0], depth_to_metres_msg(msg)[0])
+
+
+def test_compressed_images_decode_to_their_recorded_encoding():
+    """As image_transport's compressed plugin records them: colour JPEG in its encoding's channel order, depth PNG exact."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    red = np.zeros((8, 10, 3), np.uint8)
+    red[..., 0] = 200
+    jpg = cv2.imencode(".jpg", red[..., ::-1])[1].tobytes()  # OpenCV encodes BGR
+    pixels, encoding = decode_compressed("rgb8; jpeg compressed bgr8", jpg)
+    assert encoding == "rgb8" and np.abs(pixels.astype(int) - red).max() <= 2
+    depth = np.arange(80, dtype=np.uint16).reshape(8, 10) * 700
+    msg = CompressedImage(format="16UC1; png compressed mono16", data=cv2.imencode(".png", depth)[1].tobytes())
+    msg.header.frame_id = "cam"
+    image = compressed_to_image(msg)
+    assert image.encoding == "16UC1" and image.header == msg.header
+    assert np.array_equal(image_to_numpy(image), depth)
+    with pytest.raises(ImageConversionError, match="cannot decode"):
+        decode_compressed("rgb8; jpeg compressed bgr8", b"not an image")
+
+
+def test_camera_info_of_a_pinhole():
+    K = np.array([[500.0, 0, 320], [0, 510.0, 240], [0, 0, 1]])
+    msg = camera_info_msg(K, 480, 640)
+    assert (msg.height, msg.width, msg.distortion_model) == (480, 640, "plumb_bob") and not np.any(msg.d)
+    assert np.array_equal(camera_info_to_k(msg), K)
+    assert np.array_equal(np.reshape(msg.p, (3, 4)), np.hstack([K, np.zeros((3, 1))])) and np.array_equal(np.reshape(msg.r, (3, 3)), np.eye(3))
 
 
 def test_bgr_and_big_endian():

@@ -116,3 +116,24 @@ def test_an_instance_moved_into_another_frame_turns_its_pose_and_covariance():
     assert np.allclose(moved.R, Rz @ inst.R) and np.allclose(moved.t, Rz @ inst.t + [1.0, 2.0, 3.0])
     assert np.allclose(np.diag(moved.covariance), np.array([2.0, 1.0, 3.0, 5.0, 4.0, 6.0]) * 1e-6)
     assert np.allclose(Rotation.from_quat(moved.quaternion_wxyz, scalar_first=True).as_matrix(), moved.R)
+
+
+def test_bag_ground_truth_is_built_as_the_node_detections():
+    """The ground truth a bag carries (apps.bag) is what the node would publish for the same poses: ids ``<name>_<k>``
+    numbered within each class, bbox centred on the mesh's bounding box, score = the visible share."""
+    from dataclasses import replace
+
+    from densefusion_ros.apps.bag import gt_detections
+    from densefusion_ros.frame import Frame, GtObject
+
+    catalog = Catalog.load(share_path("config", "objects", "demo.yaml"))
+    first, second = _instances(catalog)[:2]
+    instances = [first, replace(first, instance=1, t=first.t + 0.2, confidence=0.25), second]
+    gt = [GtObject(class_id=i.class_id, R=i.R, t=i.t, visib_fract=i.confidence) for i in instances]
+    gt.append(GtObject(class_id=99, R=np.eye(3), t=np.ones(3)))  # not in the catalog: left out
+    header = Header(frame_id="camera_color_optical_frame")
+    frame = Frame(rgb=np.zeros((4, 4, 3), np.uint8), depth_m=np.zeros((4, 4), np.float32), K=np.eye(3), gt=gt)
+    ours = gt_detections(header, frame, catalog)
+    assert ours == outputs.detections(header, instances, outputs.poses(instances), catalog)
+    assert [d.id for d in ours.detections] == [f"{first.name}_0", f"{first.name}_1", f"{second.name}_0"]
+    assert np.any(catalog.by_class_id(first.class_id).bbox_center), "the test needs a mesh whose bbox is off its origin"

@@ -2,8 +2,8 @@
 
 Every test runs with one intra-op torch thread (``_one_torch_thread``): CI machines are small and
 shared, and two contended threads ran the tests' small ops 5-10x slower than one. Random-weight
-networks come from ``tools/random_networks.py``, other shared helpers from ``helpers.py``; waiting on a condition with a deadline (instead of a
-fixed sleep) in ``waiting.py``.
+networks come from ``tools/random_networks.py``, other shared helpers from ``helpers.py``, waiting on
+a condition with a deadline (instead of a fixed sleep) from ``waiting.py``.
 """
 
 from __future__ import annotations

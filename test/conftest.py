@@ -1,7 +1,7 @@
 """Shared fixtures. Every ROS process in the tests gets its environment from ``ros_env``.
 
 Every test runs with one intra-op torch thread (``_one_torch_thread``): CI machines are small and
-shared, and two contended threads ran the tests' small ops 5-10x slower than one. Random-weight
+shared, and contended threads run the tests' small ops slower than one thread does. Random-weight
 networks come from ``tools/random_networks.py``, other shared helpers from ``helpers.py``, waiting on
 a condition with a deadline (instead of a fixed sleep) from ``waiting.py``.
 """

@@ -7,6 +7,7 @@ import pytest
 import torch
 from rclpy.parameter import Parameter
 
+from densefusion_ros.frame import box_frame
 from densefusion_ros.pipeline import FrameResult, InstanceResult
 from densefusion_ros.ros import process
 from densefusion_ros.ros.diagnostics import ERROR, OK, DropLog, SyncStatus
@@ -39,7 +40,7 @@ def node(ros):
 
 
 def fresh_set(node, **changes):
-    msgs = synthetic.input_set(synthetic.scene(120, 160), node.get_clock().now().to_msg())
+    msgs = synthetic.input_set(box_frame(120, 160), node.get_clock().now().to_msg())
     for name, fn in changes.items():
         fn(msgs[name])
     time.sleep(0.002)  # strictly increasing stamps

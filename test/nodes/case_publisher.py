@@ -20,11 +20,12 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.qos import QoSProfile
 
+from densefusion_ros.frame import box_frame
 from densefusion_ros.ros.conversions import numpy_to_image
 from tools import synthetic
 
 H, W = 120, 160
-SCENE = synthetic.scene(H, W)
+SCENE = box_frame(H, W)
 
 
 def replace(name, encoding, array):

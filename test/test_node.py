@@ -58,10 +58,10 @@ def run_phase(env, tmp_path, case, frames, overlay):
     recorder = spawn(["test/nodes/pose_recorder.py", *(["--overlay"] if overlay else [])], env)
     publisher = spawn(["test/nodes/case_publisher.py", str(tmp_path / f"{case}.json")], env, stdin=subprocess.PIPE)
     assert recorder.stdout.readline().strip() == "ready"
-    pub_out, _ = publisher.communicate("go\n", timeout=120)
-    time.sleep(1.5)  # the last frame processed, one more diagnostics period
+    pub_out, _ = publisher.communicate("go\n", timeout=120)  # the sets, then until the node has handled every one
     recorder.send_signal(signal.SIGTERM)
     rec_out, _ = recorder.communicate(timeout=30)
+    assert pub_out.rstrip().endswith("idle"), pub_out
     stamps = [tuple(json.loads(line)["stamp"]) for line in pub_out.splitlines() if line.startswith("{")]
     return stamps, json.loads(rec_out.strip().splitlines()[-1])
 
@@ -72,19 +72,19 @@ def test_trigger_estimates_the_next_frame_only(node_files, ros_env, tmp_path, ex
     (with either executor; the second run also refines with ICP)."""
     node = start_node(node_files, ros_env, "continuous:=false", f"executor:={executor}", f"icp:={icp}")
     try:
-        # 20 frames over 10 s: the call (client start-up, discovery, 2 s delay) lands while frames still come
+        # 20 frames over 10 s: the call (client start-up, discovery, two frames seen) lands while frames still come
         (tmp_path / "valid.json").write_text(json.dumps([{"case": "valid", "count": 20, "period": 0.5}]))
         recorder = spawn(["test/nodes/pose_recorder.py"], ros_env)
         publisher = spawn(["test/nodes/case_publisher.py", str(tmp_path / "valid.json")], ros_env, stdin=subprocess.PIPE)
         assert recorder.stdout.readline().strip() == "ready"
-        client = spawn(["test/nodes/trigger_client.py", "/densefusion/trigger", "2.0"], ros_env)
-        publisher.communicate("go\n", timeout=120)
+        client = spawn(["test/nodes/trigger_client.py", "/densefusion/trigger", synthetic.TOPICS["color"], "2"], ros_env)
+        pub_out = publisher.communicate("go\n", timeout=120)[0]  # the sets, then until the node has handled every one
         answer = json.loads(client.communicate(timeout=60)[0].strip().splitlines()[-1])
-        time.sleep(1.5)
         recorder.send_signal(signal.SIGTERM)
         got = json.loads(recorder.communicate(timeout=30)[0].strip().splitlines()[-1])
     finally:
         stop(node)
+    assert pub_out.rstrip().endswith("idle"), pub_out
     assert answer["success"] and answer["message"].startswith("box_0 ("), answer
     # the one triggered frame was estimated and published; the others were only received
     assert len(got["poses"]) == 1 and len(got["detections"]) == 1

@@ -39,6 +39,8 @@ from densefusion_ros.resources import share_path
 from densefusion_ros.ros.conversions import numpy_to_image
 from densefusion_ros.ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC
 
+from waiting import spin_until
+
 INPUTS = (COLOR_TOPIC, DEPTH_TOPIC, CAMERA_INFO_TOPIC)
 TRACKS = "densefusion: tracks"
 
@@ -93,23 +95,17 @@ def main() -> int:
     reset = node.create_client(Trigger, "/densefusion/reset_tracks")
     params = node.create_client(SetParameters, "/densefusion/set_parameters")
 
-    def spin_until(done, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while not done() and time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.02)
-        return bool(done())
-
     def call(client, request):
         future = client.call_async(request)
-        spin_until(future.done, 60.0)
+        spin_until(node, future.done, 60.0)
         return future.result()
 
-    ready = spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and det_sub.get_publisher_count() > 0
+    ready = spin_until(node, lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and det_sub.get_publisher_count() > 0
                        and reset.service_is_ready() and params.service_is_ready(), 60.0)
     if not ready:
         print(json.dumps({"step": "start", "error": "node not found"}), flush=True)
         return 1
-    time.sleep(0.3)
+    time.sleep(0.3)  # the node's readers match these writers a moment after the writers see them: not observable here
     for step in steps:
         if step[0] == "frames":
             for _ in range(int(step[1])):
@@ -119,7 +115,7 @@ def main() -> int:
                         msg.header.stamp = stamp
                         pubs[topic].publish(msg)
                     k = (stamp.sec, stamp.nanosec)
-                    if spin_until(lambda: k in dets and (not dets[k] or len(tf.get(k, [])) >= len(dets[k])), 20.0):
+                    if spin_until(node, lambda: k in dets and (not dets[k] or len(tf.get(k, [])) >= len(dets[k])), 20.0):
                         break
                 print(json.dumps({"step": "frame", "stamp": list(k), "ids": dets.get(k), "tf": tf.get(k, []), "sent": sent}), flush=True)
         elif step[0] == "reset":
@@ -133,7 +129,7 @@ def main() -> int:
         elif step[0] == "diag":
             since = time.monotonic()  # the second message after this one was certainly sent after it
             fresh = lambda: [d for t, d in diags if t > since]  # noqa: E731
-            spin_until(lambda: len(fresh()) >= 2, 30.0)
+            spin_until(node, lambda: len(fresh()) >= 2, 30.0)
             got = fresh()[-1] if len(fresh()) >= 2 else {"message": "no diagnostics", "values": {}}
             print(json.dumps({"step": "diag", **got}), flush=True)
     node.destroy_node()

@@ -14,6 +14,8 @@ from densefusion_ros.ros.diagnostics import ERROR, OK, DropLog, SyncStatus
 from densefusion_ros.ros.node import DenseFusionNode, valid_pose
 from tools import synthetic
 
+from waiting import wait_for
+
 
 @pytest.fixture(scope="module")
 def ros(rclpy_context, tmp_path_factory):
@@ -40,10 +42,12 @@ def node(ros):
 
 
 def fresh_set(node, **changes):
+    """An input set stamped after every earlier one (the node drops a stamp that is not newer than the last)."""
+    before = node.get_clock().now()
+    assert wait_for(lambda: node.get_clock().now() > before, timeout=1.0, interval=1e-4)
     msgs = synthetic.input_set(box_frame(120, 160), node.get_clock().now().to_msg())
     for name, fn in changes.items():
         fn(msgs[name])
-    time.sleep(0.002)  # strictly increasing stamps
     return tuple(msgs[k] for k in ("color", "depth", "camera_info", "label"))
 
 

@@ -2,7 +2,6 @@
 
 import json
 import signal
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -100,15 +99,17 @@ def test_the_node_takes_a_recording_with_its_own_stamps_and_loops(ros_env, how):
     node = wait_ready(spawn(["-m", "densefusion_ros.ros.node", "--ros-args", "-p", "device:=cpu", "-p", "mode:=detect",
                              "-p", "icp:=none", "-p", "torch_threads:=1", *sim_time], ros_env))
     recorder = spawn(["test/nodes/pose_recorder.py", "120"], ros_env)
+    waiter = spawn(["test/nodes/pose_waiter.py", "1", "60"], ros_env)  # until the outputs of the second loop begin
     try:
-        assert recorder.stdout.readline().strip() == "ready"
+        assert recorder.stdout.readline().strip() == "ready" and waiter.stdout.readline().strip() == "ready"
         replay = spawn(["-m", "densefusion_ros.apps.replay", "--rate", "15", "--loops", "2", f"--{how}"], ros_env)
         assert replay.communicate(timeout=120)[1] is None and replay.returncode == 0
-        time.sleep(2.0)
+        waited = waiter.communicate(timeout=150)[0]
         recorder.send_signal(signal.SIGINT)
         got = json.loads(recorder.communicate(timeout=30)[0].strip().splitlines()[-1])
     finally:
         log = stop(node)
+    assert waited.strip() == "seen", waited + log
     stamps = [tuple(p["stamp"]) for p in got["poses"]]
     assert stamps and set(stamps) <= recorded, "outputs carry the recording's stamps"
     assert any(b < a for a, b in zip(stamps, stamps[1:])), "frames of the second loop were processed too"

@@ -1,8 +1,21 @@
-"""A 30 s soak at 640x480, 30 Hz (tools.bench_soak): bounded latency, no memory growth, only 'busy' drops."""
+"""A 30 s soak at 640x480, 30 Hz (tools.bench_soak): the node stays up, latency stays bounded, memory does not grow,
+and frames are dropped only as 'busy'.
+
+The bounds are generous sanity checks, far from the figures, which a loaded machine moves: ``python -m
+tools.bench_soak`` prints them ("latency p95 / processing p95", "rss MiB" growth) and docs/robustness.md keeps the
+10-minute run's.
+"""
 
 import json
 
 from conftest import spawn
+
+# latest frame wins: a frame waits at most for the frame in progress, so latency stays near one processing period
+# however far the input rate exceeds the processing rate; a backlog that grows instead passes this within the soak
+LATENCY_P95_OVER_PROCESSING_P95 = 10.0
+# an input set kept per processed frame (1.5 MB at 640x480) passes this over the 15 s between the first and the
+# last RSS window once the node processes a few frames per second
+RSS_GROWTH_PERCENT = 10.0
 
 
 def test_soak_latency_bounded_and_memory_flat(ros_env, tmp_path):
@@ -13,9 +26,7 @@ def test_soak_latency_bounded_and_memory_flat(ros_env, tmp_path):
     r = json.loads((tmp_path / "soak.json").read_text())
     assert r["node alive"] and r["log Traceback"] == 0 and r["log unexpected"] == 0, out
     assert r["processed Hz (after warm-up)"] > 0.5
-    # latest frame wins: a frame waits at most for the frame in progress, so latency stays within
-    # a few processing periods however far the input rate exceeds the processing rate
     lat, proc_ms = r["latency ms (stamp -> pose received)"], r["processing ms (node)"]
-    assert lat["p95"] <= 2.5 * proc_ms["p95"], r
+    assert lat["p95"] <= LATENCY_P95_OVER_PROCESSING_P95 * proc_ms["p95"], r
     assert set(r["dropped (total)"]) <= {"busy (latest frame wins)"}, r["dropped (total)"]
-    assert abs(r["rss MiB"]["growth %"]) < 5.0, r["rss MiB"]
+    assert abs(r["rss MiB"]["growth %"]) < RSS_GROWTH_PERCENT, r["rss MiB"]

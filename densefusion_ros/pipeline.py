@@ -104,10 +104,10 @@ class PipelineConfig:
             :func:`~densefusion_ros.icp.pose_score`, the ``"verify"`` score) or ``"split"``
             (every component of at least ``min_mask_pixels`` is an instance, numbered by
             decreasing size). External ``frame.masks`` are always one instance per entry.
-            ``"largest"`` raised ADD-S AUC on the bundled model's held-out frames from 72.7
-            (``"class"``); ``"best"`` (default) keeps a pose off a distractor of the object's
-            colour that the segmenter labelled as the object and that is larger than it: see
-            models/README.md. One instance per class, as ``"largest"``, numbered 0.
+            ``"best"`` (default) keeps a pose off a distractor of the object's colour that the
+            segmenter labelled as the object and that is larger than it (models/README.md,
+            "Choosing among a class's mask components", compares the rules). One instance per
+            class, as ``"largest"``, numbered 0.
         candidates, candidate_share: ``instances="best"``: at most ``candidates`` components per
             class are estimated and scored, the largest ones with at least ``candidate_share`` of
             the largest one's pixels (smaller specks are rarely the object, and each candidate
@@ -365,7 +365,7 @@ class Pipeline:
     The modules are moved to the configured device and put in eval mode; with
     ``config.fuse_batchnorm`` the pipeline then holds BatchNorm-folded copies of those that have
     BatchNorm, so later changes to the originals do not reach it. Images are normalised
-    with each network's ``metadata["normalization"]`` (published convention when absent).
+    with each network's ``normalization`` metadata (published convention when absent).
     """
 
     def __init__(
@@ -488,7 +488,7 @@ class Pipeline:
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         """Label image ``(H, W)`` int64 of class ids from the segmenter's argmax (stage 1 alone).
 
-        A segmenter trained on resized frames (``metadata["input_scale"]``, e.g. 0.5) sees the
+        A segmenter trained on resized frames (its ``input_scale`` metadata, e.g. 0.5) sees the
         frame resized the same way; its logits are upsampled bilinearly before the argmax.
         """
         if self.segmenter is None:

@@ -57,6 +57,11 @@ def _limits(spec: Spec) -> str:
     return ""
 
 
+def _markdown(text: str) -> str:
+    """``text`` safe in a table cell: no column breaks, no angle brackets read as HTML tags."""
+    return text.replace("|", "/").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def markdown_table() -> str:
     """The README's table: one row per parameter, under its group; "live" = changeable while running."""
     rows = ["| parameter | default | range / choices | live | what it does |", "|---|---|---|---|---|"]
@@ -67,7 +72,7 @@ def markdown_table() -> str:
             rows.append(f"| **{group}** | | | | |")
         default = yaml_value(spec.default)
         rows.append(f"| `{spec.name}` | `{default}` | {_limits(spec)} | {'' if spec.read_only else 'yes'} | "
-                    f"{spec.description.replace('|', '/')} |")
+                    f"{_markdown(spec.description)} |")
     return "\n".join(rows) + "\n"
 
 

@@ -35,6 +35,7 @@ import threading
 import time
 import traceback
 from collections import defaultdict, deque
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import numpy as np
@@ -58,7 +59,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
-from densefusion_ros.frame import Frame
+from densefusion_ros.frame import Frame, box_frame
 from densefusion_ros.overlay import draw_overlay
 from densefusion_ros.pipeline import FrameResult
 from densefusion_ros.ros import compat, outputs, parameters, process
@@ -279,16 +280,11 @@ class DenseFusionNode(LifecycleNode):
         for info in self.catalog:
             info.extents, info.bbox_center, info.diameter, info.sample_points(500)
             self.pipeline.model_geometry(info)  # the tracker's and the verification's model points
-        h, w = 240, 320
-        depth = np.full((h, w), 0.6, np.float32)
-        mask = np.zeros((h, w), bool)
-        mask[90:150, 120:200] = True
-        rgb = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
-        K = np.array([[300.0, 0, w / 2], [0, 300.0, h / 2], [0, 0, 1]])
-        first = next(iter(self.catalog))
-        self.pipeline(Frame(rgb=rgb, depth_m=depth, K=K, masks={first.class_id: mask}))
+        box = box_frame(240, 320)
+        frame = replace(box, label=None)
+        self.pipeline(replace(frame, masks={next(iter(self.catalog)).class_id: box.label == 1}))
         if self.pipeline.segmenter is not None:
-            self.pipeline(Frame(rgb=rgb, depth_m=depth, K=K))
+            self.pipeline(frame)
 
     def _init_diagnostics(self, topics: list[str]) -> None:
         hz = self._p("expected_input_hz")

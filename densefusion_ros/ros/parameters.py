@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from densefusion_ros.choices import ICP_MODES, INSTANCE_RULES
+from densefusion_ros.ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC
 
 __all__ = ["PARAMETERS", "SPECS", "Spec", "apply", "descriptor", "pipeline_config", "why_invalid"]
 
@@ -114,9 +115,9 @@ PARAMETERS: tuple[Spec, ...] = (
          range=(0.0, 1.0), field="score_threshold"),
     Spec("seed", -1, "seed for point sampling; -1 = random", _ESTIMATION, range=(-1, 2**31 - 1), field="seed",
          to_field=_negative_is_none),
-    Spec("color_topic", "/camera/camera/color/image_raw", "colour image topic (rgb8, bgr8, rgba8, bgra8)", _INPUTS),
-    Spec("depth_topic", "/camera/camera/aligned_depth_to_color/image_raw", "depth aligned to colour (16UC1 mm or 32FC1 m)", _INPUTS),
-    Spec("camera_info_topic", "/camera/camera/color/camera_info", "camera_info of the colour image (K is read from it)", _INPUTS),
+    Spec("color_topic", COLOR_TOPIC, "colour image topic (rgb8, bgr8, rgba8, bgra8)", _INPUTS),
+    Spec("depth_topic", DEPTH_TOPIC, "depth aligned to colour (16UC1 mm or 32FC1 m)", _INPUTS),
+    Spec("camera_info_topic", CAMERA_INFO_TOPIC, "camera_info of the colour image (K is read from it)", _INPUTS),
     Spec("label_topic", "", "optional label image topic (mono8/16UC1 class ids) used instead of the segmentation net", _INPUTS),
     Spec("raw_inputs", True, "receive the inputs serialized and decode them with rosbags (numpy views of the pixels, a fraction "
          "of rclpy's work per message); in-package sync only: with message_filters installed, rclpy decodes", _INPUTS),

@@ -66,8 +66,8 @@ class Frame:
     stamp: float = 0.0
 
 
-def box_frame(height: int = 240, width: int = 320, *, seed: int = 0, with_object: bool = True) -> Frame:
-    """A synthetic frame that needs no camera or dataset: a flat wall at 0.6 m and, with ``with_object``,
+def box_frame(height: int = 240, width: int = 320, *, seed: int = 0) -> Frame:
+    """A synthetic frame that needs no camera or dataset: a flat wall at 0.6 m and
     a box face 5 cm in front of it over the middle third of the image (rows and columns).
 
     For warm-ups, tests and harnesses: the pipeline finds the box from ``label`` ``(H, W)`` uint8
@@ -78,10 +78,9 @@ def box_frame(height: int = 240, width: int = 320, *, seed: int = 0, with_object
     rgb = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
     depth = np.full((height, width), 0.6, np.float32)
     label = np.zeros((height, width), np.uint8)
-    if with_object:
-        rows, cols = slice(height // 3, 2 * height // 3), slice(width // 3, 2 * width // 3)
-        label[rows, cols] = 1
-        depth[rows, cols] = 0.55
+    rows, cols = slice(height // 3, 2 * height // 3), slice(width // 3, 2 * width // 3)
+    label[rows, cols] = 1
+    depth[rows, cols] = 0.55
     f = 0.94 * width
     K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
     return Frame(rgb=rgb, depth_m=depth, K=K, label=label)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from densefusion_ros.choices import ICP_MODES, INSTANCE_RULES
 from densefusion_ros.frame import Frame, depth_to_metres
 
 if TYPE_CHECKING:
@@ -79,11 +80,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--catalog", type=Path, help="object catalog YAML (default: config/objects/demo.yaml)")
     opt = parser.add_argument_group("pipeline")
     opt.add_argument("--iterations", type=int, default=2, help="refiner iterations K (published: 2 YCB, 4 LineMOD)")
-    opt.add_argument("--icp", choices=("none", "after", "verify", "only"), default="verify",
+    opt.add_argument("--icp", choices=ICP_MODES, default="verify",
                      help="ICP stage (verify: the turns of the network pose checked against the depth)")
     opt.add_argument("--num-points", type=int, default=None, help="points per instance (default: from the checkpoint)")
     opt.add_argument(
-        "--instances", choices=("class", "largest", "best", "split"), default="best",
+        "--instances", choices=INSTANCE_RULES, default="best",
         help="mask -> instances rule (PipelineConfig.instances): best = of a class's components, the one its pose explains best",
     )  # fmt: skip
     opt.add_argument("--score-threshold", type=float, default=0.0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from densefusion_ros.apps.bag import read_sequence, write_sequence
+from densefusion_ros.apps.bag import load_frames, read_sequence, write_sequence
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.frame import Frame, GtObject
 from densefusion_ros.ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC, GT_TOPIC
@@ -44,6 +44,9 @@ def test_write_and_read_sequence(tmp_path, catalog, compressed):
     assert len(msgs) == 12
     times = sorted({m[2] for m in msgs})
     assert np.allclose(np.diff(times), 1e9 / 30, atol=1)
+    assert [m[0] for m in read_sequence(tmp_path / "bag", [GT_TOPIC])] == [GT_TOPIC] * 3
+    assert list(read_sequence(tmp_path / "bag", ["/other_camera/color/image_raw"])) == []  # not "every topic"
+    assert len(load_frames(tmp_path / "bag")) == 3
 
 
 def test_write_sequence_with_the_frames_own_stamps(tmp_path, catalog):

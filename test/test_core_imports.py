@@ -50,12 +50,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _imports(folder: Path) -> list[tuple[str, str]]:
-    """``(file, imported module)`` for every absolute import in the Python files under ``folder``, lazy ones included."""
+    """``(file, imported module)`` for every import in the Python files under ``folder``, lazy ones included;
+    relative ones resolved, and ``from a import b`` listed as both ``a`` and ``a.b`` (b may be a module)."""
     found = []
     for path in folder.rglob("*.py"):
+        package = path.relative_to(ROOT).with_suffix("").parts[:-1]
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join([*package[: len(package) - node.level + 1], *([base] if base else [])])
+                names = [base, *(f"{base}.{a.name}" for a in node.names)]
+            else:
+                names = []
             found += [(str(path.relative_to(ROOT)), n) for n in names]
     return found
 

@@ -56,7 +56,7 @@ SEQUENCE = [("valid", 2, 0.5), ("color_encoding_unknown", 1, 0.5), ("depth_nan",
 # The sync warnings come from the diagnostics timer once no set has formed for 2 s: these cases last until it has
 # (at least their count; longer on a loaded machine, whose timer fires late).
 UNTIL_LOG = {case: BAD_CASES[case][1] for case in ("no_camera_info", "camera_info_late")}
-SHUTDOWN_BUDGET_S = 2.0  # the clean shutdown's p95 is a fraction of it (README, "The node")
+SHUTDOWN_BUDGET_S = 2.0  # the clean shutdown's p95 is a fraction of it (docs/robustness.md)
 
 
 def key(stamp):

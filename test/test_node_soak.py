@@ -2,7 +2,7 @@
 and frames are dropped only as 'busy'.
 
 The bounds are generous sanity checks, far from the figures, which a loaded machine moves: ``python -m
-tools.bench_soak`` prints them ("latency p95 / processing p95", "rss MiB" growth) and docs/robustness.md keeps the
+tools.bench_soak`` prints them ("latency p95 / processing p95", "rss MiB" growth and frames) and docs/robustness.md keeps the
 10-minute run's.
 """
 
@@ -13,9 +13,9 @@ from conftest import spawn
 # latest frame wins: a frame waits at most for the frame in progress, so latency stays near one processing period
 # however far the input rate exceeds the processing rate; a backlog that grows instead passes this within the soak
 LATENCY_P95_OVER_PROCESSING_P95 = 10.0
-# an input set kept per processed frame (1.5 MB at 640x480) passes this over the 15 s between the first and the
-# last RSS window once the node processes a few frames per second
-RSS_GROWTH_PERCENT = 10.0
+# RSS growth between the first and the last window may be this much noise plus this much per processed frame:
+# an input set kept per frame (1.5 MB at 640x480) exceeds it at any processing rate that gives a few dozen frames
+RSS_NOISE_MIB, RSS_MIB_PER_FRAME = 16.0, 0.5
 
 
 def test_soak_latency_bounded_and_memory_flat(ros_env, tmp_path):
@@ -29,4 +29,5 @@ def test_soak_latency_bounded_and_memory_flat(ros_env, tmp_path):
     lat, proc_ms = r["latency ms (stamp -> pose received)"], r["processing ms (node)"]
     assert lat["p95"] <= LATENCY_P95_OVER_PROCESSING_P95 * proc_ms["p95"], r
     assert set(r["dropped (total)"]) <= {"busy (latest frame wins)"}, r["dropped (total)"]
-    assert abs(r["rss MiB"]["growth %"]) < RSS_GROWTH_PERCENT, r["rss MiB"]
+    rss = r["rss MiB"]
+    assert rss["growth"] < RSS_NOISE_MIB + RSS_MIB_PER_FRAME * rss["frames processed after warm-up"], rss

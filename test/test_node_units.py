@@ -118,6 +118,14 @@ def test_verify_centroid_starts_reaches_the_icp_options(node):
     assert node.pipeline.config.icp_options.verify_centroid_starts is False
 
 
+def test_parameters_outside_the_spec_change_freely(node):
+    """rclpy's own parameters (use_sim_time) are not in the spec: setting one live succeeds and leaves the pipeline alone."""
+    before = node.pipeline.config
+    assert node.set_parameters([Parameter("use_sim_time", value=True)])[0].successful
+    assert node.set_parameters([Parameter("use_sim_time", value=False)])[0].successful
+    assert node.pipeline.config is before and node.pipeline.config.score_threshold == 0.0
+
+
 def test_mode_is_checked_when_set_and_at_start_up(node):
     """``mode`` takes track or detect at run time; another value is refused with the reason, and at start-up it is a
     StartupError (exit code 2) before anything is loaded."""

@@ -35,6 +35,7 @@ import torch
 
 from densefusion_ros.catalog import Catalog, ObjectInfo, resolve_mesh_path
 from densefusion_ros.frame import Frame
+from densefusion_ros.models.metadata import CheckpointMeta
 from tools.random_networks import random_networks
 
 __all__ = ["synthetic_frame", "synthetic_catalog", "configure_parser", "run", "main"]
@@ -145,7 +146,7 @@ def _bench_one(device: str, fp16: bool, backbone: str, counts, args) -> list[_Ro
     num_objects = max(counts)
     nets = random_networks(num_objects, backbone=backbone, segmenter=True)
     est, ref, seg = nets["estimator"], nets["refiner"], nets["segmenter"]
-    seg.metadata = {"input_scale": args.seg_scale}  # as the bundled segmenter (trained at --seg-scale 0.5)
+    seg.metadata = CheckpointMeta(kind="segmenter", input_scale=args.seg_scale)  # as the bundled segmenter (trained at --seg-scale 0.5)
     config = PipelineConfig(
         num_points=args.num_points, refine_iterations=args.iterations, seed=0, device=device, fp16=fp16,
         min_points=1, min_mask_pixels=1, icp="none",

@@ -184,6 +184,8 @@ def summarize(args, start, end, sent, poses, processing, diag, warm_diag, rss, a
         "rss MiB": {"after warm-up (median of first window)": round(float(np.median(first)), 1) if first else None,
                     "end (median of last window)": round(float(np.median(last)), 1) if last else None,
                     "max": round(max(mb for _, mb in rss), 1) if rss else None, "growth %": round(float(growth), 2),
+                    "growth": round(float(np.median(last) - np.median(first)), 1) if first and last else None,
+                    "frames processed after warm-up": len(lat),
                     "per minute": {f"{int(t // 60)}": round(mb, 1) for t, mb in rss if int(t) % 60 == 0}},
         "node alive": alive, "log Traceback": log.count("Traceback"), "log unexpected": log.count("unexpected"),
     }

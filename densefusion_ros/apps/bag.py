@@ -127,6 +127,8 @@ def read_sequence(path: str | Path, topics: Iterable[str] | None = None) -> Iter
     with Reader(Path(path)) as reader:
         wanted = set(topics) if topics is not None else None
         conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        if not conns:  # rosbags reads an empty selection as "every connection"
+            return
         for conn, t_ns, raw in reader.messages(connections=conns):
             yield conn.topic, conn.msgtype, t_ns, bytes(raw)
 

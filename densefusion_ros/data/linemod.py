@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from densefusion_ros.data import io
+from densefusion_ros.data.bop import gt_pose
 from densefusion_ros.frame import Frame, GtObject, depth_to_metres
 
 #: DenseFusion's hard-coded LineMOD camera (fact sheet 4.4).
@@ -125,10 +126,6 @@ class LinemodDataset:
         mask_path = folder / "mask" / name
         mask = io.read_mask(mask_path) if mask_path.is_file() else None
         entry = self.gt_entry(obj_id, frame_id)
-        gt = GtObject(
-            class_id=int(entry["obj_id"]),
-            R=np.asarray(entry["cam_R_m2c"], dtype=np.float64).reshape(3, 3),
-            t=np.asarray(entry["cam_t_m2c"], dtype=np.float64).reshape(3) / 1000.0,
-            mask=mask,
-        )
+        R, t = gt_pose(entry)
+        gt = GtObject(class_id=int(entry["obj_id"]), R=R, t=t, mask=mask)
         return Frame(rgb=rgb, depth_m=depth_m, K=self.camera(obj_id, frame_id), gt=[gt])

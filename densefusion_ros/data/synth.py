@@ -509,7 +509,7 @@ class SceneRenderer:
         if plugin < 0:
             if wanted == "egl":
                 raise RuntimeError("the pybullet EGL renderer plugin did not load")
-            log.warning("EGL renderer plugin unavailable: using TinyRenderer (about 4x slower)")
+            log.warning("EGL renderer plugin unavailable: using TinyRenderer (slower)")
             return "tiny"
         return "egl"
 

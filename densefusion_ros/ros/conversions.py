@@ -23,6 +23,7 @@ from geometry_msgs.msg import Point, Pose, Quaternion, TransformStamped, Vector3
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from densefusion_ros.frame import depth_to_metres
 from densefusion_ros.geometry import matrix_to_quat, wxyz_to_xyzw
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,7 @@ def pixels_to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
 
 def pixels_to_metres(pixels: np.ndarray) -> np.ndarray:
     """``(H, W)`` float32 metres from 16UC1 / mono16 millimetres (uint16) or 32FC1 metres."""
-    if pixels.dtype == np.uint16:
-        return pixels.astype(np.float32) * np.float32(0.001)
-    return pixels.astype(np.float32, copy=False)
+    return depth_to_metres(pixels, 0.001 if pixels.dtype == np.uint16 else None)
 
 
 def color_to_rgb(msg: Image, **kwargs) -> np.ndarray:

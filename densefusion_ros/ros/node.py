@@ -18,7 +18,7 @@ The node is a lifecycle node (configure loads the networks, activate subscribes,
 cleanup release them); ``autostart`` runs configure and activate at start-up.
 
 Inputs arrive serialized and are decoded by the ``rosbags`` CDR reader (``raw_inputs``; see
-:mod:`~densefusion_ros.ros.compat`): a tenth of rclpy's work per message on the executor thread,
+:mod:`~densefusion_ros.ros.compat`): a fraction of rclpy's work per message on the executor thread,
 which on a small CPU shares the GIL with the worker.
 
 Bad input never reaches the worker or an output: each set is checked on arrival (stamps, and
@@ -261,7 +261,8 @@ class DenseFusionNode(LifecycleNode):
     def _apply_parameters(self, params: list[Parameter]) -> None:
         """Apply accepted changes at once: pipeline settings from the next frame, diagnostics limits now."""
         for param in params:
-            if parameters.SPECS[param.name].field is not None:
+            spec = parameters.SPECS.get(param.name)  # None for rclpy's own (use_sim_time)
+            if spec is not None and spec.field is not None:
                 if self.pipeline is not None:  # unconfigured: configure reads it
                     parameters.apply(self.pipeline.config, param.name, param.value)
             elif param.name == "expected_input_hz":

@@ -113,7 +113,7 @@ PARAMETERS: tuple[Spec, ...] = (
          "(every component an object)", _ESTIMATION, choices=INSTANCE_RULES, field="instances"),
     Spec("score_threshold", 0.0, "objects whose confidence is lower are not published", _ESTIMATION, read_only=False,
          range=(0.0, 1.0), field="score_threshold"),
-    Spec("seed", -1, "seed for point sampling; -1 = random", _ESTIMATION, range=(-1, 2**31 - 1), field="seed",
+    Spec("seed", -1, "seed for point sampling; negative = random", _ESTIMATION, range=(-(2**31), 2**31 - 1), field="seed",
          to_field=_negative_is_none),
     Spec("color_topic", COLOR_TOPIC, "colour image topic (rgb8, bgr8, rgba8, bgra8)", _INPUTS),
     Spec("depth_topic", DEPTH_TOPIC, "depth aligned to colour (16UC1 mm or 32FC1 m)", _INPUTS),

@@ -7,8 +7,8 @@
 * :func:`run`: ``rclpy.init`` without rclpy's signal handlers; SIGINT and SIGTERM both stop the
   spin loop, the node's worker and the executor, and the process exits 0 (within about a
   second); a signal during start-up exits 0 as well. A :class:`StartupError` exits 2.
-  :func:`exit_now` then skips the interpreter teardown, which takes over a second with torch
-  loaded on a busy CPU (measured: 0.6 s for ``import torch`` alone on 2 loaded cores).
+  :func:`exit_now` then skips the interpreter teardown, which is slow with torch loaded on a busy
+  CPU (docs/node_internals.md, "Exit without teardown").
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ class TrainConfig:
     """Everything ``densefusion-ros train`` is told; one field per option (see :func:`configure_parser`).
 
     Distances in metres; ``lr`` / ``w`` are the starting values (the schedule in
-    :class:`~densefusion_ros.train.trainer.TrainState` changes them).
+    :class:`~densefusion_ros.train.state.TrainState` changes them).
     """
 
     stage: str

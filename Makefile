@@ -4,7 +4,7 @@ PY := .venv/bin/python
 
 # The ROS tests that also run on the ROS 2 Jazzy wheels (a venv of their own, .venv-jazzy).
 JAZZY_TESTS := test/test_node.py test/test_node_units.py test/test_distro_compat.py test/test_launch_files.py \
-	test/test_tf_buffer.py test/test_ros_roundtrip.py test/test_bag_replay.py
+	test/test_tf_buffer.py test/test_ros_roundtrip.py test/test_bag_replay.py test/test_parameters.py
 
 .PHONY: env demo test test-jazzy bench clean
 

@@ -236,3 +236,18 @@ def test_file_arguments_left_empty_keep_the_parameter_file():
     assert not any(a.split(":=")[0] in FILE_PARAMETERS for a in argv), argv
     _, argv = _launch_node_argv("/cam2", refiner_weights="none")
     assert "refiner_weights:=none" in argv and not any(a.startswith("catalog:=") for a in argv), argv
+
+
+def test_densefusion_launch_remaps_the_nodes_default_topics():
+    """The launch file spells the camera topics as literals (ros2 launch files stay plain); they must be the
+    node's defaults from ros/topics.py, and camera_namespace's default their namespace."""
+    from densefusion_ros.ros.parameters import SPECS
+    from densefusion_ros.ros.topics import CAMERA_NAMESPACE
+
+    tree = ast.parse((REPO / "launch" / "densefusion.launch.py").read_text())
+    args = dict(_declared(tree))
+    assert args["camera_namespace"] == CAMERA_NAMESPACE
+    (node,) = _calls(tree, "Node")
+    remaps = dict(_eval(r, args) for r in _kw(node, "remappings").elts)
+    assert set(remaps) == {SPECS[name].default for name in ("color_topic", "depth_topic", "camera_info_topic")}
+    assert all(dst == src for src, dst in remaps.items()), "with the default camera_namespace the remappings are identities"

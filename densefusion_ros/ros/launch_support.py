@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from densefusion_ros.ros.parameters import PARAMETERS
-from densefusion_ros.ros.topics import COLOR_OPTICAL_FRAME
+from densefusion_ros.ros.topics import CAMERA_NAMESPACE, COLOR_OPTICAL_FRAME
 
 __all__ = ["FILE_PARAMETERS", "rviz_config"]
 
@@ -16,7 +16,7 @@ __all__ = ["FILE_PARAMETERS", "rviz_config"]
 FILE_PARAMETERS = tuple(spec.name for spec in PARAMETERS if spec.launch_argument)
 
 _NODE_TOPICS = "/densefusion/"  # the node's topics in config/densefusion.rviz (node name densefusion, no namespace)
-_CAMERA_TOPICS = "/camera/camera/"  # realsense2_camera's default camera_namespace/camera_name
+_CAMERA_TOPICS = f"{CAMERA_NAMESPACE}/"
 _CAMERA_FRAME = COLOR_OPTICAL_FRAME
 
 

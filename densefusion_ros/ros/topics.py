@@ -5,8 +5,9 @@ aligned to colour), so that a RealSense driver, ``ros2 bag record`` captures of 
 bundled sequence all feed the node without remapping. This module imports nothing.
 """
 
-COLOR_TOPIC = "/camera/camera/color/image_raw"
-DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
-CAMERA_INFO_TOPIC = "/camera/camera/color/camera_info"
+CAMERA_NAMESPACE = "/camera/camera"  # realsense2_camera's default camera_namespace/camera_name
+COLOR_TOPIC = f"{CAMERA_NAMESPACE}/color/image_raw"
+DEPTH_TOPIC = f"{CAMERA_NAMESPACE}/aligned_depth_to_color/image_raw"
+CAMERA_INFO_TOPIC = f"{CAMERA_NAMESPACE}/color/camera_info"
 GT_TOPIC = "/ground_truth/detections"  # vision_msgs/Detection3DArray of the bags' ground truth (class_id = object name)
 COLOR_OPTICAL_FRAME = "camera_color_optical_frame"  # realsense2_camera's optical frame of the colour image (frame_id of the above)

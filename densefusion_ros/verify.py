@@ -600,32 +600,49 @@ def _climb(evidence, bank, obj, slot, R, t, score, weights, max_sweeps):
     """Coordinate ascent of the score from each candidate pose, as
     :func:`densefusion_ros.icp._climb` does it for one (a move is kept as soon as it raises the
     score; per stage of ``_CLIMB_STAGES``, sweeps of the turns about the model's centre, then the
-    shifts, until a sweep raises nothing or ``max_sweeps``), for all candidates at once: each move
-    of a sweep is scored for every candidate still climbing in one call."""
+    shifts, until a sweep raises nothing or ``max_sweeps``), for all candidates at once.
+
+    Each call scores, for every candidate, all the moves left in its sweep from its current pose:
+    the first that raises the score is the move the sequential ascent would keep (the ones before
+    it were scored from the same pose), and the ascent goes on after it from the new pose. The
+    same poses as scoring one move at a time, in a few calls per sweep instead of one per move
+    (docs/design_notes.md, "verify: the climb's calls")."""
     device = R.device
     R, t, score = R.clone(), t.clone(), score.clone()
     centre = bank.centre[obj]  # [C,3]
     points = bank.points[obj]
+    eye = torch.eye(3, dtype=R.dtype, device=device)
     for turns, shifts in _CLIMB_STAGES:
-        moves = [("turn", S) for S in torch.as_tensor(turns, dtype=R.dtype, device=device)]
-        moves += [("shift", d) for d in torch.as_tensor(shifts, dtype=R.dtype, device=device)]
-        climbing = torch.ones(len(R), dtype=torch.bool, device=device)
-        for _ in range(max_sweeps):
-            rows = climbing.nonzero()[:, 0]
-            if not len(rows):
-                break
-            improved = torch.zeros(len(R), dtype=torch.bool, device=device)
-            for kind, move in moves:
-                if kind == "turn":
-                    R2 = R[rows] @ move
-                    t2 = t[rows] + ((R[rows] - R2) @ centre[rows, :, None])[..., 0]
-                else:
-                    R2, t2 = R[rows], t[rows] + move
-                s = score_poses(evidence, points[rows], slot[rows], R2, t2, *weights)
-                up = s > score[rows]
-                R[rows] = torch.where(up[:, None, None], R2, R[rows])
-                t[rows] = torch.where(up[:, None], t2, t[rows])
-                score[rows] = torch.where(up, s, score[rows])
-                improved[rows] |= up
-            climbing = improved
+        turns = torch.as_tensor(turns, dtype=R.dtype, device=device)
+        shifts = torch.as_tensor(shifts, dtype=R.dtype, device=device)
+        move_R = torch.cat([turns, eye.expand(len(shifts), 3, 3)])  # [m,3,3]: turns, then shifts
+        move_t = torch.cat([torch.zeros_like(shifts[: len(turns)]), shifts])  # [m,3]
+        n_moves = len(move_R)
+        cursor = torch.zeros(len(R), dtype=torch.int64, device=device)  # the next move of the sweep
+        sweeps = torch.zeros(len(R), dtype=torch.int64, device=device)
+        improved = torch.zeros(len(R), dtype=torch.bool, device=device)
+        active = torch.full((len(R),), max_sweeps > 0, dtype=torch.bool, device=device)
+        moves = torch.arange(n_moves, device=device)
+        while bool(active.any()):
+            rows = active.nonzero()[:, 0]
+            left = moves[None] >= cursor[rows, None]  # [r,m]: the moves still to score in each sweep
+            local, move = left.nonzero(as_tuple=True)  # row-major: each row's moves in order
+            r = rows[local]
+            R2 = R[r] @ move_R[move]
+            t2 = t[r] + ((R[r] - R2) @ centre[r, :, None])[..., 0] + move_t[move]
+            s = score_poses(evidence, points[r], slot[r], R2, t2, *weights)
+            key = torch.where(s > score[r], move, torch.full_like(move, n_moves))
+            first = torch.full((len(rows),), n_moves, dtype=torch.int64, device=device).scatter_reduce(0, local, key, "amin")
+            kept = first < n_moves
+            start = torch.cumsum(left.sum(1), 0) - left.sum(1)  # each row's first pair
+            pair = (start + first - cursor[rows])[kept]
+            up = rows[kept]
+            R[up], t[up], score[up] = R2[pair], t2[pair], s[pair]
+            improved[up] = True
+            cursor[up] = first[kept] + 1
+            done = rows[~kept | (cursor[rows] >= n_moves)]  # the sweep is over
+            sweeps[done] += 1
+            again = done[improved[done] & (sweeps[done] < max_sweeps)]
+            active[done] = False
+            active[again], cursor[again], improved[again] = True, 0, False
     return R, t, score

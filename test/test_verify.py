@@ -167,3 +167,37 @@ def test_pose_covariance_matches_the_spread_of_fits_and_grows_with_noise_and_occ
     occluded = pose_covariance(geometry, noisy[0][obs[:, 0] < np.percentile(obs[:, 0], 35)], R_gt, t_gt)
     assert np.trace(clean) < np.trace(predicted) < np.trace(occluded)
     assert pose_covariance(geometry, obs[:5], R_gt, t_gt) is None  # too few points to tell
+
+
+def test_batched_climb_takes_the_steps_of_the_one_pose_ascent(chair):
+    """verify's climb scores the rest of a sweep in one call; it must end where the sequential
+    coordinate ascent (:func:`densefusion_ros.icp._climb`, one move scored at a time) ends, pose
+    by pose, with the same score function."""
+    from densefusion_ros.icp import _climb as one_pose_climb
+    from densefusion_ros.verify import _climb as batched_climb
+
+    model, _ = chair
+    R_gt, t_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix(), np.array([0.0, -0.01, 0.5])
+    depth, (mask,), _ = _scene(chair, [(R_gt, t_gt)])
+    geometry = ModelGeometry.build(model, 0.015, "cpu")
+    bank = ModelBank([geometry])
+    evidence = DepthEvidence.build(depth.astype(np.float32), K, [mask], "cpu")
+    weights = (0.01, 3.0, 16.0)
+    rng = np.random.default_rng(3)
+    starts = [(Rotation.from_rotvec(rng.normal(0, 0.12, 3)).as_matrix() @ R_gt, t_gt + rng.normal(0, 0.006, 3)) for _ in range(6)]
+    as_t = lambda a: torch.as_tensor(np.array(a), dtype=torch.float32)  # noqa: E731
+    R0, t0 = as_t([R for R, _ in starts]), as_t([t for _, t in starts])
+    zeros = torch.zeros(len(starts), dtype=torch.int64)
+
+    def score(R, t):
+        return float(score_poses(evidence, bank.points[:1], zeros[:1], as_t(R)[None], as_t(t)[None], *weights)[0])
+
+    start_scores = score_poses(evidence, bank.points[zeros], zeros, R0, t0, *weights)
+    R, t, s = batched_climb(evidence, bank, zeros, zeros, R0, t0, start_scores, weights, max_sweeps=1000)
+    centre = bank.centre[0].numpy()
+    for k in range(len(starts)):
+        best, R_one, t_one = one_pose_climb(score, R0[k].numpy(), t0[k].numpy(), centre, float(start_scores[k]))
+        assert best > float(start_scores[k]), "every start was off the true pose: the ascent moved"
+        np.testing.assert_allclose(float(s[k]), best, atol=1e-6)
+        np.testing.assert_allclose(R[k].numpy(), R_one, atol=1e-5)
+        np.testing.assert_allclose(t[k].numpy(), t_one, atol=1e-6)

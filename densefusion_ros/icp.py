@@ -94,6 +94,10 @@ class IcpOptions:
         verify_support_plane: ``"torch"`` backend and the tracker: model points more than
             ``verify_tolerance`` below the frame's support plane (the table,
             :func:`densefusion_ros.support_plane.support_plane`) count as violating.
+        verify_max_violation: ``"torch"`` backend: a verified pose with a larger share of its
+            model points violating the depth (in front of the measured surface by more than
+            ``verify_tolerance``, or below the support plane) is not accepted, and the pipeline
+            does not publish it: the camera sees through such a pose (1 = accept any).
     """
 
     method: Literal["point_to_point", "point_to_plane"] = "point_to_point"
@@ -117,17 +121,21 @@ class IcpOptions:
     verify_keep: int = 8
     verify_support_plane: bool = True
     verify_climb_margin: float = 0.0
+    verify_max_violation: float = 0.2
 
 
 @dataclass
 class IcpResult:
-    """A refined pose, ``R (3, 3)`` and ``t (3,)`` float64, with Open3D's fitness and inlier RMSE (m)."""
+    """A refined pose, ``R (3, 3)`` and ``t (3,)`` float64, with Open3D's fitness and inlier RMSE (m);
+    ``violating``: the share of its model points that violate the depth (batched verification
+    only, else None)."""
 
     R: np.ndarray
     t: np.ndarray
     fitness: float
     rmse: float
     accepted: bool = True
+    violating: float | None = None
 
 
 def _cloud(points: np.ndarray):

@@ -471,6 +471,7 @@ class Pipeline:
             if self.config.instances == "best":
                 items, poses, icp_info = self._keep_best(frame, items, poses, icp_info, result.skipped)
                 timer.lap("segmentation")  # choosing among a class's components is part of stage 2
+            items, poses, icp_info = self._depth_checked(items, poses, icp_info, result.skipped)
         result.instances = [self._result(it, pose, icp) for it, pose, icp in zip(items, poses, icp_info)]
         result.timings_ms = timer.done()
         return result
@@ -773,6 +774,20 @@ class Pipeline:
             keep.append(best)
         keep.sort()
         return [items[i] for i in keep], [poses[i] for i in keep], [icp_info[i] for i in keep]
+
+    def _depth_checked(self, items: list[_Item], poses: list, icp_info: list, skipped: list):
+        """Without the verified poses that the depth contradicts (:class:`~densefusion_ros.icp.IcpResult`'s
+        ``violating`` above ``icp_options.verify_max_violation``): no pose is better than a wrong one."""
+        limit = self.config.icp_options.verify_max_violation
+        keep = []
+        for k, (it, icp) in enumerate(zip(items, icp_info)):
+            violating = getattr(icp, "violating", None)
+            if violating is not None and violating > limit:
+                skipped.append((it.info.class_id, f"verified pose of {it.info.name} fails the depth check: {violating:.0%} of the model "
+                                                  f"in front of the measured depth or below the table (at most {limit:.0%})"))  # fmt: skip
+            else:
+                keep.append(k)
+        return [items[k] for k in keep], [poses[k] for k in keep], [icp_info[k] for k in keep]
 
     def _result(self, it: _Item, pose, icp) -> InstanceResult:
         R, t, conf = pose

@@ -465,8 +465,9 @@ def verify_instances(
     """Hypothesise and verify every instance of a frame in batched tensor code (module docstring).
 
     Returns one :class:`~densefusion_ros.icp.IcpResult` per input: the winner after the final
-    ICP, or the input pose, not accepted, when ICP accepted no start (fitness below
-    ``options.min_fitness``) or the instance has fewer than 3 observed points.
+    ICP with its share of violating model points, accepted unless that share exceeds
+    ``options.verify_max_violation``; or the input pose, not accepted, when ICP accepted no start
+    (fitness below ``options.min_fitness``) or the instance has fewer than 3 observed points.
     """
     if not inputs:
         return []
@@ -529,12 +530,18 @@ def verify_instances(
             best_rows.append(int(rows[score[rows].argmax()]))
     if best_rows:
         final_obj = obj_c[best_rows]
+        slot_of = torch.as_tensor([x.slot for x in inputs], device=device)
         final_src, final_valid = padded([x.observed for x in inputs], final_obj.tolist(), device)
         Rf, tf, ff, ef = icp(bank, final_obj, final_src, final_valid, R[best_rows], t[best_rows], options.max_iterations, options.verify_method)
+        fitted = (ff >= options.min_fitness) & (ff > 0)
+        Rf = torch.where(fitted[:, None, None], Rf, R[best_rows])
+        tf = torch.where(fitted[:, None], tf, t[best_rows])
+        _, violating, _ = depth_terms(evidence, bank.points[final_obj], slot_of[final_obj], Rf, tf, options.verify_tolerance, with_coverage=False)
         for j, i in enumerate(final_obj.tolist()):
-            accepted = float(ff[j]) >= options.min_fitness and float(ff[j]) > 0
-            Rj, tj = (Rf[j], tf[j]) if accepted else (R[best_rows[j]], t[best_rows[j]])
-            results[i] = IcpResult(Rj.double().cpu().numpy(), tj.double().cpu().numpy(), float(ff[j]), float(ef[j]), accepted)
+            accepted = bool(fitted[j]) and float(violating[j]) <= options.verify_max_violation
+            results[i] = IcpResult(
+                Rf[j].double().cpu().numpy(), tf[j].double().cpu().numpy(), float(ff[j]), float(ef[j]), accepted, float(violating[j])
+            )
     return [results.get(i) or _unaccepted(x) for i, x in enumerate(inputs)]
 
 

@@ -201,3 +201,24 @@ def test_batched_climb_takes_the_steps_of_the_one_pose_ascent(chair):
         np.testing.assert_allclose(float(s[k]), best, atol=1e-6)
         np.testing.assert_allclose(R[k].numpy(), R_one, atol=1e-5)
         np.testing.assert_allclose(t[k].numpy(), t_one, atol=1e-6)
+
+
+def test_a_pose_the_camera_sees_through_is_not_accepted(chair):
+    """Where the measured depth lies far behind the object (the camera sees through the pose),
+    the verified pose's model points violate the depth: over ``verify_max_violation`` it is not
+    accepted (and the pipeline does not publish it); on the true depth it is."""
+    model, _ = chair
+    R_gt, t_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix(), np.array([0.0, -0.01, 0.5])
+    depth, (mask,), (obs,) = _scene(chair, [(R_gt, t_gt)])
+    geometry = ModelGeometry.build(model, 0.015, "cpu")
+    see_through = depth.astype(np.float32).copy()
+    cols = np.nonzero(mask.any(0))[0]
+    half = mask & (np.arange(mask.shape[1]) < cols.mean())[None]
+    see_through[half] += 0.3  # a surface 30 cm behind the object, seen through its left half
+    results = {}
+    for name, d in (("true", depth.astype(np.float32)), ("see_through", see_through)):
+        evidence = DepthEvidence.build(d, K, [mask], "cpu")
+        (results[name],) = verify_instances([VerifyInput(geometry, obs, R_gt, t_gt, 0)], evidence, IcpOptions(max_distance=0.015))
+    assert results["true"].accepted and results["true"].violating < 0.05
+    assert results["see_through"].violating > IcpOptions().verify_max_violation
+    assert not results["see_through"].accepted

@@ -108,6 +108,9 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("verify_centroid_starts", True, "icp verify: also start the turns where the observed points put the object's centre, "
          "when that is far from the network's (occluded objects; up to twice the ICP time)", _ESTIMATION, read_only=False,
          field="icp_options.verify_centroid_starts"),
+    Spec("verify_max_violation", 0.2, "icp verify: a verified pose with a larger share of its model points in front of the "
+         "measured depth or below the table is not published (1 = publish any)", _ESTIMATION, read_only=False, range=(0.0, 1.0),
+         field="icp_options.verify_max_violation"),
     Spec("instances", "best", "mask -> objects: best (of a class's mask components, the one whose pose best explains the depth "
          "image; one object per class), largest (its largest component), class (the whole mask, as published) or split "
          "(every component an object)", _ESTIMATION, choices=INSTANCE_RULES, field="instances"),

@@ -467,7 +467,8 @@ def verify_instances(
     Returns one :class:`~densefusion_ros.icp.IcpResult` per input: the winner after the final
     ICP with its share of violating model points, accepted unless that share exceeds
     ``options.verify_max_violation``; or the input pose, not accepted, when ICP accepted no start
-    (fitness below ``options.min_fitness``) or the instance has fewer than 3 observed points.
+    (fitness below ``options.min_fitness``) or the instance has fewer than 3 observed points, with
+    its violating share measured too (the pipeline checks every pose it publishes).
     """
     if not inputs:
         return []
@@ -494,7 +495,7 @@ def verify_instances(
             R0s.append(Rs)
             t0s.append(tc + R @ c - Rs @ c)
     if not obj_rows:
-        return [_unaccepted(x) for x in inputs]
+        return _with_unaccepted(inputs, {}, evidence, bank, options)
     obj = torch.as_tensor(obj_rows, device=device)
     R, t = torch.cat(R0s), torch.cat(t0s)
     slots = torch.as_tensor([inputs[i].slot for i in obj_rows], device=device)
@@ -506,7 +507,7 @@ def verify_instances(
         score = _accepted_scores(evidence, bank, obj, slots, R, t, fitness, options)
         keep = _distinct_per_instance(bank, obj, R, t, score, options.verify_keep, apart=0.005, pool=64)
         if not len(keep):
-            return [_unaccepted(x) for x in inputs]
+            return _with_unaccepted(inputs, {}, evidence, bank, options)
         obj, slots, R, t = obj[keep], slots[keep], R[keep], t[keep]
     # 2. coarse ICP of every (kept) start
     source, valid = padded(coarse, obj.tolist(), device)
@@ -530,19 +531,19 @@ def verify_instances(
             best_rows.append(int(rows[score[rows].argmax()]))
     if best_rows:
         final_obj = obj_c[best_rows]
-        slot_of = torch.as_tensor([x.slot for x in inputs], device=device)
         final_src, final_valid = padded([x.observed for x in inputs], final_obj.tolist(), device)
         Rf, tf, ff, ef = icp(bank, final_obj, final_src, final_valid, R[best_rows], t[best_rows], options.max_iterations, options.verify_method)
         fitted = (ff >= options.min_fitness) & (ff > 0)
         Rf = torch.where(fitted[:, None, None], Rf, R[best_rows])
         tf = torch.where(fitted[:, None], tf, t[best_rows])
-        _, violating, _ = depth_terms(evidence, bank.points[final_obj], slot_of[final_obj], Rf, tf, options.verify_tolerance, with_coverage=False)
+        slots_f = _slots(inputs, final_obj)
+        _, violating, _ = depth_terms(evidence, bank.points[final_obj], slots_f, Rf, tf, options.verify_tolerance, with_coverage=False)
         for j, i in enumerate(final_obj.tolist()):
             accepted = bool(fitted[j]) and float(violating[j]) <= options.verify_max_violation
             results[i] = IcpResult(
                 Rf[j].double().cpu().numpy(), tf[j].double().cpu().numpy(), float(ff[j]), float(ef[j]), accepted, float(violating[j])
             )
-    return [results.get(i) or _unaccepted(x) for i, x in enumerate(inputs)]
+    return _with_unaccepted(inputs, results, evidence, bank, options)
 
 
 def _thinned(points: np.ndarray, count: int) -> np.ndarray:
@@ -557,9 +558,27 @@ def _accepted_scores(evidence, bank, obj, slots, R, t, fitness, options: IcpOpti
     return torch.where(fitness >= options.min_fitness, score, torch.full_like(score, -float("inf")))
 
 
-def _unaccepted(x: VerifyInput) -> IcpResult:
-    """The input pose, not accepted: no start passed ICP's fitness."""
-    return IcpResult(np.asarray(x.R, np.float64), np.asarray(x.t, np.float64).reshape(3), 0.0, float("inf"), accepted=False)
+def _slots(inputs: list[VerifyInput], rows: torch.Tensor) -> torch.Tensor:
+    """The evidence slots ``[B]`` of the inputs ``rows [B]``."""
+    return torch.as_tensor([inputs[i].slot for i in rows.tolist()], dtype=torch.int64, device=rows.device)
+
+
+def _with_unaccepted(inputs: list[VerifyInput], results: dict[int, IcpResult], evidence, bank: ModelBank, options: IcpOptions) -> list[IcpResult]:
+    """``results`` (input index -> result) completed with the input pose, not accepted, for every
+    input without one (no start passed ICP's fitness, or too few observed points); its
+    ``violating`` share is measured too, so that the pipeline's depth check applies to it."""
+    missing = [i for i in range(len(inputs)) if i not in results]
+    if missing:
+        rows = torch.as_tensor(missing, dtype=torch.int64, device=bank.points.device)
+        R = torch.as_tensor(np.stack([np.asarray(inputs[i].R) for i in missing]), dtype=torch.float32, device=rows.device)
+        t = torch.as_tensor(np.stack([np.asarray(inputs[i].t).reshape(3) for i in missing]), dtype=torch.float32, device=rows.device)
+        _, violating, _ = depth_terms(evidence, bank.points[rows], _slots(inputs, rows), R, t, options.verify_tolerance, with_coverage=False)
+        for k, i in enumerate(missing):
+            x = inputs[i]
+            results[i] = IcpResult(
+                np.asarray(x.R, np.float64), np.asarray(x.t, np.float64).reshape(3), 0.0, float("inf"), False, float(violating[k])
+            )
+    return [results[i] for i in range(len(inputs))]
 
 
 def _distinct_per_instance(

@@ -48,7 +48,9 @@ def _infer(d: Path, out: Path, *extra: str) -> int:
 def _check_outputs(out: Path, classes: list[int]) -> dict:
     poses = json.loads((out / "poses.json").read_text())
     assert poses["error"] is None
-    assert sorted(p["class_id"] for p in poses["instances"]) == classes
+    published = [p["class_id"] for p in poses["instances"]]
+    refused = [s["class_id"] for s in poses["skipped"] if "fails the depth check" in s["reason"]]
+    assert published and sorted(published + refused) == classes  # random weights: the depth check may refuse a pose, with its reason
     for p in poses["instances"]:
         R, t = np.array(p["R"]), np.array(p["t"])
         assert R.shape == (3, 3) and t.shape == (3,)

@@ -286,22 +286,24 @@ def pose_covariance(model: ModelGeometry, observed: np.ndarray, R: np.ndarray, t
 class DepthEvidence:
     """A frame's depth and the instances' masks, on the device, for :func:`score_poses`.
 
+    Both images have a border of one pixel, so that a projection clamped to just outside the
+    image reads "no reading" there without a bounds test.
+
     Attributes:
-        signed_depth: ``[S,H,W]`` float32, per instance (slot): the measured depth in metres
+        signed_depth: ``[S,H+2,W+2]`` float32, per instance (slot): the measured depth in metres
             inside its mask, minus it outside, 0 without a reading (one gather gives both).
+        cell_of_pixel: ``[S,H+2,W+2]`` int64, the mask-grid cell (``row * GW + col``) of each
+            pixel of the slot's mask (0 elsewhere; only mask pixels are read).
         K: ``[3,3]`` float32 intrinsics.
-        grid_origin: ``[S,2]`` the mask grids' ``(row0, col0)``; ``grid_cell [S]`` their cell sizes;
-            ``grid_shape [S,2]`` their sizes; ``occupied [S,GH,GW]`` float, zero-padded;
-            ``occupied_count [S]`` (see :func:`~densefusion_ros.icp.mask_grid`).
+        occupied: ``[S,GH,GW]`` bool, each slot's mask grid (:func:`~densefusion_ros.icp.mask_grid`),
+            zero-padded; ``occupied_count [S]`` its cells.
         plane: ``[4]`` the support plane ``(n, d)`` (:func:`~densefusion_ros.support_plane.support_plane`),
             or None: model points below it count as violating in :func:`depth_terms`.
     """
 
     signed_depth: torch.Tensor
+    cell_of_pixel: torch.Tensor
     K: torch.Tensor
-    grid_origin: torch.Tensor
-    grid_cell: torch.Tensor
-    grid_shape: torch.Tensor
     occupied: torch.Tensor
     occupied_count: torch.Tensor
     plane: torch.Tensor | None = None
@@ -320,20 +322,25 @@ class DepthEvidence:
         each on a coverage grid of about ``cells`` cells (:func:`~densefusion_ros.icp.mask_grid`),
         and the frame's support plane ``(4,)`` or None."""
         depth = np.nan_to_num(np.asarray(depth_m, np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
-        grids = [mask_grid(np.asarray(m, bool), cells) for m in masks]
+        H, W = depth.shape
+        masks = [np.asarray(m, bool) for m in masks]
+        grids = [mask_grid(m, cells) for m in masks]
         GH = max([g[3].shape[0] for g in grids if g is not None], default=1)
         GW = max([g[3].shape[1] for g in grids if g is not None], default=1)
         occupied = np.zeros((len(masks), GH, GW), bool)
-        origin, cell, shape = np.zeros((len(masks), 2), np.int64), np.ones(len(masks), np.int64), np.zeros((len(masks), 2), np.int64)
-        for s, g in enumerate(grids):
+        signed = np.zeros((len(masks), H + 2, W + 2), np.float32)
+        cell_of_pixel = np.zeros((len(masks), H + 2, W + 2), np.int64)
+        rows, cols = np.arange(H)[:, None], np.arange(W)[None]
+        for s, (m, g) in enumerate(zip(masks, grids)):
+            signed[s, 1:-1, 1:-1] = np.where(m, depth, -depth)
             if g is not None:
-                origin[s], cell[s], shape[s] = (g[0], g[1]), g[2], g[3].shape
-                occupied[s, : g[3].shape[0], : g[3].shape[1]] = g[3]
+                r0, c0, cell, grid = g
+                occupied[s, : grid.shape[0], : grid.shape[1]] = grid
+                cell_of_pixel[s, 1:-1, 1:-1] = np.where(m, (rows - r0) // cell * GW + (cols - c0) // cell, 0)
         on = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-        signed = np.stack([np.where(np.asarray(m, bool), depth, -depth) for m in masks]) if masks else np.zeros((0,) + depth.shape, np.float32)
         return cls(
-            signed_depth=on(signed), K=torch.as_tensor(np.asarray(K), dtype=torch.float32, device=device),
-            grid_origin=on(origin), grid_cell=on(cell), grid_shape=on(shape),
+            signed_depth=on(signed), cell_of_pixel=on(cell_of_pixel),
+            K=torch.as_tensor(np.asarray(K), dtype=torch.float32, device=device),
             occupied=on(occupied), occupied_count=on(occupied.reshape(len(masks), -1).sum(-1)),
             plane=None if plane is None else torch.as_tensor(np.asarray(plane), dtype=torch.float32, device=device),
         )  # fmt: skip
@@ -381,50 +388,46 @@ def depth_terms(
     them; or more than ``tolerance`` below the evidence's support plane), and the mask's
     *coverage* by supported points (zeros when not ``with_coverage``).
     Points behind the surface and without a reading count for nothing."""
-    KR = evidence.K @ R  # [P,3,3]: object points straight to homogeneous pixels (u z, v z, z)
-    Xp = points @ KR.transpose(1, 2) + (evidence.K @ t[..., None])[:, None, :, 0]
-    H, W = evidence.signed_depth.shape[1:]
-    z = Xp[..., 2]
-    front = z > 1e-6
-    zs = torch.where(front, z, torch.ones_like(z))
-    u = torch.round(Xp[..., 0] / zs).clamp_(-1, W).long()
-    v = torch.round(Xp[..., 1] / zs).clamp_(-1, H).long()
-    inside = front & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    pix = torch.where(inside, v * W + u + (slot * (H * W))[:, None], torch.zeros_like(u))
-    signed = evidence.signed_depth.reshape(-1)[pix]  # > 0 in the mask, < 0 outside, 0 = no reading
-    d = signed.abs()
-    measured = inside & (signed != 0)
-    supported = measured & (signed > 0) & ((z - d).abs() < tolerance)
-    violating = measured & (z < d - tolerance)
-    if evidence.plane is not None:  # height above the plane: n . (R p + t) + d = p . (R^T n) + (n . t + d)
+    # one product per pose: object points to homogeneous pixels (u z, v z, z) and, with a plane,
+    # their height above it: n . (R p + t) + d = p . (R^T n) + (n . t + d). Coordinates first
+    # ([P,3|4,M]): a product with the long side last, and each coordinate a contiguous row.
+    KR = evidence.K @ R  # [P,3,3]
+    Kt = (evidence.K @ t[..., None])[..., 0]  # [P,3]
+    if evidence.plane is not None:
         n = evidence.plane[:3]
-        height = points @ (R.transpose(1, 2) @ n)[..., None] + (t @ n + evidence.plane[3])[:, None, None]
-        violating = violating | (height[..., 0] < -tolerance)
+        KR = torch.cat([KR, (n @ R)[:, None]], 1)
+        Kt = torch.cat([Kt, (t @ n + evidence.plane[3])[:, None]], 1)
+    X = torch.baddbmm(Kt[..., None], KR, points.transpose(1, 2))
+    S, H2, W2 = evidence.signed_depth.shape
+    z = X[:, 2]
+    uv = (X[:, :2] / z.clamp_min(1e-6)[:, None]).round_()  # behind the camera: far off the image
+    pix = uv[:, 1].clamp_(-1, H2 - 2).mul_(W2).add_(uv[:, 0].clamp_(-1, W2 - 2)).long()  # exact: < 2^24
+    pix += (slot * (H2 * W2) + W2 + 1)[:, None]  # -1 and W (H) fall on the border, which reads 0
+    signed = evidence.signed_depth.take(pix)  # > 0 in the mask, < 0 outside, 0 = no reading
+    supported = (signed > 0) & ((z - signed).abs_() < tolerance)
+    violating = (z > 1e-6) & (z < signed.abs().sub_(tolerance))
+    if evidence.plane is not None:
+        violating |= X[:, 3] < -tolerance
     M = points.shape[1]
-    coverage = _coverage(evidence, slot, u, v, supported) if with_coverage else torch.zeros(len(slot), device=z.device)
-    return supported.sum(-1) / M, violating.sum(-1) / M, coverage
+    coverage = _coverage(evidence, slot, pix, supported) if with_coverage else torch.zeros(len(slot), device=z.device)
+    return supported.count_nonzero(-1) / M, violating.count_nonzero(-1) / M, coverage
 
 
-def _coverage(evidence: DepthEvidence, slot: torch.Tensor, u: torch.Tensor, v: torch.Tensor, supported: torch.Tensor) -> torch.Tensor:
-    """Share of each pose's mask-grid cells that its supported pixels reach, hits spread to the 8
-    neighbouring cells: ``[P]``."""
+def _coverage(evidence: DepthEvidence, slot: torch.Tensor, pix: torch.Tensor, supported: torch.Tensor) -> torch.Tensor:
+    """Share of each pose's mask-grid cells that its supported pixels (flat indices ``pix [P,M]``
+    into the evidence, all inside the slot's mask) reach, hits spread to the 8 neighbouring cells: ``[P]``."""
     P = slot.shape[0]
     GH, GW = evidence.occupied.shape[1:]
-    g = evidence.grid_cell[slot, None]
-    r = torch.div(v - evidence.grid_origin[slot, 0, None], g, rounding_mode="floor")
-    c = torch.div(u - evidence.grid_origin[slot, 1, None], g, rounding_mode="floor")
-    keep = supported & (r >= 0) & (c >= 0) & (r < evidence.grid_shape[slot, 0, None]) & (c < evidence.grid_shape[slot, 1, None])
-    rows = torch.arange(P, device=slot.device)[:, None].expand_as(r)
-    hit = torch.zeros(P * GH * GW, dtype=torch.bool, device=evidence.occupied.device)
-    hit[((rows * GH + r) * GW + c)[keep]] = True
-    hit = hit.view(P, GH, GW)
+    cell = torch.where(supported, evidence.cell_of_pixel.take(pix), GH * GW)  # not supported: a spare cell
+    hit = torch.zeros(P, GH * GW + 1, dtype=torch.bool, device=pix.device).scatter_(1, cell, True)
+    hit = hit[:, :-1].view(P, GH, GW)
     grown = hit.clone()  # the 3 x 3 dilation, one axis at a time
     grown[:, 1:] |= hit[:, :-1]
     grown[:, :-1] |= hit[:, 1:]
     hit = grown.clone()
     hit[:, :, 1:] |= grown[:, :, :-1]
     hit[:, :, :-1] |= grown[:, :, 1:]
-    return (evidence.occupied[slot] & hit).sum((1, 2)) / evidence.occupied_count[slot].clamp_min(1)
+    return (evidence.occupied[slot] & hit).flatten(1).count_nonzero(-1) / evidence.occupied_count[slot].clamp_min(1)
 
 
 @dataclass

@@ -47,6 +47,7 @@ def test_scores_equal_depth_consistency(chair, device):
     depth, (mask,), _ = _scene(chair, [(R_gt, t_gt)])
     Rs = np.concatenate([R_gt[None], Rotation.random(15, random_state=1).as_matrix()])
     ts = t_gt + np.random.default_rng(0).normal(0, 0.01, (16, 3))
+    ts[-2:] = [[0.17, 0.0, 0.5], [0.0, 0.0, -0.02]]  # across the image's edge; behind the camera
     evidence = DepthEvidence.build(depth.astype(np.float32), K, [mask], device)
     as_t = lambda a: torch.as_tensor(np.array(a), dtype=torch.float32, device=device)  # noqa: E731
     points = as_t(model)[None].expand(16, -1, -1)

@@ -25,6 +25,7 @@ one. Poses map object points to the camera frame, ``p_cam = R p_obj + t``, metre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -95,7 +96,11 @@ class ModelGeometry:
 
 class ModelBank:
     """The models of one batch side by side: per row of a batch, its model's points, normals and
-    lookup, found through per-model offsets (models may differ in grid size, not in point count)."""
+    lookup, found through per-model offsets (models may differ in grid size, not in point count).
+
+    Poses and points inside ICP are coordinates first (``[B,3,N]``): each coordinate of a batch is
+    one contiguous block, and the products have their long side last.
+    """
 
     def __init__(self, models: list[ModelGeometry]) -> None:
         self.points = torch.stack([m.points for m in models])  # [O,M,3]
@@ -103,26 +108,68 @@ class ModelBank:
         self.centre = torch.stack([m.centre for m in models])  # [O,3]
         device = self.points.device
         self.max_distance = torch.tensor([m.max_distance for m in models], device=device)
-        self.origin = torch.stack([m.origin for m in models])
-        self.cell = torch.tensor([m.cell for m in models], device=device)
-        self.dims = torch.tensor([m.dims for m in models], dtype=torch.int64, device=device)
-        self.inv_cell = 1.0 / self.cell
-        self.top = (self.dims - 1).to(torch.int32)
-        self.strides = torch.stack([self.dims[:, 1] * self.dims[:, 2], self.dims[:, 2], torch.ones_like(self.dims[:, 2])], -1).to(torch.int32)
-        sizes = torch.tensor([m.lookup.numel() for m in models], device=device)
-        self.lookup_offset = torch.cumsum(sizes, 0) - sizes
-        M = self.points.shape[1]  # the lookup holds rows of points_normals: model o's point i is o * M + i
-        self.lookup = torch.cat([m.lookup + o * M for o, m in enumerate(models)])
-        self.points_normals = torch.cat([self.points, self.normals], -1).reshape(-1, 6)
+        self.origin = torch.stack([m.origin for m in models])[..., None]  # [O,3,1]
+        cell = torch.tensor([m.cell for m in models], device=device)
+        dims = torch.tensor([m.dims for m in models], dtype=torch.int64, device=device)
+        self.inv_cell = (1.0 / cell)[:, None, None]
+        self.top = (dims - 1).to(torch.int32)[..., None]
+        self.strides = torch.stack([dims[:, 1] * dims[:, 2], dims[:, 2], torch.ones_like(dims[:, 2])], -1)[..., None]
+        self.lookup, offsets = _joined_lookups(models)
+        self.lookup_offset = offsets[:, None]  # [O,1]
+        self.points_normals = torch.cat([self.points, self.normals], -1).reshape(-1, 6).T.contiguous()  # [6,O*M]
 
-    def nearest(self, X: torch.Tensor, obj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Nearest model point and its normal for object-frame points ``X [B,N,3]`` of rows whose
-        model is ``obj [B]``: ``(q [B,N,3], n [B,N,3])``."""
-        cell = ((X - self.origin[obj, None]) * self.inv_cell[obj, None, None]).to(torch.int32)  # <0 truncates to 0
-        cell = torch.minimum(cell.clamp_min_(0), self.top[obj, None])
-        flat = (cell * self.strides[obj, None]).sum(-1, dtype=torch.int64) + self.lookup_offset[obj, None]
-        qn = self.points_normals[self.lookup[flat]]  # [B,N,6]
-        return qn[..., :3], qn[..., 3:]
+    def rows(self, obj: torch.Tensor) -> "LookupRows":
+        """The lookup's parameters for the rows of a batch whose models are ``obj [B]``."""
+        return LookupRows(self.origin[obj], self.inv_cell[obj], self.top[obj], self.strides[obj], self.lookup_offset[obj])
+
+    def nearest(self, X: torch.Tensor, rows: "LookupRows") -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest model point and its normal for object-frame points ``X [B,3,N]`` of the rows
+        ``rows`` (:meth:`rows`): ``(q [B,3,N], n [B,3,N])``."""
+        cell = ((X - rows.origin) * rows.inv_cell).to(torch.int32)  # <0 truncates to 0
+        cell = torch.minimum(cell.clamp_min_(0), rows.top)
+        flat = (cell * rows.strides).sum(1) + rows.offset  # [B,N]
+        qn = self.points_normals[:, self.lookup.take(flat).long()]  # [6,B,N]
+        return qn[:3].transpose(0, 1), qn[3:].transpose(0, 1)
+
+
+class LookupRows(NamedTuple):
+    """Per row of a batch, its model's lookup grid: lower corner ``[B,3,1]``, inverse cell size
+    ``[B,1,1]``, last cell ``[B,3,1]``, strides ``[B,3,1]`` and offset into the joined lookup ``[B,1]``."""
+
+    origin: torch.Tensor
+    inv_cell: torch.Tensor
+    top: torch.Tensor
+    strides: torch.Tensor
+    offset: torch.Tensor
+
+    def kept(self, keep: torch.Tensor) -> "LookupRows":
+        """The rows ``keep`` (a mask or indices)."""
+        return LookupRows(*(x[keep] for x in self))
+
+
+_JOINED: dict[tuple[int, ...], tuple[list[ModelGeometry], torch.Tensor]] = {}
+
+
+def _joined_lookups(models: list[ModelGeometry]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lookups of the distinct ``models`` in one int32 tensor, each entry the column ``o * M + i`` of
+    ``ModelBank.points_normals`` (``o`` the model's first row), and each row's offset into it
+    ``[O]``. Kept for the last few model lists (the lookup tensors are megabytes; a frame's
+    models rarely change)."""
+    key = tuple(id(m) for m in models)
+    if key not in _JOINED:
+        first = {}
+        for o, m in enumerate(models):
+            first.setdefault(id(m), o)
+        distinct = [models[o] for o in first.values()]
+        M = models[0].points.shape[0]
+        sizes = torch.tensor([m.lookup.numel() for m in distinct], device=models[0].points.device)
+        starts = dict(zip(first, (torch.cumsum(sizes, 0) - sizes).tolist()))
+        lookup = torch.cat([m.lookup + first[id(m)] * M for m in distinct])
+        offsets = torch.tensor([starts[id(m)] for m in models], device=lookup.device)
+        while len(_JOINED) >= 8:
+            del _JOINED[next(iter(_JOINED))]
+        _JOINED[key] = (models, lookup, offsets)  # the models themselves keep their ids unique
+    return _JOINED[key][1:]
 
 
 def _rodrigues(w: torch.Tensor) -> torch.Tensor:
@@ -175,18 +222,27 @@ def icp(
     else:
         A0 = anchor[0].transpose(1, 2)
         b0 = -(A0 @ anchor[1][..., None])[..., 0]
+    source = source.transpose(1, 2).contiguous()  # [B,3,N]
     limit = bank.max_distance[obj, None]
     active = torch.arange(len(obj), device=obj.device)  # rows still moving
+    rows = (bank.rows(obj), source, valid, limit, A0, b0)  # of the active rows
+    A_a, b_a = A, b  # the active rows' transforms (A itself while every row moves)
     for _ in range(iterations):
         if not len(active):
             break
-        change = _change(A[active], b[active], A0[active], b0[active]) if prior else None
-        dR, dt, step = _icp_step(bank, obj[active], source[active], valid[active], A[active], b[active], limit[active], method, prior, change)
-        A[active], b[active] = dR @ A[active], (dR @ b[active, :, None])[..., 0] + dt
-        active = active[step > tolerance]
-    X = source @ A.transpose(1, 2) + b[:, None]
-    q, _ = bank.nearest(X, obj)
-    d = (X - q).norm(dim=-1)
+        change = _change(A_a, b_a, *rows[4:]) if prior else None
+        dR, dt, step = _icp_step(bank, *rows[:4], A_a, b_a, method, prior, change)
+        A_a, b_a = dR @ A_a, (dR @ b_a[..., None])[..., 0] + dt
+        moving = step > tolerance
+        if not bool(moving.all()):
+            A[active], b[active] = A_a, b_a
+            active, A_a, b_a = active[moving], A_a[moving], b_a[moving]
+            rows = (rows[0].kept(moving),) + tuple(x[moving] for x in rows[1:])
+    if A_a is not A:  # else no step was taken and A holds the start
+        A[active], b[active] = A_a, b_a
+    X = torch.baddbmm(b[..., None], A, source)
+    q, _ = bank.nearest(X, bank.rows(obj))
+    d = (X - q).square().sum(1).sqrt()  # not norm(dim=1), which is slow along a middle dimension
     inlier = valid & (d < limit)
     count = inlier.sum(-1)
     fitness = count / valid.sum(-1).clamp_min(1)
@@ -203,18 +259,19 @@ def _change(A: torch.Tensor, b: torch.Tensor, A0: torch.Tensor, b0: torch.Tensor
     return torch.cat([w, b - (D @ b0[..., None])[..., 0]], -1)
 
 
-def _icp_step(bank, obj, source, valid, A, b, limit, method, prior=0.0, change=None):
-    """One ICP step of every row: the increment ``(dR [B,3,3], dt [B,3])`` that moves the
-    camera -> object transform ``(A, b)`` to ``(dR A, dR b + dt)``, and each row's step size;
-    with ``prior``, the step also pulls the row's ``change`` since the start (:func:`_change`) back."""
-    X = source @ A.transpose(1, 2) + b[:, None]
-    q, n = bank.nearest(X, obj)
-    w = (valid & ((X - q).square().sum(-1) < limit * limit)).to(X.dtype)
+def _icp_step(bank, lookup_rows, source, valid, limit, A, b, method, prior=0.0, change=None):
+    """One ICP step of every row (``source [B,3,N]``, camera frame; ``lookup_rows``: :meth:`ModelBank.rows`): the increment ``(dR [B,3,3],
+    dt [B,3])`` that moves the camera -> object transform ``(A, b)`` to ``(dR A, dR b + dt)``, and
+    each row's step size; with ``prior``, the step also pulls the row's ``change`` since the start
+    (:func:`_change`) back."""
+    X = torch.baddbmm(b[..., None], A, source)  # [B,3,N] object frame
+    q, n = bank.nearest(X, lookup_rows)
+    w = (valid & ((X - q).square().sum(1) < limit * limit)).to(X.dtype)
     eye = torch.eye(3, dtype=X.dtype, device=X.device)
     if method == "point_to_plane":  # Gauss-Newton on (X + w x X + tau - q) . n, small angles
         J, r = _point_to_plane(X, q, n, w)
-        H = (J.transpose(1, 2) @ J).double() + 1e-12 * torch.eye(6, dtype=torch.float64, device=X.device)
-        g = (J.transpose(1, 2) @ r[..., None]).double()[..., 0]
+        H = (J @ J.transpose(1, 2)).double() + 1e-12 * torch.eye(6, dtype=torch.float64, device=X.device)
+        g = (J @ r[..., None]).double()[..., 0]
         if prior:
             diag = torch.diagonal(H, dim1=1, dim2=2)
             lam = prior * torch.cat([diag[:, :3].mean(-1, keepdim=True).expand(-1, 3), diag[:, 3:].mean(-1, keepdim=True).expand(-1, 3)], -1)
@@ -225,9 +282,9 @@ def _icp_step(bank, obj, source, valid, A, b, limit, method, prior=0.0, change=N
         return _rodrigues(delta[:, :3]), delta[:, 3:], delta.abs().amax(-1)
     if method == "point_to_point":  # Kabsch on the weighted correspondences
         count = w.sum(-1, keepdim=True).clamp_min(1)
-        mx = (X * w[..., None]).sum(1) / count
-        mq = (q * w[..., None]).sum(1) / count
-        C = ((X - mx[:, None]) * w[..., None]).transpose(1, 2) @ (q - mq[:, None])
+        mx = (X * w[:, None]).sum(-1) / count
+        mq = (q * w[:, None]).sum(-1) / count
+        C = ((X - mx[..., None]) * w[:, None]) @ (q - mq[..., None]).transpose(1, 2)
         U, _, Vh = torch.linalg.svd(C.double())
         d = torch.det(Vh.transpose(1, 2) @ U.transpose(1, 2))
         D = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
@@ -240,12 +297,13 @@ def _icp_step(bank, obj, source, valid, A, b, limit, method, prior=0.0, change=N
 
 
 def _point_to_plane(X: torch.Tensor, q: torch.Tensor, n: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The point-to-plane system of observed points ``X [B,N,3]`` (object frame) against their
+    """The point-to-plane system of observed points ``X [B,3,N]`` (object frame) against their
     model correspondences ``q`` with normals ``n``, weighted by ``w [B,N]``: the Jacobian
-    ``[B,N,6]`` of the residuals with respect to a small turn and shift of the camera -> object
+    ``[B,6,N]`` of the residuals with respect to a small turn and shift of the camera -> object
     transform, and the residuals ``[B,N]`` (metres)."""
-    J = torch.cat([torch.cross(X, n, dim=-1), n], dim=-1) * w[..., None]
-    return J, ((X - q) * n).sum(-1) * w
+    (x0, x1, x2), (n0, n1, n2) = X.unbind(1), n.unbind(1)
+    J = torch.stack([x1 * n2 - x2 * n1, x2 * n0 - x0 * n2, x0 * n1 - x1 * n0, n0, n1, n2], 1) * w[:, None]  # X x n, n
+    return J, ((X - q) * n).sum(1) * w
 
 
 def pose_covariance(model: ModelGeometry, observed: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray | None:
@@ -264,14 +322,14 @@ def pose_covariance(model: ModelGeometry, observed: np.ndarray, R: np.ndarray, t
     obj = torch.zeros(1, dtype=torch.int64, device=device)
     Rt = torch.as_tensor(np.asarray(R).T, dtype=torch.float32, device=device)[None]
     b = -(Rt @ torch.as_tensor(np.asarray(t), dtype=torch.float32, device=device).reshape(1, 3, 1))[..., 0]
-    X = torch.as_tensor(np.asarray(observed), dtype=torch.float32, device=device)[None] @ Rt.transpose(1, 2) + b[:, None]
-    q, n = bank.nearest(X, obj)
-    w = ((X - q).square().sum(-1) < bank.max_distance[obj, None] ** 2).to(X.dtype)
+    X = torch.baddbmm(b[..., None], Rt, torch.as_tensor(np.asarray(observed), dtype=torch.float32, device=device).T[None])
+    q, n = bank.nearest(X, bank.rows(obj))
+    w = ((X - q).square().sum(1) < bank.max_distance[obj, None] ** 2).to(X.dtype)
     count = int(w.sum())
     if count < 7:
         return None
     J, r = _point_to_plane(X, q, n, w)
-    H = (J[0].T @ J[0]).double().cpu().numpy()
+    H = (J[0] @ J[0].T).double().cpu().numpy()
     if np.linalg.cond(H) > 1e12:
         return None
     sigma2 = float((r.double() ** 2).sum()) / (count - 6)

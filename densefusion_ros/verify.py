@@ -24,6 +24,7 @@ one. Poses map object points to the camera frame, ``p_cam = R p_obj + t``, metre
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -147,7 +148,8 @@ class LookupRows(NamedTuple):
         return LookupRows(*(x[keep] for x in self))
 
 
-_JOINED: dict[tuple[int, ...], tuple[list[ModelGeometry], torch.Tensor]] = {}
+_JOINED: dict[tuple[int, ...], tuple[list[ModelGeometry], torch.Tensor, torch.Tensor]] = {}
+_JOINED_LOCK = threading.Lock()
 
 
 def _joined_lookups(models: list[ModelGeometry]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,7 +158,9 @@ def _joined_lookups(models: list[ModelGeometry]) -> tuple[torch.Tensor, torch.Te
     ``[O]``. Kept for the last few model lists (the lookup tensors are megabytes; a frame's
     models rarely change)."""
     key = tuple(id(m) for m in models)
-    if key not in _JOINED:
+    with _JOINED_LOCK:
+        if key in _JOINED:
+            return _JOINED[key][1:]
         first = {}
         for o, m in enumerate(models):
             first.setdefault(id(m), o)
@@ -168,8 +172,8 @@ def _joined_lookups(models: list[ModelGeometry]) -> tuple[torch.Tensor, torch.Te
         offsets = torch.tensor([starts[id(m)] for m in models], device=lookup.device)
         while len(_JOINED) >= 8:
             del _JOINED[next(iter(_JOINED))]
-        _JOINED[key] = (models, lookup, offsets)  # the models themselves keep their ids unique
-    return _JOINED[key][1:]
+        _JOINED[key] = (list(models), lookup, offsets)  # holding the models keeps their ids unique
+        return _JOINED[key][1:]
 
 
 def _rodrigues(w: torch.Tensor) -> torch.Tensor:

@@ -223,3 +223,17 @@ def test_a_pose_the_camera_sees_through_is_not_accepted(chair):
     assert results["true"].accepted and results["true"].violating < 0.05
     assert results["see_through"].violating > IcpOptions().verify_max_violation
     assert not results["see_through"].accepted
+
+
+def test_a_bank_of_repeated_models_finds_what_each_model_alone_finds(chair):
+    model, _ = chair
+    small, large = ModelGeometry.build(model, 0.015, "cpu"), ModelGeometry.build(model * 1.5, 0.03, "cpu")
+    X = torch.as_tensor(np.random.default_rng(0).normal(0, 0.05, (3, 3, 400)), dtype=torch.float32)  # [B,3,N] object frame
+    joined = ModelBank([small, large, small])
+    q, n = joined.nearest(X, joined.rows(torch.arange(3)))
+    for row, geometry in enumerate([small, large, small]):
+        alone = ModelBank([geometry])
+        q1, n1 = alone.nearest(X[row : row + 1], alone.rows(torch.zeros(1, dtype=torch.int64)))
+        assert torch.equal(q[row], q1[0]) and torch.equal(n[row], n1[0])
+    q_far, _ = joined.nearest(X[:1], joined.rows(torch.ones(1, dtype=torch.int64)))  # the large model's row
+    assert not torch.equal(q_far[0], q[0])

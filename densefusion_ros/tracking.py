@@ -20,9 +20,9 @@ costs several times a camera frame. Objects mostly move little between frames, s
 * **coast**: a lost track moves with the scene's motion (the camera's, for a still scene) and is
   followed again when its object shows where that puts it, with its id: an object that left the
   view or hid behind another returns without an acquisition;
-* **re-check the turn** (temporal evidence): each frame one followed track, round robin, tries
-  the 23 other turns of the cube group about its model's centre (which contain the half turns that make a
-  mug upside down); a turn whose pose explains the depth clearly better replaces the track's.
+* **re-check the turn** (temporal evidence): each frame one followed track, round robin, is
+  verified afresh on its region (the pipeline's hypothesise-and-verify over all its turns, from
+  the track's pose); a result that explains the depth clearly better replaces the track's pose.
   A view that cannot tell two poses apart keeps the track's; a later view that can, switches.
 
 ``Tracker(pipeline)(frame)`` returns a :class:`~densefusion_ros.pipeline.FrameResult` whose
@@ -45,7 +45,6 @@ from scipy.spatial.transform import Rotation
 from densefusion_ros import geometry
 from densefusion_ros.catalog import ObjectInfo
 from densefusion_ros.frame import Frame
-from densefusion_ros.icp import group_rotations
 from densefusion_ros.pipeline import FrameResult, InstanceResult, Pipeline, validate_frame
 from densefusion_ros.sampling import mask_box, valid_depth
 from densefusion_ros.support_plane import support_plane
@@ -88,8 +87,13 @@ class TrackerOptions:
             (occluded or out of view); also the smallest mask component that is acquired.
         explained_share: a mask component is explained by a track (not acquired) when at least
             this share of its pixels lies inside the track's silhouette.
-        recheck_turns: each frame one followed track tries the cube group's 23 other turns.
-        recheck_margin: a turn replaces the track's pose when its score is higher by this much.
+        recheck_turns: each frame one followed track (round robin) is verified afresh: the
+            pipeline's hypothesise-and-verify (all turns of ``IcpOptions.rotation_group``, the
+            climb, the final ICP) on its region, from its pose. A turn the follow ICP cannot
+            leave (the mug a third of a turn off about its axis, once the handle shows) is found
+            there; a short ICP from each of the cube group's turns missed it (docs/design_notes.md,
+            'tracking: the turn re-check').
+        recheck_margin: the re-check's pose replaces the track's when its score is higher by this much.
         reuse_lost_frames: a lost track coasts with the scene's motion for this many frames: it
             is followed again when its object shows where the coasting puts it, and its id is
             given back to an object of its class acquired within one model diameter of it.
@@ -110,7 +114,7 @@ class TrackerOptions:
     min_pixels: int = 50
     explained_share: float = 0.3
     recheck_turns: bool = True
-    recheck_margin: float = 0.5
+    recheck_margin: float = 0.2
     reuse_lost_frames: int = 90
     retry_frames: int = 15
     recover: bool = True
@@ -157,7 +161,6 @@ class Tracker:
             raise TypeError(f"unknown tracker options {unknown}; known: {sorted(known)}")
         self.pipeline = pipeline
         self.options = TrackerOptions(**options)
-        self._turns = group_rotations("cube")
         self.reset()
 
     def reset(self) -> None:
@@ -294,7 +297,7 @@ class Tracker:
         evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, device, CHECK_CELLS, self._plane)
         supported, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, icp_opts.verify_tolerance)
         found = dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=supported, violating=violating, coverage=coverage)
-        turned = self._recheck(rows, bank, evidence, source, valid_pts, found) if opts.recheck_turns else None
+        turned = self._recheck(frame, rows, regions, bank, evidence, source, valid_pts, found) if opts.recheck_turns else None
         if opts.recover:
             self._recover(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found)
         R, t, fitness, rmse, coverage, violating = (found[k] for k in ("R", "t", "fitness", "rmse", "coverage", "violating"))
@@ -360,9 +363,10 @@ class Tracker:
         self.reacquisitions += 1
         self._reacquired_at.append(time.monotonic())
 
-    def _recheck(self, rows, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> int | None:
-        """One followed track (round robin by id) tries the cube group's 23 other turns about its
-        model's centre with a short ICP each; a turn that scores ``recheck_margin`` higher
+    def _recheck(self, frame: Frame, rows, regions, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> int | None:
+        """One followed track (round robin by id) is verified afresh on its region
+        (:func:`~densefusion_ros.verify.verify_instances` from its pose, all the pipeline's
+        turns); an accepted result that scores ``recheck_margin`` higher in the tracker's check
         replaces its pose in ``found`` (``R``, ``t``, ``fitness``, ``rmse``, ``supported``,
         ``violating``, ``coverage``, one row per track). Returns the row replaced, or None."""
         followed = sorted((tr.track_id, j) for j, (tr, _, _) in enumerate(rows) if tr.state == "tracking")
@@ -372,24 +376,24 @@ class Tracker:
         self._recheck_cursor = rows[j][0].track_id
         icp_opts = self.pipeline.config.icp_options
         R, t = found["R"], found["t"]
-        S = torch.as_tensor(self._turns[1:], dtype=torch.float32, device=R.device)
-        c = bank.centre[j]
-        Rs = R[j] @ S
-        ts = t[j] + (R[j] @ c) - Rs @ c
-        n = len(S)
-        obj = torch.full((n,), j, dtype=torch.int64, device=R.device)
-        src, val = source[j : j + 1].expand(n, -1, -1), valid_pts[j : j + 1].expand(n, -1)
-        Rr, tr_, fit, rmse = icp(bank, obj, src, val, Rs, ts, 10, icp_opts.verify_method)
+        local = DepthEvidence.build(frame.depth_m, frame.K, [regions[j]], R.device, plane=self._plane)
+        cloud = source[j][valid_pts[j]].cpu().numpy()
+        start = VerifyInput(self.pipeline.model_geometry(rows[j][0].info), cloud, R[j].double().cpu().numpy(), t[j].double().cpu().numpy(), slot=0)
+        (res,) = verify_instances([start], local, icp_opts)
+        if not res.accepted:
+            return None
+        obj = torch.full((1,), j, dtype=torch.int64, device=R.device)
+        Rr = torch.as_tensor(res.R[None], dtype=torch.float32, device=R.device)
+        tr_ = torch.as_tensor(res.t[None], dtype=torch.float32, device=R.device)
+        _, _, fit, rmse = icp(bank, obj, source[j : j + 1], valid_pts[j : j + 1], Rr, tr_, 0, icp_opts.verify_method)
         sup, vio, cov = depth_terms(evidence, bank.points[obj], obj, Rr, tr_, icp_opts.verify_tolerance)
         w = (icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
-        scores = score_of_terms(sup, vio, cov, *w)
-        scores = torch.where(fit >= self.options.min_fitness, scores, torch.full_like(scores, -float("inf")))
+        score = float(score_of_terms(sup, vio, cov, *w)[0]) if float(fit[0]) >= self.options.min_fitness else -float("inf")
         current = float(score_of_terms(found["supported"][j], found["violating"][j], found["coverage"][j], *w))
-        k = int(scores.argmax())
-        log.debug("track %d (%s) turn re-check: %.2f, best turn %.2f", rows[j][0].track_id, rows[j][0].info.name, current, float(scores[k]))
-        if float(scores[k]) <= current + self.options.recheck_margin:
+        log.debug("track %d (%s) turn re-check: %.2f, verified %.2f", rows[j][0].track_id, rows[j][0].info.name, current, score)
+        if score <= current + self.options.recheck_margin:
             return None
-        _set_row(found, j, dict(R=Rr, t=tr_, fitness=fit, rmse=rmse, supported=sup, violating=vio, coverage=cov), k)
+        _set_row(found, j, dict(R=Rr, t=tr_, fitness=fit, rmse=rmse, supported=sup, violating=vio, coverage=cov), 0)
         return j
 
     def _recover(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> None:

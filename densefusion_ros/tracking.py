@@ -297,7 +297,7 @@ class Tracker:
         evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, device, CHECK_CELLS, self._plane)
         supported, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, icp_opts.verify_tolerance)
         found = dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=supported, violating=violating, coverage=coverage)
-        turned = self._recheck(frame, rows, regions, bank, evidence, source, valid_pts, found) if opts.recheck_turns else None
+        turned = self._recheck(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found) if opts.recheck_turns else None
         if opts.recover:
             self._recover(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found)
         R, t, fitness, rmse, coverage, violating = (found[k] for k in ("R", "t", "fitness", "rmse", "coverage", "violating"))
@@ -363,7 +363,7 @@ class Tracker:
         self.reacquisitions += 1
         self._reacquired_at.append(time.monotonic())
 
-    def _recheck(self, frame: Frame, rows, regions, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> int | None:
+    def _recheck(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> int | None:
         """One followed track (round robin by id) is verified afresh on its region
         (:func:`~densefusion_ros.verify.verify_instances` from its pose, all the pipeline's
         turns); an accepted result that scores ``recheck_margin`` higher in the tracker's check
@@ -375,25 +375,18 @@ class Tracker:
         _, j = next(((i, j) for i, j in followed if i > self._recheck_cursor), followed[0])
         self._recheck_cursor = rows[j][0].track_id
         icp_opts = self.pipeline.config.icp_options
-        R, t = found["R"], found["t"]
-        local = DepthEvidence.build(frame.depth_m, frame.K, [regions[j]], R.device, plane=self._plane)
-        cloud = source[j][valid_pts[j]].cpu().numpy()
-        start = VerifyInput(self.pipeline.model_geometry(rows[j][0].info), cloud, R[j].double().cpu().numpy(), t[j].double().cpu().numpy(), slot=0)
-        (res,) = verify_instances([start], local, icp_opts)
-        if not res.accepted:
+        start = (found["R"][j].double().cpu().numpy(), found["t"][j].double().cpu().numpy())
+        (accepted,), v = self._verify_locally(frame, rows, regions, clouds, bank, evidence, source, valid_pts, [j], [start], icp_opts)
+        if not accepted:
             return None
-        obj = torch.full((1,), j, dtype=torch.int64, device=R.device)
-        Rr = torch.as_tensor(res.R[None], dtype=torch.float32, device=R.device)
-        tr_ = torch.as_tensor(res.t[None], dtype=torch.float32, device=R.device)
-        _, _, fit, rmse = icp(bank, obj, source[j : j + 1], valid_pts[j : j + 1], Rr, tr_, 0, icp_opts.verify_method)
-        sup, vio, cov = depth_terms(evidence, bank.points[obj], obj, Rr, tr_, icp_opts.verify_tolerance)
         w = (icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
-        score = float(score_of_terms(sup, vio, cov, *w)[0]) if float(fit[0]) >= self.options.min_fitness else -float("inf")
+        fitted = float(v["fitness"][0]) >= self.options.min_fitness
+        score = float(score_of_terms(v["supported"], v["violating"], v["coverage"], *w)[0]) if fitted else -float("inf")
         current = float(score_of_terms(found["supported"][j], found["violating"][j], found["coverage"][j], *w))
         log.debug("track %d (%s) turn re-check: %.2f, verified %.2f", rows[j][0].track_id, rows[j][0].info.name, current, score)
         if score <= current + self.options.recheck_margin:
             return None
-        _set_row(found, j, dict(R=Rr, t=tr_, fitness=fit, rmse=rmse, supported=sup, violating=vio, coverage=cov), 0)
+        _set_row(found, j, v, 0)
         return j
 
     def _recover(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> None:
@@ -410,25 +403,37 @@ class Tracker:
         ]  # fmt: skip
         if not failing:
             return
-        device = self.pipeline.device
-        local = DepthEvidence.build(frame.depth_m, frame.K, [regions[j] for j in failing], device, plane=self._plane)
-        inputs = [
-            VerifyInput(self.pipeline.model_geometry(rows[j][0].info), clouds[j], rows[j][1], rows[j][2], slot=k)
-            for k, j in enumerate(failing)
-        ]
         one_start = dict(init_rotations=1, verify_centroid_starts=False, verify_screen_points=0)
         options = replace(icp_opts, **one_start, verify_climb=1, verify_climb_margin=0.0)  # the start always climbs
+        starts = [(rows[j][1], rows[j][2]) for j in failing]
+        accepted, v = self._verify_locally(frame, rows, regions, clouds, bank, evidence, source, valid_pts, failing, starts, options)
+        for k, j in enumerate(failing):
+            recovered = accepted[k] and self._passes(None, v["fitness"][k], v["coverage"][k], v["violating"][k])
+            log.debug("track %d (%s) %s", rows[j][0].track_id, rows[j][0].info.name, "recovered" if recovered else "not recovered")
+            if recovered:
+                _set_row(found, j, v, k)
+
+    def _verify_locally(
+        self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, picks: list[int], starts: list, options
+    ) -> tuple[list[bool], dict[str, torch.Tensor]]:
+        """The tracks of rows ``picks`` verified on their own regions
+        (:func:`~densefusion_ros.verify.verify_instances` with ``options``, from ``starts``, one
+        ``(R, t)`` each), then measured by the tracker's check: whether verification accepted
+        each, and ``R``, ``t``, ``fitness``, ``rmse``, ``supported``, ``violating``, ``coverage``,
+        one row per pick."""
+        device, icp_opts = self.pipeline.device, self.pipeline.config.icp_options
+        local = DepthEvidence.build(frame.depth_m, frame.K, [regions[j] for j in picks], device, plane=self._plane)
+        inputs = [
+            VerifyInput(self.pipeline.model_geometry(rows[j][0].info), clouds[j], R0, t0, slot=k)
+            for k, (j, (R0, t0)) in enumerate(zip(picks, starts))
+        ]
         results = verify_instances(inputs, local, options)
-        idx = torch.as_tensor(failing, device=device)
+        idx = torch.as_tensor(picks, device=device)
         R = torch.as_tensor(np.stack([r.R for r in results]), dtype=torch.float32, device=device)
         t = torch.as_tensor(np.stack([r.t for r in results]), dtype=torch.float32, device=device)
         _, _, fitness, rmse = icp(bank, idx, source[idx], valid_pts[idx], R, t, 0, icp_opts.verify_method)
         sup, vio, cov = depth_terms(evidence, bank.points[idx], idx, R, t, icp_opts.verify_tolerance)
-        for k, j in enumerate(failing):
-            recovered = results[k].accepted and self._passes(None, fitness[k], cov[k], vio[k])
-            log.debug("track %d (%s) %s", rows[j][0].track_id, rows[j][0].info.name, "recovered" if recovered else "not recovered")
-            if recovered:
-                _set_row(found, j, dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=sup, violating=vio, coverage=cov), k)
+        return [r.accepted for r in results], dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=sup, violating=vio, coverage=cov)
 
     def _lose(self, tr: Track, R: np.ndarray, t: np.ndarray) -> None:
         """Not followed this frame: a followed track becomes lost; either way it coasts to ``(R, t)``."""

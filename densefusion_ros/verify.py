@@ -392,13 +392,14 @@ class DepthEvidence:
         occupied = np.zeros((len(masks), GH, GW), bool)
         signed = np.zeros((len(masks), H + 2, W + 2), np.float32)
         cell_of_pixel = np.zeros((len(masks), H + 2, W + 2), np.int64)
-        rows, cols = np.arange(H)[:, None], np.arange(W)[None]
         for s, (m, g) in enumerate(zip(masks, grids)):
             signed[s, 1:-1, 1:-1] = np.where(m, depth, -depth)
-            if g is not None:
+            if g is not None:  # the cells of the mask's bounding box, which its grid spans
                 r0, c0, cell, grid = g
                 occupied[s, : grid.shape[0], : grid.shape[1]] = grid
-                cell_of_pixel[s, 1:-1, 1:-1] = np.where(m, (rows - r0) // cell * GW + (cols - c0) // cell, 0)
+                r1, c1 = min(H, r0 + grid.shape[0] * cell), min(W, c0 + grid.shape[1] * cell)
+                rows, cols = np.arange(r1 - r0)[:, None] // cell, np.arange(c1 - c0)[None] // cell
+                cell_of_pixel[s, 1 + r0 : 1 + r1, 1 + c0 : 1 + c1] = np.where(m[r0:r1, c0:c1], rows * GW + cols, 0)
         on = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
         return cls(
             signed_depth=on(signed), cell_of_pixel=on(cell_of_pixel),

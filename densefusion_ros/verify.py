@@ -37,7 +37,7 @@ from densefusion_ros.icp import IcpOptions, IcpResult, centroid_translation, def
 
 __all__ = [
     "ModelGeometry", "ModelBank", "padded", "DepthEvidence", "icp", "score_poses", "score_of_terms", "depth_terms", "verify_instances",
-    "VerifyInput",
+    "VerifyInput", "climb",
 ]
 
 
@@ -585,7 +585,7 @@ def verify_instances(
     climbing, clear = (_near_ties(obj, score, picks, options.verify_climb_margin) if options.verify_climb_margin > 0
                        else (picks, picks[:0]))  # fmt: skip
     if options.verify_climb > 0 and climbing.numel():
-        R_c, t_c, s_c = _climb(evidence, bank, obj[climbing], slots[climbing], R[climbing], t[climbing], score[climbing], weights, max_sweeps)
+        R_c, t_c, s_c = climb(evidence, bank, obj[climbing], slots[climbing], R[climbing], t[climbing], score[climbing], weights, max_sweeps)
         R, t, score, obj_c = (torch.cat([a, b[clear]]) for a, b in ((R_c, R), (t_c, t), (s_c, score), (obj[climbing], obj)))
     else:
         R, t, score, obj_c = R[picks], t[picks], score[picks], obj[picks]
@@ -688,7 +688,17 @@ def _near_ties(obj: torch.Tensor, score: torch.Tensor, picks: torch.Tensor, marg
     return as_rows(climbing), as_rows(clear)
 
 
-def _climb(evidence, bank, obj, slot, R, t, score, weights, max_sweeps):
+def climb(
+    evidence: DepthEvidence,
+    bank: ModelBank,
+    obj: torch.Tensor,
+    slot: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    score: torch.Tensor,
+    weights: tuple[float, float, float],
+    max_sweeps: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Coordinate ascent of the score from each candidate pose, as
     :func:`densefusion_ros.icp._climb` does it for one (a move is kept as soon as it raises the
     score; per stage of ``_CLIMB_STAGES``, sweeps of the turns about the model's centre, then the
@@ -698,7 +708,12 @@ def _climb(evidence, bank, obj, slot, R, t, score, weights, max_sweeps):
     the first that raises the score is the move the sequential ascent would keep (the ones before
     it were scored from the same pose), and the ascent goes on after it from the new pose. The
     same poses as scoring one move at a time, in a few calls per sweep instead of one per move
-    (docs/design_notes.md, "verify: the climb's calls")."""
+    (docs/design_notes.md, "verify: the climb's calls").
+
+    Args: ``obj [C]`` rows of ``bank``; ``slot [C]`` masks of ``evidence``; ``R [C,3,3]``,
+    ``t [C,3]`` (object -> camera, metres) with their ``score [C]``; ``weights``:
+    :func:`score_poses`' ``(tolerance, violation_weight, coverage_weight)``.
+    Returns the climbed ``(R, t, score)``."""
     device = R.device
     R, t, score = R.clone(), t.clone(), score.clone()
     centre = bank.centre[obj]  # [C,3]

@@ -17,7 +17,7 @@ from densefusion_ros.frame import Frame
 from densefusion_ros.icp import IcpOptions
 from densefusion_ros.models import build_estimator, build_refiner
 from densefusion_ros.pipeline import Pipeline, PipelineConfig
-from densefusion_ros.tracking import Tracker
+from densefusion_ros.tracking import Tracker, TrackerOptions
 
 from helpers import chair_object, render_depth
 
@@ -149,7 +149,7 @@ def test_a_track_that_slides_off_is_recovered_in_place_not_acquired_again(setup)
     track goes on under its id, with no acquisition; without ``recover`` it is lost instead."""
     pipeline, surface = setup
     for recover in (True, False):
-        tracker = Tracker(pipeline, follow_iterations=0, recheck_turns=False, recover=recover)
+        tracker = Tracker(pipeline, follow_iterations=0, recheck_turns=False, recover=recover, climb_violation=1.0)  # the climb alone also finds it
         R, t = _pose(0)
         assert [i.track_id for i in tracker(_frame(surface, [(R, t)])).instances] == [0]
         turned = Rotation.from_euler("z", 12, degrees=True).as_matrix() @ R
@@ -159,3 +159,27 @@ def test_a_track_that_slides_off_is_recovered_in_place_not_acquired_again(setup)
             assert res.timings_ms["estimator"] == 0 and tracker.stats()["acquisitions"] == 1
         else:
             assert tracker.stats()["reacquisitions"] + tracker.stats()["lost"] == 1  # lost, maybe acquired again
+
+
+def test_a_followed_pose_in_seen_through_space_climbs_back_onto_the_object(setup):
+    """A followed pose turned a few degrees, parts of it where the camera sees the background
+    through them, that still passes the check (as a mug drifting about its axis does): it climbs
+    the score back to the object within the frame; with ``climb_violation=1`` it stays off."""
+    pipeline, surface = setup
+    R, t = _pose(0)
+    frame = _frame(surface, [(R, t)])
+    for climb_violation in (TrackerOptions().climb_violation, 1.0):
+        tracker = Tracker(pipeline, follow_iterations=0, recheck_turns=False, recover=False, climb_violation=climb_violation)
+        assert [i.track_id for i in tracker(frame).instances] == [0]
+        track = tracker.tracks[0]
+        centre = pipeline.model_geometry(track.info).centre.numpy().astype(np.float64)
+        turn = Rotation.from_euler("x", 8, degrees=True).as_matrix()
+        track.R, track.t = R @ turn, t + R @ centre - R @ turn @ centre
+        track.velocity = (np.eye(3), np.zeros(3))
+        (inst,) = tracker(frame).instances
+        assert inst.track_id == 0
+        angle = np.degrees(Rotation.from_matrix(inst.R @ R.T).magnitude())
+        if climb_violation < 1.0:
+            assert angle < 2.0 and np.linalg.norm(inst.t - t) < 6e-3, (angle, inst.t - t)
+        else:
+            assert angle > 7.0, angle

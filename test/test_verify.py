@@ -131,8 +131,8 @@ def test_only_near_ties_climb(chair, monkeypatch):
     evidence = DepthEvidence.build(depth.astype(np.float32), K, [mask], "cpu")
     R0 = Rotation.from_euler("xyz", [4, -3, 2], degrees=True).as_matrix() @ R_gt
     climbed = []
-    real_climb = verify._climb
-    monkeypatch.setattr(verify, "_climb", lambda *a, **k: climbed.append(len(a[2])) or real_climb(*a, **k))
+    real_climb = verify.climb
+    monkeypatch.setattr(verify, "climb", lambda *a, **k: climbed.append(len(a[2])) or real_climb(*a, **k))
     results = {}
     for margin in (1.0, 0.0):
         (res,) = verify_instances([VerifyInput(geometry, obs, R0, t_gt, 0)], evidence, IcpOptions(max_distance=0.015, verify_climb_margin=margin))
@@ -175,7 +175,7 @@ def test_batched_climb_takes_the_steps_of_the_one_pose_ascent(chair):
     coordinate ascent (:func:`densefusion_ros.icp._climb`, one move scored at a time) ends, pose
     by pose, with the same score function."""
     from densefusion_ros.icp import _climb as one_pose_climb
-    from densefusion_ros.verify import _climb as batched_climb
+    from densefusion_ros.verify import climb as batched_climb
 
     model, _ = chair
     R_gt, t_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix(), np.array([0.0, -0.01, 0.5])

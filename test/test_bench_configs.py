@@ -22,3 +22,12 @@ def test_variants_set_pipeline_and_icp_fields(bench):
 def test_unknown_setting_is_refused(bench):
     with pytest.raises(SystemExit, match="unknown setting 'nope'"):
         bench.parse_variant("nope=1")
+
+
+def test_tracker_variants_split_tracker_settings_from_the_pipeline_ones():
+    from tools import bench_tracker
+
+    config, options = bench_tracker.parse_tracker_variant("climb_violation=1,recheck_turns=false,icp=verify,verify_climb=2", seed=3)
+    assert options == {"climb_violation": 1.0, "recheck_turns": False}
+    assert (config.icp, config.icp_options.verify_climb, config.seed) == ("verify", 2, 3)
+    assert bench_tracker.parse_tracker_variant("") == (bench_configs.parse_variant(""), {})

@@ -29,7 +29,7 @@ from densefusion_ros.pipeline import Pipeline, PipelineConfig
 from densefusion_ros.resources import share_path
 
 
-def _convert(value: str, default: object) -> object:
+def convert_setting(value: str, default: object) -> object:
     """``value`` as the type of the field's default (numbers for None defaults)."""
     if isinstance(default, bool):
         return value.lower() in ("1", "true", "yes")
@@ -48,7 +48,7 @@ def parse_variant(text: str) -> PipelineConfig:
         kind = next((k for k, d in defaults.items() if key in {f.name for f in dataclasses.fields(d)}), None)
         if kind is None:
             raise SystemExit(f"unknown setting {key!r} (not a PipelineConfig or IcpOptions field)")
-        settings[kind][key] = _convert(value, getattr(defaults[kind], key))
+        settings[kind][key] = convert_setting(value, getattr(defaults[kind], key))
     return PipelineConfig(**{"seed": 0, **settings["config"], "icp_options": IcpOptions(**settings["icp"])})
 
 

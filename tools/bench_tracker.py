@@ -1,0 +1,87 @@
+"""Compare tracker settings on sequence splits over several pipeline seeds.
+
+``python -m tools.bench_tracker "" "climb_violation=1" [--dataset .data/seq] [--split seq_val] [--seeds 0,1,2]``
+
+Each positional argument is one variant: comma-separated ``key=value`` settings of
+:class:`~densefusion_ros.tracking.TrackerOptions`, :class:`~densefusion_ros.pipeline.PipelineConfig`
+or :class:`~densefusion_ros.icp.IcpOptions` (``""`` = the defaults). Bundled weights, segmenter
+masks, ``evaluate --sequence --mode track``'s scoring. Per seed and variant it prints the share of
+visible object-frames within 0.1 x diameter (ADD(-S)), per object, the wrong poses published and the
+steady-state median and p95 ms per frame; then each variant's mean over the seeds. One seed's figure
+moves by several points (the mug's episodes: docs/benchmarks/sequences_track_seeds.md), so choose on
+the means. Variants run one after another per seed, not frame by frame: compare their times only
+within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+
+import torch
+
+from densefusion_ros.data.bop import BopDataset
+from densefusion_ros.eval.sequence import evaluate_sequences
+from densefusion_ros.pipeline import Pipeline, PipelineConfig
+from densefusion_ros.resources import share_path
+from densefusion_ros.tracking import Tracker, TrackerOptions
+from tools.bench_configs import convert_setting, parse_variant
+
+
+def parse_tracker_variant(text: str, seed: int = 0) -> tuple[PipelineConfig, dict]:
+    """``"key=value,..."`` -> (a PipelineConfig with ``seed``, TrackerOptions keyword arguments);
+    keys of TrackerOptions, PipelineConfig or IcpOptions."""
+    tracker_fields = {f.name: f.default for f in dataclasses.fields(TrackerOptions)}
+    tracker, rest = {}, []
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key in tracker_fields:
+            tracker[key] = convert_setting(value, tracker_fields[key])
+        else:
+            rest.append(item)
+    return dataclasses.replace(parse_variant(",".join(rest)), seed=seed), tracker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", help='e.g. "" "climb_violation=1"')
+    parser.add_argument("--dataset", default=".data/seq")
+    parser.add_argument("--split", default="seq_val")
+    parser.add_argument("--seeds", default="0,1,2", help="pipeline seeds (the points the networks sample)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    dataset = BopDataset(args.dataset, args.split, load_masks=False)
+    accuracy: dict[str, list[float]] = {v: [] for v in args.variants}
+    wrong: dict[str, list[int]] = {v: [] for v in args.variants}
+    for seed in seeds:
+        for variant in args.variants:
+            config, options = parse_tracker_variant(variant, seed)
+            pipeline = Pipeline.from_checkpoints(
+                share_path("models", "estimator.pth"), share_path("config", "objects", "demo.yaml"), config,
+                refiner=share_path("models", "refiner.pth"), segmenter=share_path("models", "segmenter.pth"),
+            )  # fmt: skip
+            tracker = Tracker(pipeline, **options)
+
+            def fresh() -> Tracker:
+                tracker.reset()
+                return tracker
+
+            summary = evaluate_sequences(fresh, dataset, pipeline.catalog).summary()
+            objects = {k: v for k, v in summary["objects"].items() if k != "ALL"}
+            pooled = summary["objects"]["ALL"]
+            accuracy[variant].append(100 * pooled["accuracy"])
+            wrong[variant].append(pooled["wrong_published"])
+            per_object = " ".join(f"{k} {100 * v['accuracy']:.1f}" for k, v in sorted(objects.items()))
+            print(f"seed {seed} {variant or '(defaults)':40s} ADD(-S) < 0.1 d {100 * pooled['accuracy']:5.1f} % [{per_object}]; "
+                  f"wrong published {pooled['wrong_published']}; ms median {summary['ms_steady_median']:.0f}, "
+                  f"p95 {summary['ms_steady_p95']:.0f}", flush=True)
+    for variant in args.variants:
+        print(f"mean over seeds {args.seeds}: {variant or '(defaults)':40s} {statistics.mean(accuracy[variant]):5.1f} %, "
+              f"wrong published {statistics.mean(wrong[variant]):.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -115,12 +115,13 @@ class TrackerOptions:
         retry_frames: the longest wait of a class between failed acquisitions (frames).
         recover: a followed track whose pose fails the check gets one local verification
             (ICP and the score's climb from its predicted pose) before it is lost.
-        climb_violation: a followed pose with a larger share of its model points violating the
-            depth (the camera sees through them) climbs the verification score from where the
-            follow ICP left it (:func:`~densefusion_ros.verify.climb`: turns of 8, 4, 2 degrees,
-            shifts of a few millimetres). ICP pulls the model onto the observed points but
-            nothing pushes it out of the space the camera sees through: a mug turning about its
-            axis drifts with its handle in front of the table (1 = never climb).
+        climb_violation: a pose of a followed or coasting track with a larger share of its model
+            points violating the depth (the camera sees through them, or they lie below the
+            table) climbs the verification score (:func:`~densefusion_ros.verify.climb`: turns of
+            8, 4, 2 degrees, shifts of a few millimetres) from its pose after the re-check and the
+            recovery. ICP pulls the model onto the observed points but nothing pushes it out of
+            the space the camera sees through: a mug turning about its axis drifts with its
+            handle in front of the table (1 = never climb).
     """
 
     acquire_per_frame: int = 1
@@ -415,14 +416,15 @@ class Tracker:
     def _climb_violating(self, rows, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> None:
         """The rows of ``found`` whose violating share exceeds ``climb_violation`` climb the
         score (:func:`~densefusion_ros.verify.climb`) on the tracker's evidence, all at once; a
-        climbed pose replaces its row, measured again, unless it fails the check where the row passed."""
+        climbed pose replaces its row, measured again, unless it fails the check where the row
+        passed. A coasting track's row climbs too: if its climbed pose passes, it is followed again."""
         icp_opts = self.pipeline.config.icp_options
         picks = (found["violating"] > self.options.climb_violation).nonzero()[:, 0]
         if not len(picks):
             return
         weights = (icp_opts.verify_tolerance, icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
         score = score_of_terms(found["supported"][picks], found["violating"][picks], found["coverage"][picks], *weights[1:])
-        R, t, _ = climb(evidence, bank, picks, picks, found["R"][picks], found["t"][picks], score, weights, max_sweeps=30)
+        R, t, _ = climb(evidence, bank, picks, picks, found["R"][picks], found["t"][picks], score, weights)
         _, _, fitness, rmse = icp(bank, picks, source[picks], valid_pts[picks], R, t, 0, icp_opts.verify_method)
         supported, violating, coverage = depth_terms(evidence, bank.points[picks], picks, R, t, icp_opts.verify_tolerance)
         climbed = dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=supported, violating=violating, coverage=coverage)

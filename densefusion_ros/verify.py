@@ -505,6 +505,9 @@ class VerifyInput:
 
 
 _AXES = np.concatenate([np.eye(3), -np.eye(3)])
+CLIMB_SWEEPS = 30
+"""Most sweeps of each climb stage (:func:`climb`): a sweep that raises nothing ends it sooner."""
+
 _CLIMB_STAGES = tuple(  # turns of 8, 4, 2 degrees about +-x, y, z and shifts of 4, 2, 2 mm
     (Rotation.from_rotvec(np.radians(degrees) * _AXES).as_matrix(), metres * _AXES)
     for degrees, metres in ((8.0, 0.004), (4.0, 0.002), (2.0, 0.002))
@@ -526,7 +529,7 @@ def verify_instances(
     evidence: DepthEvidence,
     options: IcpOptions,
     coarse_points: int = 600,
-    max_sweeps: int = 30,
+    max_sweeps: int = CLIMB_SWEEPS,
 ) -> list[IcpResult]:
     """Hypothesise and verify every instance of a frame in batched tensor code (module docstring).
 
@@ -697,7 +700,7 @@ def climb(
     t: torch.Tensor,
     score: torch.Tensor,
     weights: tuple[float, float, float],
-    max_sweeps: int,
+    max_sweeps: int = CLIMB_SWEEPS,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Coordinate ascent of the score from each candidate pose, as
     :func:`densefusion_ros.icp._climb` does it for one (a move is kept as soon as it raises the

@@ -29,7 +29,7 @@ from densefusion_ros.tracking import Tracker, TrackerOptions
 from tools.bench_configs import convert_setting, parse_variant
 
 
-def parse_tracker_variant(text: str, seed: int = 0) -> tuple[PipelineConfig, dict]:
+def parse_tracker_variant(text: str, seed: int = 0) -> tuple[PipelineConfig, dict[str, object]]:
     """``"key=value,..."`` -> (a PipelineConfig with ``seed``, TrackerOptions keyword arguments);
     keys of TrackerOptions, PipelineConfig or IcpOptions."""
     tracker_fields = {f.name: f.default for f in dataclasses.fields(TrackerOptions)}

@@ -115,7 +115,7 @@ class TrackerOptions:
         retry_frames: the longest wait of a class between failed acquisitions (frames).
         recover: a followed track whose pose fails the check gets one local verification
             (ICP and the score's climb from its predicted pose) before it is lost.
-        climb_violation: a pose of a followed or coasting track with a larger share of its model
+        climb_violation: a followed track's pose with a larger share of its model
             points violating the depth (the camera sees through them, or they lie below the
             table) climbs the verification score (:func:`~densefusion_ros.verify.climb`: turns of
             8, 4, 2 degrees, shifts of a few millimetres) from its pose after the re-check and the
@@ -417,9 +417,10 @@ class Tracker:
         """The rows of ``found`` whose violating share exceeds ``climb_violation`` climb the
         score (:func:`~densefusion_ros.verify.climb`) on the tracker's evidence, all at once; a
         climbed pose replaces its row, measured again, unless it fails the check where the row
-        passed. A coasting track's row climbs too: if its climbed pose passes, it is followed again."""
+        passed. Coasting tracks do not climb: a climb would widen what finds them again."""
         icp_opts = self.pipeline.config.icp_options
-        picks = (found["violating"] > self.options.climb_violation).nonzero()[:, 0]
+        followed = torch.as_tensor([tr.state == "tracking" for tr, _, _ in rows], device=found["violating"].device)
+        picks = ((found["violating"] > self.options.climb_violation) & followed).nonzero()[:, 0]
         if not len(picks):
             return
         weights = (icp_opts.verify_tolerance, icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)

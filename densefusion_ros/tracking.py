@@ -426,16 +426,15 @@ class Tracker:
         weights = (icp_opts.verify_tolerance, icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
         score = score_of_terms(found["supported"][picks], found["violating"][picks], found["coverage"][picks], *weights[1:])
         R, t, _ = climb(evidence, bank, picks, picks, found["R"][picks], found["t"][picks], score, weights)
-        _, _, fitness, rmse = icp(bank, picks, source[picks], valid_pts[picks], R, t, 0, icp_opts.verify_method)
-        supported, violating, coverage = depth_terms(evidence, bank.points[picks], picks, R, t, icp_opts.verify_tolerance)
-        climbed = dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=supported, violating=violating, coverage=coverage)
+        climbed = self._measure(bank, evidence, source, valid_pts, picks, R, t)
         for k, j in enumerate(picks.tolist()):
             if self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j]) and not self._passes(
-                None, fitness[k], coverage[k], violating[k]
+                None, climbed["fitness"][k], climbed["coverage"][k], climbed["violating"][k]
             ):
                 continue  # the climb does not lose a track: its score leaves out the ICP fitness that the check weighs
             tr = rows[j][0]
-            log.debug("track %d (%s) climbs: violating %.3f -> %.3f", tr.track_id, tr.info.name, float(found["violating"][j]), float(violating[k]))
+            before, after = float(found["violating"][j]), float(climbed["violating"][k])
+            log.debug("track %d (%s) climbs: violating %.3f -> %.3f", tr.track_id, tr.info.name, before, after)
             _set_row(found, j, climbed, k)
 
     def _recover(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> None:
@@ -470,7 +469,7 @@ class Tracker:
         ``(R, t)`` each), then measured by the tracker's check: whether verification accepted
         each, and ``R``, ``t``, ``fitness``, ``rmse``, ``supported``, ``violating``, ``coverage``,
         one row per pick."""
-        device, icp_opts = self.pipeline.device, self.pipeline.config.icp_options
+        device = self.pipeline.device
         local = DepthEvidence.build(frame.depth_m, frame.K, [regions[j] for j in picks], device, plane=self._plane)
         inputs = [
             VerifyInput(self.pipeline.model_geometry(rows[j][0].info), clouds[j], R0, t0, slot=k)
@@ -480,9 +479,16 @@ class Tracker:
         idx = torch.as_tensor(picks, device=device)
         R = torch.as_tensor(np.stack([r.R for r in results]), dtype=torch.float32, device=device)
         t = torch.as_tensor(np.stack([r.t for r in results]), dtype=torch.float32, device=device)
-        _, _, fitness, rmse = icp(bank, idx, source[idx], valid_pts[idx], R, t, 0, icp_opts.verify_method)
-        sup, vio, cov = depth_terms(evidence, bank.points[idx], idx, R, t, icp_opts.verify_tolerance)
-        return [r.accepted for r in results], dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=sup, violating=vio, coverage=cov)
+        return [r.accepted for r in results], self._measure(bank, evidence, source, valid_pts, idx, R, t)
+
+    def _measure(self, bank, evidence, source, valid_pts, rows: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The tracker's check of the poses ``R [P,3,3]``, ``t [P,3]`` of the tracks ``rows [P]``
+        on their observed points and the evidence: ``R``, ``t``, ``fitness``, ``rmse``,
+        ``supported``, ``violating``, ``coverage``, one row per pose (as ``found``'s)."""
+        icp_opts = self.pipeline.config.icp_options
+        _, _, fitness, rmse = icp(bank, rows, source[rows], valid_pts[rows], R, t, 0, icp_opts.verify_method)
+        sup, vio, cov = depth_terms(evidence, bank.points[rows], rows, R, t, icp_opts.verify_tolerance)
+        return dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=sup, violating=vio, coverage=cov)
 
     def _lose(self, tr: Track, R: np.ndarray, t: np.ndarray) -> None:
         """Not followed this frame: a followed track becomes lost; either way it coasts to ``(R, t)``."""

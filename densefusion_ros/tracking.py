@@ -267,13 +267,20 @@ class Tracker:
         X = pts @ R.T + t
         X = X[X[:, 2] > 1e-3]
         shape = frame.depth_m.shape
-        out = np.zeros(shape, np.uint8)
-        if len(X):
-            uv = np.round(geometry.project(X, np.asarray(frame.K, np.float64))).astype(np.int64)
-            keep = (uv[:, 0] >= 0) & (uv[:, 0] < shape[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < shape[0])
-            out[uv[keep, 1], uv[keep, 0]] = 1
-        size = 2 * self.options.margin_px + 1
-        return cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))).astype(bool)
+        out = np.zeros(shape, bool)
+        if not len(X):
+            return out
+        uv = np.round(geometry.project(X, np.asarray(frame.K, np.float64))).astype(np.int64)
+        uv = uv[(uv[:, 0] >= 0) & (uv[:, 0] < shape[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < shape[0])]
+        if not len(uv):
+            return out
+        # dilate only the box that the grown silhouette can reach: the same pixels as the whole image's dilation
+        m = self.options.margin_px
+        (c0, r0), (c1, r1) = np.maximum(uv.min(0) - m, 0), np.minimum(uv.max(0) + m + 1, (shape[1], shape[0]))
+        box = np.zeros((r1 - r0, c1 - c0), np.uint8)
+        box[uv[:, 1] - r0, uv[:, 0] - c0] = 1
+        out[r0:r1, c0:c1] = cv2.dilate(box, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * m + 1, 2 * m + 1))) != 0
+        return out
 
     def _follow(self, frame: Frame, components: dict[int, tuple[int, np.ndarray]]) -> list[InstanceResult]:
         """Predict, ICP and check every followed track and every recently lost one (batched).

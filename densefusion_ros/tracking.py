@@ -26,8 +26,9 @@ costs several times a camera frame. Objects mostly move little between frames, s
   view or hid behind another returns without an acquisition;
 * **re-check the turn** (temporal evidence): each frame one followed track, round robin, is
   verified afresh on its region (the pipeline's hypothesise-and-verify over all its turns, from
-  the track's pose); a result that explains the depth clearly better replaces the track's pose.
-  A view that cannot tell two poses apart keeps the track's; a later view that can, switches.
+  the track's pose; its climb and final ICP only when a turn already leads before them); a
+  result that explains the depth clearly better replaces the track's pose. A view that cannot
+  tell two poses apart keeps the track's; a later view that can, switches.
 
 ``Tracker(pipeline)(frame)`` returns a :class:`~densefusion_ros.pipeline.FrameResult` whose
 instances carry a ``track_id``, stable while the object is followed; a lost object found again
@@ -57,11 +58,14 @@ from densefusion_ros.verify import (
     ModelBank,
     VerifyInput,
     climb,
+    conclude,
     depth_terms,
     icp,
     padded,
     pose_covariance,
+    propose,
     score_of_terms,
+    score_poses,
     verify_instances,
 )
 
@@ -103,8 +107,9 @@ class TrackerOptions:
         explained_share: a mask component is explained by a track (not acquired) when at least
             this share of its pixels lies inside the track's silhouette.
         recheck_turns: each frame one followed track (round robin) is verified afresh: the
-            pipeline's hypothesise-and-verify (all turns of ``IcpOptions.rotation_group``, the
-            climb, the final ICP) on its region, from its pose. A turn the follow ICP cannot
+            pipeline's hypothesise-and-verify (all turns of ``IcpOptions.rotation_group``, then,
+            when one leads the track's pose by half of ``recheck_margin``, the climb and the final
+            ICP) on its region, from its pose. A turn the follow ICP cannot
             leave (the mug a third of a turn off about its axis, once the handle shows) is found
             there; a short ICP from each of the cube group's turns missed it (docs/design_notes.md,
             'tracking: the turn re-check').
@@ -395,25 +400,38 @@ class Tracker:
         self._reacquired_at.append(time.monotonic())
 
     def _recheck(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> int | None:
-        """One followed track (round robin by id) is verified afresh on its region
-        (:func:`~densefusion_ros.verify.verify_instances` from its pose, all the pipeline's
-        turns); an accepted result that scores ``recheck_margin`` higher in the tracker's check
-        replaces its pose in ``found`` (``R``, ``t``, ``fitness``, ``rmse``, ``supported``,
-        ``violating``, ``coverage``, one row per track). Returns the row replaced, or None."""
+        """One followed track (round robin by id) is verified afresh on its region from its pose:
+        the hypotheses of all the pipeline's turns (:func:`~densefusion_ros.verify.propose`:
+        screened, coarse ICP, scored); only when one of them already leads the track's pose by half
+        of ``recheck_margin`` on the same evidence do they go on to the climb and the final ICP
+        (:func:`~densefusion_ros.verify.conclude`): a turn that will replace the track's pose leads
+        before the climb (docs/design_notes.md, 'tracking: the re-check's early stop'). An
+        accepted result that scores ``recheck_margin`` higher in the tracker's check replaces its
+        pose in ``found`` (``R``, ``t``, ``fitness``, ``rmse``, ``supported``, ``violating``,
+        ``coverage``, one row per track). Returns the row replaced, or None."""
         followed = sorted((tr.track_id, j) for j, (tr, _, _) in enumerate(rows) if tr.state == "tracking")
         if not followed:
             return None
         _, j = next(((i, j) for i, j in followed if i > self._recheck_cursor), followed[0])
         self._recheck_cursor = rows[j][0].track_id
         icp_opts = self.pipeline.config.icp_options
-        start = (found["R"][j].double().cpu().numpy(), found["t"][j].double().cpu().numpy())
-        (accepted,), v = self._verify_locally(frame, rows, regions, clouds, bank, evidence, source, valid_pts, [j], [start], icp_opts)
-        if not accepted:
+        w = (icp_opts.verify_tolerance, icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
+        local, (x,) = self._local_inputs(frame, rows, regions, clouds, [j], [(found["R"][j], found["t"][j])])
+        model_bank = ModelBank([x.model])
+        hypotheses = propose([x], model_bank, local, icp_opts)
+        if not len(hypotheses.score):
             return None
-        w = (icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
+        slot = torch.zeros(1, dtype=torch.int64, device=self.pipeline.device)
+        here = float(score_poses(local, model_bank.points, slot, found["R"][j : j + 1], found["t"][j : j + 1], *w)[0])
+        if float(hypotheses.score.max()) < here + 0.5 * self.options.recheck_margin:
+            return None
+        (verified,) = conclude([x], hypotheses, model_bank, local, icp_opts)
+        if not verified.accepted:
+            return None
+        v = self._measure_results(bank, evidence, source, valid_pts, [j], [verified])
         fitted = float(v["fitness"][0]) >= self.options.min_fitness
-        score = float(score_of_terms(v["supported"], v["violating"], v["coverage"], *w)[0]) if fitted else -float("inf")
-        current = float(score_of_terms(found["supported"][j], found["violating"][j], found["coverage"][j], *w))
+        score = float(score_of_terms(v["supported"], v["violating"], v["coverage"], *w[1:])[0]) if fitted else -float("inf")
+        current = float(score_of_terms(found["supported"][j], found["violating"][j], found["coverage"][j], *w[1:]))
         log.debug("track %d (%s) turn re-check: %.2f, verified %.2f", rows[j][0].track_id, rows[j][0].info.name, current, score)
         if score <= current + self.options.recheck_margin:
             return None
@@ -460,33 +478,31 @@ class Tracker:
             return
         one_start = dict(init_rotations=1, verify_centroid_starts=False, verify_screen_points=0)
         options = replace(icp_opts, **one_start, verify_climb=1, verify_climb_margin=0.0)  # the start always climbs
-        starts = [(rows[j][1], rows[j][2]) for j in failing]
-        accepted, v = self._verify_locally(frame, rows, regions, clouds, bank, evidence, source, valid_pts, failing, starts, options)
+        local, inputs = self._local_inputs(frame, rows, regions, clouds, failing, [(rows[j][1], rows[j][2]) for j in failing])
+        results = verify_instances(inputs, local, options)
+        v = self._measure_results(bank, evidence, source, valid_pts, failing, results)
         for k, j in enumerate(failing):
-            recovered = accepted[k] and self._passes(None, v["fitness"][k], v["coverage"][k], v["violating"][k])
+            recovered = results[k].accepted and self._passes(None, v["fitness"][k], v["coverage"][k], v["violating"][k])
             log.debug("track %d (%s) %s", rows[j][0].track_id, rows[j][0].info.name, "recovered" if recovered else "not recovered")
             if recovered:
                 _set_row(found, j, v, k)
 
-    def _verify_locally(
-        self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, picks: list[int], starts: list, options
-    ) -> tuple[list[bool], dict[str, torch.Tensor]]:
-        """The tracks of rows ``picks`` verified on their own regions
-        (:func:`~densefusion_ros.verify.verify_instances` with ``options``, from ``starts``, one
-        ``(R, t)`` each), then measured by the tracker's check: whether verification accepted
-        each, and ``R``, ``t``, ``fitness``, ``rmse``, ``supported``, ``violating``, ``coverage``,
-        one row per pick."""
-        device = self.pipeline.device
-        local = DepthEvidence.build(frame.depth_m, frame.K, [regions[j] for j in picks], device, plane=self._plane)
+    def _local_inputs(self, frame: Frame, rows, regions, clouds, picks: list[int], starts: list) -> tuple[DepthEvidence, list[VerifyInput]]:
+        """The evidence of the regions of rows ``picks`` alone (one slot each) and their
+        :class:`~densefusion_ros.verify.VerifyInput` from ``starts`` (one ``(R, t)`` each, numpy or tensors)."""
+        local = DepthEvidence.build(frame.depth_m, frame.K, [regions[j] for j in picks], self.pipeline.device, plane=self._plane)
         inputs = [
-            VerifyInput(self.pipeline.model_geometry(rows[j][0].info), clouds[j], R0, t0, slot=k)
+            VerifyInput(self.pipeline.model_geometry(rows[j][0].info), clouds[j], _numpy(R0), _numpy(t0), slot=k)
             for k, (j, (R0, t0)) in enumerate(zip(picks, starts))
         ]
-        results = verify_instances(inputs, local, options)
-        idx = torch.as_tensor(picks, device=device)
+        return local, inputs
+
+    def _measure_results(self, bank, evidence, source, valid_pts, picks: list[int], results: list) -> dict[str, torch.Tensor]:
+        """:meth:`_measure` of the verification ``results`` (:class:`~densefusion_ros.icp.IcpResult`) of the rows ``picks``."""
+        device = self.pipeline.device
         R = torch.as_tensor(np.stack([r.R for r in results]), dtype=torch.float32, device=device)
         t = torch.as_tensor(np.stack([r.t for r in results]), dtype=torch.float32, device=device)
-        return [r.accepted for r in results], self._measure(bank, evidence, source, valid_pts, idx, R, t)
+        return self._measure(bank, evidence, source, valid_pts, torch.as_tensor(picks, device=device), R, t)
 
     def _measure(self, bank, evidence, source, valid_pts, rows: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
         """The tracker's check of the poses ``R [P,3,3]``, ``t [P,3]`` of the tracks ``rows [P]``
@@ -518,20 +534,21 @@ class Tracker:
         for cid in [c for c in self._backoff if c not in components]:  # gone from view: a fresh start when it returns
             del self._backoff[cid]
         for cid, (count, labels) in components.items():
+            if now < self._backoff.get(cid, (0, 0))[1]:
+                continue
             areas = np.bincount(labels.ravel(), minlength=count)
-            for k in np.flatnonzero(areas[1:] >= opts.min_pixels) + 1:
-                component, n = labels == k, int(areas[k])
-                explained = any(
-                    tr.info.class_id == cid and (component & silhouettes[tr.track_id]).sum() >= opts.explained_share * n for tr in live
-                )
-                if not explained and now >= self._backoff.get(cid, (0, 0))[1]:
-                    candidates.append((n, cid, component))
+            explained = np.zeros(count, bool)  # per component: a track of the class covers enough of it
+            for tr in live:
+                if tr.info.class_id == cid:
+                    explained |= np.bincount(labels[silhouettes[tr.track_id]], minlength=count) >= opts.explained_share * areas
+            for k in np.flatnonzero((areas[1:] >= opts.min_pixels) & ~explained[1:]) + 1:
+                candidates.append((int(areas[k]), cid, labels, k))
         candidates.sort(key=lambda c: (self._backoff.get(c[1], (0, 0))[0], -c[0]))  # fewest failures, then largest
         out = []
         chosen: dict[int, np.ndarray] = {}  # one component per class: the pipeline takes one mask per class
-        for _, cid, component in candidates:
+        for _, cid, labels, k in candidates:
             if len(chosen) < opts.acquire_per_frame and cid not in chosen:
-                chosen[cid] = component
+                chosen[cid] = labels == k
         if not chosen:
             return out
         res = self.pipeline(replace(frame, masks=chosen, label=None))  # all of them in one batched call
@@ -634,6 +651,11 @@ def _set_row(found: dict[str, torch.Tensor], j: int, values: dict[str, torch.Ten
     for key, value in values.items():
         found[key] = found[key].clone()
         found[key][j] = value[k]
+
+
+def _numpy(x) -> np.ndarray:
+    """A pose's part as float64 numpy (from numpy or a tensor)."""
+    return x.double().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, np.float64)
 
 
 def _damped(dR: np.ndarray, dt: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ from densefusion_ros.icp import IcpOptions, IcpResult, centroid_translation, def
 
 __all__ = [
     "ModelGeometry", "ModelBank", "padded", "DepthEvidence", "icp", "score_poses", "score_of_terms", "depth_terms", "verify_instances",
-    "VerifyInput", "climb",
+    "VerifyInput", "climb", "Hypotheses", "propose", "conclude",
 ]
 
 
@@ -524,6 +524,24 @@ def padded(clouds: list[np.ndarray], rows: list[int], device: torch.device | str
     return torch.as_tensor(out, device=device), torch.as_tensor(valid, device=device)
 
 
+@dataclass
+class Hypotheses:
+    """Scored candidate poses of the instances of one verification, after its coarse ICP (steps
+    1-3 of the module docstring): ``obj [H]`` the input of each, ``slot [H]`` its mask in the
+    evidence, ``R [H,3,3]``, ``t [H,3]`` (object -> camera, metres) and ``score [H]``
+    (:func:`score_poses`; only poses that ICP accepted)."""
+
+    obj: torch.Tensor
+    slot: torch.Tensor
+    R: torch.Tensor
+    t: torch.Tensor
+    score: torch.Tensor
+
+    def moved(self, dR: torch.Tensor, dt: torch.Tensor) -> "Hypotheses":
+        """The poses after the camera-frame motion ``x -> dR x + dt`` (``[3,3]``, ``[3]``), scores kept."""
+        return Hypotheses(self.obj, self.slot, dR @ self.R, self.t @ dR.T + dt, self.score)
+
+
 def verify_instances(
     inputs: list[VerifyInput],
     evidence: DepthEvidence,
@@ -531,7 +549,8 @@ def verify_instances(
     coarse_points: int = 600,
     max_sweeps: int = CLIMB_SWEEPS,
 ) -> list[IcpResult]:
-    """Hypothesise and verify every instance of a frame in batched tensor code (module docstring).
+    """Hypothesise and verify every instance of a frame in batched tensor code (module docstring):
+    :func:`propose`, then :func:`conclude`.
 
     Returns one :class:`~densefusion_ros.icp.IcpResult` per input: the winner after the final
     ICP with its share of violating model points, accepted unless that share exceeds
@@ -541,8 +560,15 @@ def verify_instances(
     """
     if not inputs:
         return []
-    device = evidence.signed_depth.device
     bank = ModelBank([x.model for x in inputs])
+    hypotheses = propose(inputs, bank, evidence, options, coarse_points)
+    return conclude(inputs, hypotheses, bank, evidence, options, max_sweeps)
+
+
+def propose(inputs: list[VerifyInput], bank: ModelBank, evidence: DepthEvidence, options: IcpOptions, coarse_points: int = 600) -> Hypotheses:
+    """Steps 1-3 of the module docstring: the starts of every input (``bank``: their models, one
+    row each), screened, coarse ICP and scored; the results that ICP accepted."""
+    device = evidence.signed_depth.device
     rotations = torch.as_tensor(group_rotations(options.rotation_group, options.init_rotations), dtype=torch.float32, device=device)
     usable = [i for i, x in enumerate(inputs) if len(x.observed) >= 3]
     coarse = [_thinned(x.observed, coarse_points) for x in inputs]
@@ -564,11 +590,10 @@ def verify_instances(
             R0s.append(Rs)
             t0s.append(tc + R @ c - Rs @ c)
     if not obj_rows:
-        return _with_unaccepted(inputs, {}, evidence, bank, options)
+        return _no_hypotheses(device)
     obj = torch.as_tensor(obj_rows, device=device)
     R, t = torch.cat(R0s), torch.cat(t0s)
     slots = torch.as_tensor([inputs[i].slot for i in obj_rows], device=device)
-    weights = (options.verify_tolerance, options.verify_violation_weight, options.verify_coverage_weight)
     if options.verify_screen_points > 0:  # 2a. a short ICP of every start on a few points; keep the best few
         screen = [_thinned(x.observed, options.verify_screen_points) for x in inputs]
         source, valid = padded(screen, obj_rows, device)
@@ -576,13 +601,25 @@ def verify_instances(
         score = _accepted_scores(evidence, bank, obj, slots, R, t, fitness, options)
         keep = _distinct_per_instance(bank, obj, R, t, score, options.verify_keep, apart=0.005, pool=64)
         if not len(keep):
-            return _with_unaccepted(inputs, {}, evidence, bank, options)
+            return _no_hypotheses(device)
         obj, slots, R, t = obj[keep], slots[keep], R[keep], t[keep]
     # 2. coarse ICP of every (kept) start
     source, valid = padded(coarse, obj.tolist(), device)
     R, t, fitness, _ = icp(bank, obj, source, valid, R, t, options.max_iterations, options.verify_method)
     # 3. score every accepted result
     score = _accepted_scores(evidence, bank, obj, slots, R, t, fitness, options)
+    kept = torch.isfinite(score)
+    return Hypotheses(obj[kept], slots[kept], R[kept], t[kept], score[kept])
+
+
+def conclude(
+    inputs: list[VerifyInput], hypotheses: Hypotheses, bank: ModelBank, evidence: DepthEvidence, options: IcpOptions, max_sweeps: int = CLIMB_SWEEPS
+) -> list[IcpResult]:
+    """Steps 4-5 of the module docstring from ``hypotheses`` (:func:`propose`'s, of the same
+    ``inputs``): the climb, then the final ICP of each input's best pose on its observed points;
+    the results as :func:`verify_instances`'."""
+    obj, slots, R, t, score = hypotheses.obj, hypotheses.slot, hypotheses.R, hypotheses.t, hypotheses.score
+    weights = (options.verify_tolerance, options.verify_violation_weight, options.verify_coverage_weight)
     # 4. climb from the best distinct results of each instance
     picks = _distinct_per_instance(bank, obj, R, t, score, max(1, options.verify_climb))
     climbing, clear = (_near_ties(obj, score, picks, options.verify_climb_margin) if options.verify_climb_margin > 0
@@ -594,13 +631,13 @@ def verify_instances(
         R, t, score, obj_c = R[picks], t[picks], score[picks], obj[picks]
     # 5. final ICP of each instance's best pose on all its observed points
     best_rows, results = [], {}
-    for i in usable:
+    for i in [i for i, x in enumerate(inputs) if len(x.observed) >= 3]:
         rows = (obj_c == i).nonzero()[:, 0]
         if len(rows) and torch.isfinite(score[rows]).any():
             best_rows.append(int(rows[score[rows].argmax()]))
     if best_rows:
         final_obj = obj_c[best_rows]
-        final_src, final_valid = padded([x.observed for x in inputs], final_obj.tolist(), device)
+        final_src, final_valid = padded([x.observed for x in inputs], final_obj.tolist(), device=R.device)
         Rf, tf, ff, ef = icp(bank, final_obj, final_src, final_valid, R[best_rows], t[best_rows], options.max_iterations, options.verify_method)
         fitted = (ff >= options.min_fitness) & (ff > 0)
         Rf = torch.where(fitted[:, None, None], Rf, R[best_rows])
@@ -613,6 +650,11 @@ def verify_instances(
                 Rf[j].double().cpu().numpy(), tf[j].double().cpu().numpy(), float(ff[j]), float(ef[j]), accepted, float(violating[j])
             )
     return _with_unaccepted(inputs, results, evidence, bank, options)
+
+
+def _no_hypotheses(device: torch.device) -> Hypotheses:
+    none = torch.zeros(0, dtype=torch.int64, device=device)
+    return Hypotheses(none, none, torch.zeros(0, 3, 3, device=device), torch.zeros(0, 3, device=device), torch.zeros(0, device=device))
 
 
 def _thinned(points: np.ndarray, count: int) -> np.ndarray:

@@ -143,6 +143,31 @@ def test_a_wrong_turn_is_corrected_by_the_turn_recheck_and_the_track_kept(setup)
     assert tracker.stats()["acquisitions"] == 1  # corrected while followed, not acquired again
 
 
+def test_the_turn_recheck_concludes_only_when_a_turn_leads(setup, monkeypatch):
+    """A track on its object: no hypothesis of the re-check leads its pose, so the climb and the
+    final ICP are skipped, frame after frame; a track a quarter turn off: a turn leads, they run,
+    and the pose is corrected."""
+    import densefusion_ros.tracking as tracking
+
+    concluded = []
+    real = tracking.conclude
+    monkeypatch.setattr(tracking, "conclude", lambda *a, **k: concluded.append(1) or real(*a, **k))
+    pipeline, surface = setup
+    tracker = Tracker(pipeline)
+    for k in range(4):
+        R, t = _pose(k)
+        (inst,) = tracker(_frame(surface, [(R, t)])).instances
+        assert _close(inst, R, t), k
+    assert concluded == []
+    track = tracker.tracks[0]
+    centre = pipeline.model_geometry(track.info).centre.numpy().astype(np.float64)
+    turn = Rotation.from_euler("y", 90, degrees=True).as_matrix()
+    track.R, track.t = R @ turn, t + R @ centre - R @ turn @ centre
+    R, t = _pose(4)
+    (inst,) = tracker(_frame(surface, [(R, t)])).instances
+    assert concluded == [1] and _close(inst, R, t)
+
+
 def test_a_track_that_slides_off_is_recovered_in_place_not_acquired_again(setup):
     """Without its follow ICP (0 steps) a track stays at its prediction, which a sudden turn leaves
     failing the check: the local verification from the prediction finds the pose again and the

@@ -537,10 +537,6 @@ class Hypotheses:
     t: torch.Tensor
     score: torch.Tensor
 
-    def moved(self, dR: torch.Tensor, dt: torch.Tensor) -> "Hypotheses":
-        """The poses after the camera-frame motion ``x -> dR x + dt`` (``[3,3]``, ``[3]``), scores kept."""
-        return Hypotheses(self.obj, self.slot, dR @ self.R, self.t @ dR.T + dt, self.score)
-
 
 def verify_instances(
     inputs: list[VerifyInput],
@@ -653,6 +649,7 @@ def conclude(
 
 
 def _no_hypotheses(device: torch.device) -> Hypotheses:
+    """No candidate: :func:`conclude` then returns every input's own pose, not accepted."""
     none = torch.zeros(0, dtype=torch.int64, device=device)
     return Hypotheses(none, none, torch.zeros(0, 3, 3, device=device), torch.zeros(0, 3, device=device), torch.zeros(0, device=device))
 

@@ -123,6 +123,12 @@ class IcpOptions:
     verify_climb_margin: float = 0.0
     verify_max_violation: float = 0.2
 
+    @property
+    def score_weights(self) -> tuple[float, float, float]:
+        """The verification score's ``(tolerance, violation_weight, coverage_weight)``
+        (:func:`densefusion_ros.verify.score_poses`' last three arguments)."""
+        return self.verify_tolerance, self.verify_violation_weight, self.verify_coverage_weight
+
 
 @dataclass
 class IcpResult:

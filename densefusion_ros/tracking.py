@@ -109,11 +109,12 @@ class TrackerOptions:
         recheck_turns: each frame one followed track (round robin) is verified afresh: the
             pipeline's hypothesise-and-verify (all turns of ``IcpOptions.rotation_group``, then,
             when one leads the track's pose by half of ``recheck_margin``, the climb and the final
-            ICP) on its region, from its pose. A turn the follow ICP cannot
-            leave (the mug a third of a turn off about its axis, once the handle shows) is found
-            there; a short ICP from each of the cube group's turns missed it (docs/design_notes.md,
-            'tracking: the turn re-check').
-        recheck_margin: the re-check's pose replaces the track's when its score is higher by this much.
+            ICP) on its region, from its pose. A turn the follow ICP cannot leave (the mug a third
+            of a turn off about its axis, once the handle shows) is found there; a short ICP from
+            each of the cube group's turns missed it (docs/design_notes.md, 'tracking: the turn
+            re-check').
+        recheck_margin: the re-check's pose replaces the track's when its score is higher by this
+            much; half of it is the lead a turn needs before the climb (``recheck_turns``).
         reuse_lost_frames: a lost track coasts with the scene's motion for this many frames: it
             is followed again when its object shows where the coasting puts it, and its id is
             given back to an object of its class acquired within one model diameter of it.
@@ -266,26 +267,27 @@ class Tracker:
 
     # follow -----------------------------------------------------------------------------------
 
-    def _silhouette(self, info: ObjectInfo, R: np.ndarray, t: np.ndarray, frame: Frame) -> np.ndarray:
-        """The pixels the posed model covers, grown by ``margin_px``: ``(H, W)`` bool."""
+    def _silhouette(self, info: ObjectInfo, R: np.ndarray, t: np.ndarray, frame: Frame) -> tuple[np.ndarray, tuple[slice, slice]]:
+        """The pixels the posed model covers, grown by ``margin_px``: ``(H, W)`` bool, and the
+        box ``(rows, cols)`` outside which it is all False."""
         pts = self.pipeline.model_geometry(info).points.cpu().numpy()
         X = pts @ R.T + t
         X = X[X[:, 2] > 1e-3]
         shape = frame.depth_m.shape
-        out = np.zeros(shape, bool)
+        out, empty = np.zeros(shape, bool), (slice(0, 0), slice(0, 0))
         if not len(X):
-            return out
+            return out, empty
         uv = np.round(geometry.project(X, np.asarray(frame.K, np.float64))).astype(np.int64)
         uv = uv[(uv[:, 0] >= 0) & (uv[:, 0] < shape[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < shape[0])]
         if not len(uv):
-            return out
+            return out, empty
         # dilate only the box that the grown silhouette can reach: the same pixels as the whole image's dilation
         m = self.options.margin_px
         (c0, r0), (c1, r1) = np.maximum(uv.min(0) - m, 0), np.minimum(uv.max(0) + m + 1, (shape[1], shape[0]))
         box = np.zeros((r1 - r0, c1 - c0), np.uint8)
         box[uv[:, 1] - r0, uv[:, 0] - c0] = 1
         out[r0:r1, c0:c1] = cv2.dilate(box, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * m + 1, 2 * m + 1))) != 0
-        return out
+        return out, (slice(r0, r1), slice(c0, c1))
 
     def _follow(self, frame: Frame, components: dict[int, tuple[int, np.ndarray]]) -> list[InstanceResult]:
         """Predict, ICP and check every followed track and every recently lost one (batched).
@@ -305,9 +307,9 @@ class Tracker:
             dR, dt = tr.velocity if tr.state == "tracking" else self._scene_motion
             Rp, tp = _damped(dR, dt, opts.velocity_damping * self._motion_scale)
             R_pred, t_pred = Rp @ tr.R, Rp @ tr.t + tp
-            silhouette = self._silhouette(tr.info, R_pred, t_pred, frame)
+            silhouette, box = self._silhouette(tr.info, R_pred, t_pred, frame)
             object_region = _touching(components.get(tr.info.class_id), silhouette, opts.min_pixels)
-            cloud = self._observed(frame, object_region & silhouette & valid)
+            cloud = self._observed(frame, object_region[box] & silhouette[box] & valid[box], (box[0].start, box[1].start))
             if cloud is None:
                 self._lose(tr, R_pred, t_pred)
                 continue
@@ -402,10 +404,11 @@ class Tracker:
     def _recheck(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> int | None:
         """One followed track (round robin by id) is verified afresh on its region from its pose:
         the hypotheses of all the pipeline's turns (:func:`~densefusion_ros.verify.propose`:
-        screened, coarse ICP, scored); only when one of them already leads the track's pose by half
-        of ``recheck_margin`` on the same evidence do they go on to the climb and the final ICP
-        (:func:`~densefusion_ros.verify.conclude`): a turn that will replace the track's pose leads
-        before the climb (docs/design_notes.md, 'tracking: the re-check's early stop'). An
+        screened, coarse ICP, scored on the region's own evidence, verification's grid); only when
+        one of them already leads the track's pose, scored there too, by half of ``recheck_margin``
+        do they go on to the climb and the final ICP (:func:`~densefusion_ros.verify.conclude`): a
+        new turn leads before the climb, and the replacements given up are mostly the climb refining
+        the track's own turn (docs/design_notes.md, 'tracking: the re-check's early stop'). An
         accepted result that scores ``recheck_margin`` higher in the tracker's check replaces its
         pose in ``found`` (``R``, ``t``, ``fitness``, ``rmse``, ``supported``, ``violating``,
         ``coverage``, one row per track). Returns the row replaced, or None."""
@@ -415,7 +418,7 @@ class Tracker:
         _, j = next(((i, j) for i, j in followed if i > self._recheck_cursor), followed[0])
         self._recheck_cursor = rows[j][0].track_id
         icp_opts = self.pipeline.config.icp_options
-        w = (icp_opts.verify_tolerance, icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
+        w = icp_opts.score_weights
         local, (x,) = self._local_inputs(frame, rows, regions, clouds, [j], [(found["R"][j], found["t"][j])])
         model_bank = ModelBank([x.model])
         hypotheses = propose([x], model_bank, local, icp_opts)
@@ -448,7 +451,7 @@ class Tracker:
         picks = ((found["violating"] > self.options.climb_violation) & followed).nonzero()[:, 0]
         if not len(picks):
             return
-        weights = (icp_opts.verify_tolerance, icp_opts.verify_violation_weight, icp_opts.verify_coverage_weight)
+        weights = icp_opts.score_weights
         score = score_of_terms(found["supported"][picks], found["violating"][picks], found["coverage"][picks], *weights[1:])
         R, t, _ = climb(evidence, bank, picks, picks, found["R"][picks], found["t"][picks], score, weights)
         climbed = self._measure(bank, evidence, source, valid_pts, picks, R, t)
@@ -529,7 +532,7 @@ class Tracker:
         opts = self.options
         now = self._frame_index
         live = [tr for tr in self.tracks if tr.state == "tracking"]
-        silhouettes = {tr.track_id: self._silhouette(tr.info, tr.R, tr.t, frame) for tr in live}
+        silhouettes = {tr.track_id: self._silhouette(tr.info, tr.R, tr.t, frame)[0] for tr in live}
         candidates = []
         for cid in [c for c in self._backoff if c not in components]:  # gone from view: a fresh start when it returns
             del self._backoff[cid]
@@ -592,10 +595,12 @@ class Tracker:
             return None
         return float(fitness[0]), float(rmse[0]), cloud
 
-    def _observed(self, frame: Frame, pixels: np.ndarray) -> np.ndarray | None:
-        """The camera-frame points ``(N, 3)`` of the ``pixels`` (valid depth), at most
-        ``follow_points`` evenly spread; None when fewer than ``min_pixels``."""
+    def _observed(self, frame: Frame, pixels: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray | None:
+        """The camera-frame points ``(N, 3)`` of the ``pixels`` (valid depth; a bool image whose
+        first pixel is the frame's pixel ``origin``, row and column), at most ``follow_points``
+        evenly spread; None when fewer than ``min_pixels``."""
         rr, cc = np.nonzero(pixels)
+        rr, cc = rr + origin[0], cc + origin[1]
         if len(rr) < self.options.min_pixels:
             return None
         if len(rr) > self.options.follow_points:

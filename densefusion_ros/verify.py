@@ -612,10 +612,10 @@ def conclude(
     inputs: list[VerifyInput], hypotheses: Hypotheses, bank: ModelBank, evidence: DepthEvidence, options: IcpOptions, max_sweeps: int = CLIMB_SWEEPS
 ) -> list[IcpResult]:
     """Steps 4-5 of the module docstring from ``hypotheses`` (:func:`propose`'s, of the same
-    ``inputs``): the climb, then the final ICP of each input's best pose on its observed points;
-    the results as :func:`verify_instances`'."""
+    ``inputs``, ``bank`` and ``evidence``: its rows index them): the climb, then the final ICP of
+    each input's best pose on its observed points; the results as :func:`verify_instances`'."""
     obj, slots, R, t, score = hypotheses.obj, hypotheses.slot, hypotheses.R, hypotheses.t, hypotheses.score
-    weights = (options.verify_tolerance, options.verify_violation_weight, options.verify_coverage_weight)
+    weights = options.score_weights
     # 4. climb from the best distinct results of each instance
     picks = _distinct_per_instance(bank, obj, R, t, score, max(1, options.verify_climb))
     climbing, clear = (_near_ties(obj, score, picks, options.verify_climb_margin) if options.verify_climb_margin > 0
@@ -627,7 +627,7 @@ def conclude(
         R, t, score, obj_c = R[picks], t[picks], score[picks], obj[picks]
     # 5. final ICP of each instance's best pose on all its observed points
     best_rows, results = [], {}
-    for i in [i for i, x in enumerate(inputs) if len(x.observed) >= 3]:
+    for i in range(len(inputs)):  # hypotheses hold only inputs with 3 or more observed points
         rows = (obj_c == i).nonzero()[:, 0]
         if len(rows) and torch.isfinite(score[rows]).any():
             best_rows.append(int(rows[score[rows].argmax()]))
@@ -661,7 +661,7 @@ def _thinned(points: np.ndarray, count: int) -> np.ndarray:
 
 def _accepted_scores(evidence, bank, obj, slots, R, t, fitness, options: IcpOptions) -> torch.Tensor:
     """:func:`score_poses` of ICP results, ``-inf`` where ICP's fitness is below ``options.min_fitness``."""
-    weights = (options.verify_tolerance, options.verify_violation_weight, options.verify_coverage_weight)
+    weights = options.score_weights
     score = score_poses(evidence, bank.points[obj], slots, R, t, *weights)
     return torch.where(fitness >= options.min_fitness, score, torch.full_like(score, -float("inf")))
 

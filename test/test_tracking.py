@@ -7,6 +7,7 @@ verification and ICP, depth rendered from a dense surface sample of an asymmetri
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -149,15 +150,17 @@ def test_the_turn_recheck_concludes_only_when_a_turn_leads(setup, monkeypatch):
     and the pose is corrected."""
     import densefusion_ros.tracking as tracking
 
-    concluded = []
-    real = tracking.conclude
-    monkeypatch.setattr(tracking, "conclude", lambda *a, **k: concluded.append(1) or real(*a, **k))
+    concluded, proposed = [], []
+    real_conclude, real_propose = tracking.conclude, tracking.propose
+    monkeypatch.setattr(tracking, "conclude", lambda *a, **k: concluded.append(1) or real_conclude(*a, **k))
+    monkeypatch.setattr(tracking, "propose", lambda *a, **k: proposed.append(real_propose(*a, **k)) or proposed[-1])
     pipeline, surface = setup
     tracker = Tracker(pipeline)
     for k in range(4):
         R, t = _pose(k)
         (inst,) = tracker(_frame(surface, [(R, t)])).instances
         assert _close(inst, R, t), k
+    assert len(proposed) == 3 and all(len(h.score) for h in proposed)  # frames 1-3 re-checked, with hypotheses
     assert concluded == []
     track = tracker.tracks[0]
     centre = pipeline.model_geometry(track.info).centre.numpy().astype(np.float64)
@@ -166,6 +169,30 @@ def test_the_turn_recheck_concludes_only_when_a_turn_leads(setup, monkeypatch):
     R, t = _pose(4)
     (inst,) = tracker(_frame(surface, [(R, t)])).instances
     assert concluded == [1] and _close(inst, R, t)
+
+
+def test_the_silhouette_is_the_whole_images_dilation(setup):
+    """The silhouette, dilated only inside its box, has the pixels of the whole image's dilation,
+    at the image border too, and is all False outside its box."""
+    pipeline, surface = setup
+    tracker = Tracker(pipeline)
+    info = next(iter(pipeline.catalog))
+    frame = _frame(surface, [])
+    m = tracker.options.margin_px
+    points = pipeline.model_geometry(info).points.numpy().astype(np.float64)
+    for x in (-0.2, -0.15, 0.0, 0.15, 0.2, 0.5):
+        R, t = _pose(0, x0=x, y0=0.1 * x)
+        X = points @ R.T + t
+        uv = np.round(X[:, :2] / X[:, 2:] * K[[0, 1], [0, 1]] + K[:2, 2]).astype(int)
+        uv = uv[(uv[:, 0] >= 0) & (uv[:, 0] < SHAPE[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < SHAPE[0])]
+        dots = np.zeros(SHAPE, np.uint8)
+        dots[uv[:, 1], uv[:, 0]] = 1
+        expected = cv2.dilate(dots, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * m + 1, 2 * m + 1))) != 0
+        silhouette, box = tracker._silhouette(info, R, t, frame)
+        assert np.array_equal(silhouette, expected), x
+        outside = silhouette.copy()
+        outside[box] = False
+        assert not outside.any(), x
 
 
 def test_a_track_that_slides_off_is_recovered_in_place_not_acquired_again(setup):

@@ -283,10 +283,12 @@ def mask_grid(mask: np.ndarray, cells: int = 1024) -> tuple[int, int, int, np.nd
     """``mask (H, W)`` bool on a grid of about ``cells`` cells inside its bounding box: ``(row0,
     col0, cell size, occupied cells (GH, GW) uint8)`` in pixels, or None for an empty mask. Computed once per instance; each pose's
     coverage (:func:`depth_consistency`) then needs only its own points."""
-    rows, cols = np.nonzero(mask)
-    if len(rows) == 0:
+    in_rows, in_cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if len(in_rows) == 0:
         return None
-    r0, c0 = int(rows.min()), int(cols.min())
+    r0, c0 = int(in_rows[0]), int(in_cols[0])
+    rows, cols = np.nonzero(mask[r0 : in_rows[-1] + 1, c0 : in_cols[-1] + 1])  # the box, not the whole image
+    rows, cols = rows + r0, cols + c0
     g = max(1, int(round(np.sqrt(len(rows) / cells))))
     occupied = np.zeros(((rows.max() - r0) // g + 1, (cols.max() - c0) // g + 1), np.uint8)
     occupied[(rows - r0) // g, (cols - c0) // g] = 1

@@ -532,7 +532,6 @@ class Tracker:
         opts = self.options
         now = self._frame_index
         live = [tr for tr in self.tracks if tr.state == "tracking"]
-        silhouettes = {tr.track_id: self._silhouette(tr.info, tr.R, tr.t, frame)[0] for tr in live}
         candidates = []
         for cid in [c for c in self._backoff if c not in components]:  # gone from view: a fresh start when it returns
             del self._backoff[cid]
@@ -541,9 +540,10 @@ class Tracker:
                 continue
             areas = np.bincount(labels.ravel(), minlength=count)
             explained = np.zeros(count, bool)  # per component: a track of the class covers enough of it
-            for tr in live:
+            for tr in live:  # each track's silhouette only where its class may be acquired
                 if tr.info.class_id == cid:
-                    explained |= np.bincount(labels[silhouettes[tr.track_id]], minlength=count) >= opts.explained_share * areas
+                    silhouette, box = self._silhouette(tr.info, tr.R, tr.t, frame)
+                    explained |= np.bincount(labels[box][silhouette[box]], minlength=count) >= opts.explained_share * areas
             for k in np.flatnonzero((areas[1:] >= opts.min_pixels) & ~explained[1:]) + 1:
                 candidates.append((int(areas[k]), cid, labels, k))
         candidates.sort(key=lambda c: (self._backoff.get(c[1], (0, 0))[0], -c[0]))  # fewest failures, then largest

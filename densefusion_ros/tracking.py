@@ -6,7 +6,8 @@ costs several times a camera frame. Objects mostly move little between frames, s
 
 * **acquire** a new or lost object (a mask component that no track explains) with the pipeline
   (networks + verification), at most ``acquire_per_frame`` per frame so that no frame stalls;
-  a class whose acquisition failed waits a few frames before the next try;
+  a class whose acquisition failed waits a few frames before the next try, unless one of its
+  mask components has grown well past the one tried (an object coming into view);
 * **follow** every track: predict its pose with a constant-velocity model (scaled by the
   frames' stamp intervals), take the observed depth points of its class's mask inside the
   predicted silhouette (grown by ``margin_px``), and run a short ICP from the prediction, pulled
@@ -18,9 +19,9 @@ costs several times a camera frame. Objects mostly move little between frames, s
   own pose: a climbed wrong turn would hold off the re-check's better one;
 * **check** every pose against the depth image (:func:`~densefusion_ros.verify.depth_terms`):
   ICP fitness, coverage of the object's whole mask component, points the camera sees through or
-  that lie below the table (:mod:`~densefusion_ros.support_plane`). A followed pose that fails
-  gets one local verification from its prediction (**recover**); a pose that still fails is not
-  published and its track is lost;
+  that lie below the table (:mod:`~densefusion_ros.support_plane`). A pose that fails, followed
+  or coasting, gets one local verification from its prediction (**recover**); a pose that still
+  fails is not published and its track is lost;
 * **coast**: a lost track moves with the scene's motion (the camera's, for a still scene) and is
   followed again when its object shows where that puts it, with its id: an object that left the
   view or hid behind another returns without an acquisition;
@@ -119,8 +120,16 @@ class TrackerOptions:
             is followed again when its object shows where the coasting puts it, and its id is
             given back to an object of its class acquired within one model diameter of it.
         retry_frames: the longest wait of a class between failed acquisitions (frames).
-        recover: a followed track whose pose fails the check gets one local verification
-            (ICP and the score's climb from its predicted pose) before it is lost.
+        regrow_share: a class waiting after a failed acquisition is tried again at once when
+            one of its mask components has grown to this multiple of the pixels last tried: an
+            object coming out from behind another or into the view is tried as it shows, a
+            distractor of its colour still waits (0 = never wait).
+        recover: a followed or coasting track whose pose fails the check gets one local
+            verification (ICP and the score's climb from its predicted pose): a followed one
+            before it is lost, a coasting one to be followed again,
+        recover_coverage: a coasting one only when its pose fits its observed points
+            (``min_fitness``) and covers this share of its region's mask: its object shows where
+            it coasted to (most coasting tracks that fail lie on other objects or on none).
         climb_violation: a followed track's pose with a larger share of its model
             points violating the depth (the camera sees through them, or they lie below the
             table) climbs the verification score (:func:`~densefusion_ros.verify.climb`: turns of
@@ -145,7 +154,9 @@ class TrackerOptions:
     recheck_margin: float = 0.2
     reuse_lost_frames: int = 90
     retry_frames: int = 15
+    regrow_share: float = 1.25
     recover: bool = True
+    recover_coverage: float = 0.5
     climb_violation: float = 0.02
 
 
@@ -204,7 +215,7 @@ class Tracker:
         self._scene_motion: tuple[np.ndarray, np.ndarray] = (np.eye(3), np.zeros(3))
         self._last_stamp, self._interval, self._motion_scale = 0.0, None, 1.0
         self._plane: np.ndarray | None = None  # this frame's support plane (support_plane)
-        self._backoff: dict[int, tuple[int, int]] = {}  # class id -> (failed acquisitions in a row, next try's frame)
+        self._backoff: dict[int, tuple[int, int, int]] = {}  # class id -> (failed acquisitions in a row, next try's frame, pixels tried)
 
     # ------------------------------------------------------------------------------------------
 
@@ -466,16 +477,20 @@ class Tracker:
             _set_row(found, j, climbed, k)
 
     def _recover(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> None:
-        """Followed tracks whose pose fails the check get one local verification from their
-        predicted pose (:func:`~densefusion_ros.verify.verify_instances` with that single start:
-        ICP, then the score's climb); a result that passes replaces the pose in ``found``. A track
-        that the follow ICP slid off its object (a partly hidden mug turned a few degrees) keeps
-        its id and its turn, where a fresh acquisition could pick a view's twin (the mug upside
-        down, when neither its top nor its bottom shows)."""
+        """Tracks whose pose fails the check, followed or coasting, get one local verification
+        from their predicted pose (:func:`~densefusion_ros.verify.verify_instances` with that
+        single start: ICP, then the score's climb); a result that passes replaces the pose in
+        ``found``. A track that the follow ICP slid off its object (a partly hidden mug turned a
+        few degrees) keeps its id and its turn, where a fresh acquisition could pick a view's twin
+        (the mug upside down, when neither its top nor its bottom shows); an object coming out
+        from behind another is found where its track coasted to, where an acquisition on its
+        first partial views fails and then waits."""
         icp_opts = self.pipeline.config.icp_options
+        opts = self.options
+        near = (found["fitness"] >= opts.min_fitness) & (found["coverage"] >= opts.recover_coverage)  # a coasting track on its object
         failing = [
             j for j, (tr, _, _) in enumerate(rows)
-            if tr.state == "tracking" and not self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j])
+            if (tr.state == "tracking" or bool(near[j])) and not self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j])
         ]  # fmt: skip
         if not failing:
             return
@@ -528,7 +543,9 @@ class Tracker:
         """Run the pipeline on the largest unexplained mask components, ``acquire_per_frame`` at
         most, one per class, in one batched call. After a failed acquisition a class waits 2, 4, 8, ... frames (at most
         ``retry_frames``) before the next: a distractor that the segmenter takes for the object
-        would otherwise cost an acquisition every frame."""
+        would otherwise cost an acquisition every frame. A component ``regrow_share`` times the
+        size of the one tried ends the wait: an object coming into view, whose first partial
+        views failed, is tried as it shows."""
         opts = self.options
         now = self._frame_index
         live = [tr for tr in self.tracks if tr.state == "tracking"]
@@ -536,17 +553,19 @@ class Tracker:
         for cid in [c for c in self._backoff if c not in components]:  # gone from view: a fresh start when it returns
             del self._backoff[cid]
         for cid, (count, labels) in components.items():
-            if now < self._backoff.get(cid, (0, 0))[1]:
-                continue
+            _, next_try, tried = self._backoff.get(cid, (0, 0, 0))
             areas = np.bincount(labels.ravel(), minlength=count)
             explained = np.zeros(count, bool)  # per component: a track of the class covers enough of it
             for tr in live:  # each track's silhouette only where its class may be acquired
                 if tr.info.class_id == cid:
                     silhouette, box = self._silhouette(tr.info, tr.R, tr.t, frame)
                     explained |= np.bincount(labels[box][silhouette[box]], minlength=count) >= opts.explained_share * areas
-            for k in np.flatnonzero((areas[1:] >= opts.min_pixels) & ~explained[1:]) + 1:
+            unexplained = np.flatnonzero((areas[1:] >= opts.min_pixels) & ~explained[1:]) + 1
+            if now < next_try and areas[unexplained].max(initial=0) < opts.regrow_share * tried:
+                continue
+            for k in unexplained:
                 candidates.append((int(areas[k]), cid, labels, k))
-        candidates.sort(key=lambda c: (self._backoff.get(c[1], (0, 0))[0], -c[0]))  # fewest failures, then largest
+        candidates.sort(key=lambda c: (self._backoff.get(c[1], (0,))[0], -c[0]))  # fewest failures, then largest
         out = []
         chosen: dict[int, np.ndarray] = {}  # one component per class: the pipeline takes one mask per class
         for _, cid, labels, k in candidates:
@@ -571,8 +590,8 @@ class Tracker:
             if cid in acquired:
                 self._backoff.pop(cid, None)
             else:
-                failures = self._backoff.get(cid, (0, 0))[0] + 1
-                self._backoff[cid] = (failures, now + min(2**failures, opts.retry_frames))
+                failures = self._backoff.get(cid, (0,))[0] + 1
+                self._backoff[cid] = (failures, now + min(2**failures, opts.retry_frames), int(chosen[cid].sum()))
         return out
 
     def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[float, float, np.ndarray] | None:

@@ -7,7 +7,7 @@ costs several times a camera frame. Objects mostly move little between frames, s
 * **acquire** a new or lost object (a mask component that no track explains) with the pipeline
   (networks + verification), at most ``acquire_per_frame`` per frame so that no frame stalls;
   a class whose acquisition failed waits a few frames before the next try, unless one of its
-  mask components has grown well past the one tried (an object coming into view);
+  unexplained mask components has grown well past the one tried (an object coming into view);
 * **follow** every track: predict its pose with a constant-velocity model (scaled by the
   frames' stamp intervals), take the observed depth points of its class's mask inside the
   predicted silhouette (grown by ``margin_px``), and run a short ICP from the prediction, pulled
@@ -19,9 +19,10 @@ costs several times a camera frame. Objects mostly move little between frames, s
   own pose: a climbed wrong turn would hold off the re-check's better one;
 * **check** every pose against the depth image (:func:`~densefusion_ros.verify.depth_terms`):
   ICP fitness, coverage of the object's whole mask component, points the camera sees through or
-  that lie below the table (:mod:`~densefusion_ros.support_plane`). A pose that fails, followed
-  or coasting, gets one local verification from its prediction (**recover**); a pose that still
-  fails is not published and its track is lost;
+  that lie below the table (:mod:`~densefusion_ros.support_plane`). A followed pose that fails,
+  or a coasting one that fails but lies on its object (it fits its points and covers part of its
+  mask), gets one local verification from its prediction (**recover**); a pose that still fails
+  is not published: a followed track is lost, a coasting one coasts on;
 * **coast**: a lost track moves with the scene's motion (the camera's, for a still scene) and is
   followed again when its object shows where that puts it, with its id: an object that left the
   view or hid behind another returns without an acquisition;
@@ -120,10 +121,10 @@ class TrackerOptions:
             is followed again when its object shows where the coasting puts it, and its id is
             given back to an object of its class acquired within one model diameter of it.
         retry_frames: the longest wait of a class between failed acquisitions (frames).
-        regrow_share: a class waiting after a failed acquisition is tried again at once when
-            one of its mask components has grown to this multiple of the pixels last tried: an
-            object coming out from behind another or into the view is tried as it shows, a
-            distractor of its colour still waits (0 = never wait).
+        regrow_share: a class waiting after a failed acquisition is a candidate again at once
+            when one of its unexplained mask components has grown to this multiple of the pixels
+            last tried: an object coming out from behind another or into the view is tried as it
+            shows, a distractor of its colour still waits (0 = never wait).
         recover: a followed or coasting track whose pose fails the check gets one local
             verification (ICP and the score's climb from its predicted pose): a followed one
             before it is lost, a coasting one to be followed again,
@@ -456,7 +457,8 @@ class Tracker:
         """The rows of ``found`` whose violating share exceeds ``climb_violation`` climb the
         score (:func:`~densefusion_ros.verify.climb`) on the tracker's evidence, all at once; a
         climbed pose replaces its row, measured again, unless it fails the check where the row
-        passed. Coasting tracks do not climb: a climb would widen what finds them again."""
+        passed. Coasting tracks do not climb here (a climb would widen what finds them again),
+        only in their recovery, which the check bounds (:meth:`_recover`)."""
         icp_opts = self.pipeline.config.icp_options
         followed = torch.as_tensor([tr.state == "tracking" for tr, _, _ in rows], device=found["violating"].device)
         picks = ((found["violating"] > self.options.climb_violation) & followed).nonzero()[:, 0]
@@ -477,8 +479,9 @@ class Tracker:
             _set_row(found, j, climbed, k)
 
     def _recover(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> None:
-        """Tracks whose pose fails the check, followed or coasting, get one local verification
-        from their predicted pose (:func:`~densefusion_ros.verify.verify_instances` with that
+        """Followed tracks whose pose fails the check, and coasting ones whose pose fails but
+        fits their observed points (``min_fitness``) and covers ``recover_coverage`` of their
+        region's mask, get one local verification from their predicted pose (:func:`~densefusion_ros.verify.verify_instances` with that
         single start: ICP, then the score's climb); a result that passes replaces the pose in
         ``found``. A track that the follow ICP slid off its object (a partly hidden mug turned a
         few degrees) keeps its id and its turn, where a fresh acquisition could pick a view's twin
@@ -487,10 +490,10 @@ class Tracker:
         first partial views fails and then waits."""
         icp_opts = self.pipeline.config.icp_options
         opts = self.options
-        near = (found["fitness"] >= opts.min_fitness) & (found["coverage"] >= opts.recover_coverage)  # a coasting track on its object
+        near = ((found["fitness"] >= opts.min_fitness) & (found["coverage"] >= opts.recover_coverage)).tolist()  # a coasting track on its object
         failing = [
             j for j, (tr, _, _) in enumerate(rows)
-            if (tr.state == "tracking" or bool(near[j])) and not self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j])
+            if (tr.state == "tracking" or near[j]) and not self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j])
         ]  # fmt: skip
         if not failing:
             return
@@ -543,8 +546,8 @@ class Tracker:
         """Run the pipeline on the largest unexplained mask components, ``acquire_per_frame`` at
         most, one per class, in one batched call. After a failed acquisition a class waits 2, 4, 8, ... frames (at most
         ``retry_frames``) before the next: a distractor that the segmenter takes for the object
-        would otherwise cost an acquisition every frame. A component ``regrow_share`` times the
-        size of the one tried ends the wait: an object coming into view, whose first partial
+        would otherwise cost an acquisition every frame. An unexplained component ``regrow_share``
+        times the size of the one tried ends the wait: an object coming into view, whose first partial
         views failed, is tried as it shows."""
         opts = self.options
         now = self._frame_index
@@ -555,6 +558,8 @@ class Tracker:
         for cid, (count, labels) in components.items():
             _, next_try, tried = self._backoff.get(cid, (0, 0, 0))
             areas = np.bincount(labels.ravel(), minlength=count)
+            if now < next_try and areas[1:].max(initial=0) < opts.regrow_share * tried:
+                continue  # waiting, and no component has grown enough, explained or not
             explained = np.zeros(count, bool)  # per component: a track of the class covers enough of it
             for tr in live:  # each track's silhouette only where its class may be acquired
                 if tr.info.class_id == cid:

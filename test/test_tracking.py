@@ -240,25 +240,28 @@ def test_a_followed_pose_in_seen_through_space_climbs_back_onto_the_object(setup
 def test_a_coasting_track_is_recovered_where_it_coasted_to(setup):
     """An object hidden for a frame comes back turned 12 degrees: without its follow ICP (0 steps)
     the coasting track's prediction fails the check, and the local verification from it finds the
-    object under its id with no acquisition; without ``recover`` the class is acquired again."""
+    object under its id with no acquisition. Without ``recover``, or with a coasting track's bound
+    (``recover_coverage``) out of reach, the class is acquired again."""
     pipeline, surface = setup
     R, t = _pose(0)
     turned = Rotation.from_euler("z", 12, degrees=True).as_matrix() @ R
-    for recover in (True, False):
-        tracker = Tracker(pipeline, follow_iterations=0, recheck_turns=False, recover=recover, climb_violation=1.0)
+    for options, recovered in (({}, True), ({"recover": False}, False), ({"recover_coverage": 1.01}, False)):
+        tracker = Tracker(pipeline, follow_iterations=0, recheck_turns=False, climb_violation=1.0, **options)
         assert [i.track_id for i in tracker(_frame(surface, [(R, t)])).instances] == [0]
         assert tracker(_frame(surface, [])).instances == [] and tracker.stats()["lost"] == 1
         res = tracker(_frame(surface, [(turned, t)]))
-        assert [i.track_id for i in res.instances] == [0] and _close(res.instances[0], turned, t)
-        assert tracker.stats()["reacquisitions"] == 1
-        assert tracker.stats()["acquisitions"] == (1 if recover else 2)
-        assert (res.timings_ms["estimator"] == 0) == recover
+        if recovered:
+            assert [i.track_id for i in res.instances] == [0] and _close(res.instances[0], turned, t)
+            stats = tracker.stats()
+            assert res.timings_ms["estimator"] == 0 and (stats["acquisitions"], stats["reacquisitions"], stats["lost"]) == (1, 1, 0)
+        else:
+            assert res.timings_ms["estimator"] > 0, options  # not found where it coasted to: acquired again
 
 
 def test_a_class_waiting_after_a_failed_acquisition_tries_a_grown_component_at_once(setup):
     """A small board under the class mask fails its acquisition and the class waits before its next
     try; in the next frame the object shows beside it, a component over ``regrow_share`` times the
-    pixels tried, and is acquired at once; a class that always waits acquires it later."""
+    pixels tried, and is acquired at once; a class that always waits acquires it a frame later."""
     pipeline, surface = setup
     rows, cols = np.mgrid[15:45:1, 265:295:1]
     board = np.stack([(cols.ravel() - 160) / 500 * 0.5, (rows.ravel() - 120) / 500 * 0.5, np.full(rows.size, 0.5)], 1)
@@ -266,10 +269,11 @@ def test_a_class_waiting_after_a_failed_acquisition_tries_a_grown_component_at_o
     R, t = _pose(0)
     both = _frame(surface, [(R, t)])
     board_depth, board_mask = render_depth(board, *still, K, shape=SHAPE, depth=both.depth_m.astype(np.float64))
+    object_pixels = int(both.masks[1].sum())
     both.depth_m[:], both.masks[1] = board_depth, both.masks[1] | board_mask
     assert cv2.connectedComponents(both.masks[1].astype(np.uint8))[0] == 3  # background, board, object
-    for regrow_share, acquired_at in ((TrackerOptions().regrow_share, 1), (1e9, 2)):
+    assert object_pixels > 2 * TrackerOptions().regrow_share * board_mask.sum()
+    for regrow_share, found in ((TrackerOptions().regrow_share, [1, 1]), (1e9, [0, 1])):
         tracker = Tracker(pipeline, regrow_share=regrow_share)
         assert tracker(_frame(board, [still])).instances == []  # the board fails: the class waits 2 frames
-        found = [len(tracker(both).instances) for _ in range(2)]
-        assert found.index(1) + 1 == acquired_at, (regrow_share, found)
+        assert [len(tracker(both).instances) for _ in range(2)] == found, regrow_share

@@ -75,6 +75,9 @@ __all__ = ["Tracker", "TrackerOptions", "Track"]
 
 log = logging.getLogger(__name__)
 
+NO_BACKOFF = (0, 0, 0)
+"""A class's acquisition back-off before any failure: (failures, next try's frame, pixels tried)."""
+
 CHECK_CELLS = 256
 """Cells of the mask grid on which the check measures coverage: few enough that the visible share
 of the 2000 model points (a third to a half) puts a few in each cell at any image size; on a
@@ -556,7 +559,7 @@ class Tracker:
         for cid in [c for c in self._backoff if c not in components]:  # gone from view: a fresh start when it returns
             del self._backoff[cid]
         for cid, (count, labels) in components.items():
-            _, next_try, tried = self._backoff.get(cid, (0, 0, 0))
+            _, next_try, tried = self._backoff.get(cid, NO_BACKOFF)
             areas = np.bincount(labels.ravel(), minlength=count)
             if now < next_try and areas[1:].max(initial=0) < opts.regrow_share * tried:
                 continue  # waiting, and no component has grown enough, explained or not
@@ -570,7 +573,7 @@ class Tracker:
                 continue
             for k in unexplained:
                 candidates.append((int(areas[k]), cid, labels, k))
-        candidates.sort(key=lambda c: (self._backoff.get(c[1], (0,))[0], -c[0]))  # fewest failures, then largest
+        candidates.sort(key=lambda c: (self._backoff.get(c[1], NO_BACKOFF)[0], -c[0]))  # fewest failures, then largest
         out = []
         chosen: dict[int, np.ndarray] = {}  # one component per class: the pipeline takes one mask per class
         for _, cid, labels, k in candidates:
@@ -595,7 +598,7 @@ class Tracker:
             if cid in acquired:
                 self._backoff.pop(cid, None)
             else:
-                failures = self._backoff.get(cid, (0,))[0] + 1
+                failures = self._backoff.get(cid, NO_BACKOFF)[0] + 1
                 self._backoff[cid] = (failures, now + min(2**failures, opts.retry_frames), int(chosen[cid].sum()))
         return out
 

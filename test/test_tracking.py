@@ -51,6 +51,12 @@ def _frame(surface, poses) -> Frame:
     return Frame(rgb=rgb, depth_m=depth.astype(np.float32), K=K, masks={1: mask} if mask.any() else {})
 
 
+def _board(rows: slice, cols: slice) -> np.ndarray:
+    """Points of a flat board 0.5 m in front of the camera that covers the pixels ``rows`` x ``cols``."""
+    r, c = np.mgrid[rows, cols]
+    return np.stack([(c.ravel() - K[0, 2]) / K[0, 0] * 0.5, (r.ravel() - K[1, 2]) / K[1, 1] * 0.5, np.full(r.size, 0.5)], 1)
+
+
 def _close(inst, R, t) -> bool:
     angle = np.degrees(Rotation.from_matrix(inst.R @ R.T).magnitude())
     return angle < 3.0 and np.linalg.norm(inst.t - t) < 4e-3
@@ -114,9 +120,7 @@ def test_a_pose_that_fails_the_depth_check_is_not_published(setup):
     tracker = Tracker(pipeline)
     R, t = _pose(0)
     assert len(tracker(_frame(surface, [(R, t)])).instances) == 1
-    rows, cols = np.mgrid[60:180:1, 100:220:1]
-    board = np.stack([(cols.ravel() - 160) / 500 * 0.5, (rows.ravel() - 120) / 500 * 0.5, np.full(rows.size, 0.5)], 1)
-    frame = _frame(board, [(np.eye(3), np.zeros(3))])
+    frame = _frame(_board(slice(60, 180), slice(100, 220)), [(np.eye(3), np.zeros(3))])
     res = tracker(frame)
     assert res.ok and res.instances == []  # neither the followed pose nor a new acquisition passes
     assert tracker.stats()["tracks"] == 0
@@ -263,8 +267,7 @@ def test_a_class_waiting_after_a_failed_acquisition_tries_a_grown_component_at_o
     try; in the next frame the object shows beside it, a component over ``regrow_share`` times the
     pixels tried, and is acquired at once; a class that always waits acquires it a frame later."""
     pipeline, surface = setup
-    rows, cols = np.mgrid[15:45:1, 265:295:1]
-    board = np.stack([(cols.ravel() - 160) / 500 * 0.5, (rows.ravel() - 120) / 500 * 0.5, np.full(rows.size, 0.5)], 1)
+    board = _board(slice(15, 45), slice(265, 295))
     still = (np.eye(3), np.zeros(3))
     R, t = _pose(0)
     both = _frame(surface, [(R, t)])

@@ -6,7 +6,8 @@ Each positional argument is one variant: comma-separated ``key=value`` settings 
 :class:`~densefusion_ros.tracking.TrackerOptions`, :class:`~densefusion_ros.pipeline.PipelineConfig`
 or :class:`~densefusion_ros.icp.IcpOptions` (``""`` = the defaults). Bundled weights, segmenter
 masks, ``evaluate --sequence --mode track``'s scoring. Per seed and variant it prints the share of
-visible object-frames within 0.1 x diameter (ADD(-S)), per object, the wrong poses published and the
+visible object-frames within 0.1 x diameter (ADD(-S)), per object (``name accuracy/wrong poses``,
+so that the mug's turn can be told from the rest), the wrong poses published and the
 steady-state median and p95 ms per frame; then each variant's mean over the seeds. One seed's figure
 moves by several points (the mug's episodes: docs/benchmarks/sequences_track_seeds.md), so choose on
 the means. Variants run one after another per seed, not frame by frame: compare their times only
@@ -74,7 +75,7 @@ def main() -> None:
             pooled = summary["objects"]["ALL"]
             accuracy[variant].append(100 * pooled["accuracy"])
             wrong[variant].append(pooled["wrong_published"])
-            per_object = " ".join(f"{k} {100 * v['accuracy']:.1f}" for k, v in sorted(objects.items()))
+            per_object = " ".join(f"{k} {100 * v['accuracy']:.1f}/{v['wrong_published']}" for k, v in sorted(objects.items()))
             print(f"seed {seed} {variant or '(defaults)':40s} ADD(-S) < 0.1 d {100 * pooled['accuracy']:5.1f} % [{per_object}]; "
                   f"wrong published {pooled['wrong_published']}; ms median {summary['ms_steady_median']:.0f}, "
                   f"p95 {summary['ms_steady_p95']:.0f}", flush=True)

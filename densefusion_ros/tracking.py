@@ -484,13 +484,14 @@ class Tracker:
     def _recover(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> None:
         """Followed tracks whose pose fails the check, and coasting ones whose pose fails but
         fits their observed points (``min_fitness``) and covers ``recover_coverage`` of their
-        region's mask, get one local verification from their predicted pose (:func:`~densefusion_ros.verify.verify_instances` with that
-        single start: ICP, then the score's climb); a result that passes replaces the pose in
-        ``found``. A track that the follow ICP slid off its object (a partly hidden mug turned a
-        few degrees) keeps its id and its turn, where a fresh acquisition could pick a view's twin
-        (the mug upside down, when neither its top nor its bottom shows); an object coming out
-        from behind another is found where its track coasted to, where an acquisition on its
-        first partial views fails and then waits."""
+        region's mask, get one local verification from their predicted pose
+        (:func:`~densefusion_ros.verify.verify_instances` with that single start: ICP, then the
+        score's climb); a result that passes replaces the pose in ``found``. A track that the
+        follow ICP slid off its object (a partly hidden mug turned a few degrees) keeps its id and
+        its turn, where a fresh acquisition could pick a view's twin (the mug upside down, when
+        neither its top nor its bottom shows); an object coming out from behind another is found
+        where its track coasted to, where an acquisition on its first partial views fails and
+        then waits."""
         icp_opts = self.pipeline.config.icp_options
         opts = self.options
         near = ((found["fitness"] >= opts.min_fitness) & (found["coverage"] >= opts.recover_coverage)).tolist()  # a coasting track on its object
@@ -547,11 +548,11 @@ class Tracker:
 
     def _acquire(self, frame: Frame, components: dict[int, tuple[int, np.ndarray]], result: FrameResult) -> list[InstanceResult]:
         """Run the pipeline on the largest unexplained mask components, ``acquire_per_frame`` at
-        most, one per class, in one batched call. After a failed acquisition a class waits 2, 4, 8, ... frames (at most
-        ``retry_frames``) before the next: a distractor that the segmenter takes for the object
-        would otherwise cost an acquisition every frame. An unexplained component ``regrow_share``
-        times the size of the one tried ends the wait: an object coming into view, whose first partial
-        views failed, is tried as it shows."""
+        most, one per class, in one batched call. After a failed acquisition a class waits 2, 4,
+        8, ... frames (at most ``retry_frames``) before the next: a distractor that the segmenter
+        takes for the object would otherwise cost an acquisition every frame. An unexplained
+        component ``regrow_share`` times the size of the one tried ends the wait: an object coming
+        into view, whose first partial views failed, is tried as it shows."""
         opts = self.options
         now = self._frame_index
         live = [tr for tr in self.tracks if tr.state == "tracking"]

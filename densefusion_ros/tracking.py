@@ -18,7 +18,8 @@ costs several times a camera frame. Objects mostly move little between frames, s
   the space in front of them), after the re-check and the recovery below, which weigh the follow's
   own pose: a climbed wrong turn would hold off the re-check's better one;
 * **check** every pose against the depth image (:func:`~densefusion_ros.verify.depth_terms`):
-  ICP fitness, coverage of the object's whole mask component, points the camera sees through or
+  ICP fitness, coverage of the object's whole mask component within the pose's reach (a distractor
+  of its colour touching it in the image joins the component), points the camera sees through or
   that lie below the table (:mod:`~densefusion_ros.support_plane`). A followed pose that fails,
   or a coasting one that fails but lies on its object (it fits its points and covers part of its
   mask), gets one local verification from its prediction (**recover**); a pose that still fails
@@ -134,6 +135,12 @@ class TrackerOptions:
         recover_coverage: a coasting one only when its pose fits its observed points
             (``min_fitness``) and covers this share of its region's mask: its object shows where
             it coasted to (most coasting tracks that fail lie on other objects or on none).
+        reach_margin: a pose is checked against only the part of its region (the mask components
+            its silhouette touches) that its object can occupy: the pixels whose depth lies within
+            the posed model's bounding sphere grown by this (metres; the predicted pose's, for a
+            followed track). A distractor of the object's colour that touches it in the image
+            joins its mask component, and would leave a right pose short of ``min_coverage``
+            (None = the whole region).
         climb_violation: a followed track's pose with a larger share of its model
             points violating the depth (the camera sees through them, or they lie below the
             table) climbs the verification score (:func:`~densefusion_ros.verify.climb`: turns of
@@ -161,6 +168,7 @@ class TrackerOptions:
     regrow_share: float = 1.25
     recover: bool = True
     recover_coverage: float = 0.5
+    reach_margin: float | None = 0.02
     climb_violation: float = 0.02
 
 
@@ -323,7 +331,8 @@ class Tracker:
             Rp, tp = _damped(dR, dt, opts.velocity_damping * self._motion_scale)
             R_pred, t_pred = Rp @ tr.R, Rp @ tr.t + tp
             silhouette, box = self._silhouette(tr.info, R_pred, t_pred, frame)
-            object_region = _touching(components.get(tr.info.class_id), silhouette, opts.min_pixels)
+            touching = _touching(components.get(tr.info.class_id), silhouette, opts.min_pixels)
+            object_region = self._within_reach(frame, tr.info, R_pred, t_pred, touching)
             cloud = self._observed(frame, object_region[box] & silhouette[box] & valid[box], (box[0].start, box[1].start))
             if cloud is None:
                 self._lose(tr, R_pred, t_pred)
@@ -604,10 +613,12 @@ class Tracker:
         return out
 
     def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[float, float, np.ndarray] | None:
-        """``(fitness, rmse, observed points)`` when the acquired pose passes the check, else None."""
+        """``(fitness, rmse, observed points)`` when the acquired pose passes the check (on the part
+        of ``mask`` within its reach: :meth:`_within_reach`), else None."""
         info = self.pipeline.catalog.by_class_id(inst.class_id)
         model = self.pipeline.model_geometry(info)
-        cloud = self._observed(frame, mask & valid_depth(frame.depth_m))
+        region = self._within_reach(frame, info, inst.R, inst.t, mask)
+        cloud = self._observed(frame, region & valid_depth(frame.depth_m))
         if cloud is None:
             return None
         device = self.pipeline.device
@@ -616,12 +627,25 @@ class Tracker:
         source, valid_pts = padded([cloud], [0], device)
         R = torch.as_tensor(inst.R[None], dtype=torch.float32, device=device)
         t = torch.as_tensor(inst.t[None], dtype=torch.float32, device=device)
-        _, _, fitness, rmse = icp(bank, obj, source, valid_pts, R, t, 0, self.pipeline.config.icp_options.verify_method)
-        evidence = DepthEvidence.build(frame.depth_m, frame.K, [mask], device, CHECK_CELLS, self._plane)
-        _, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, self.pipeline.config.icp_options.verify_tolerance)
-        if not self._passes(f"acquired {inst.name}", fitness[0], coverage[0], violating[0]):
+        evidence = DepthEvidence.build(frame.depth_m, frame.K, [region], device, CHECK_CELLS, self._plane)
+        v = self._measure(bank, evidence, source, valid_pts, obj, R, t)
+        if not self._passes(f"acquired {inst.name}", v["fitness"][0], v["coverage"][0], v["violating"][0]):
             return None
-        return float(fitness[0]), float(rmse[0]), cloud
+        return float(v["fitness"][0]), float(v["rmse"][0]), cloud
+
+    def _within_reach(self, frame: Frame, info: ObjectInfo, R: np.ndarray, t: np.ndarray, region: np.ndarray) -> np.ndarray:
+        """``region`` ``(H, W)`` bool without the pixels whose depth lies farther from the posed
+        model's centre than its bounding radius plus ``reach_margin`` (``TrackerOptions``): what
+        the object can occupy. Pixels without depth stay: nothing says they are elsewhere."""
+        if self.options.reach_margin is None or not region.any():
+            return region
+        model = self.pipeline.model_geometry(info)
+        rr, cc = np.nonzero(region & valid_depth(frame.depth_m))
+        centre = R @ model.centre_np + t
+        far = np.linalg.norm(geometry.backproject(frame.depth_m, frame.K, rr, cc) - centre, axis=1) > model.radius + self.options.reach_margin
+        out = region.copy()
+        out[rr[far], cc[far]] = False
+        return out
 
     def _observed(self, frame: Frame, pixels: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray | None:
         """The camera-frame points ``(N, 3)`` of the ``pixels`` (valid depth; a bool image whose

@@ -56,7 +56,8 @@ class ModelGeometry:
 
     Attributes:
         points, normals: ``(M, 3)`` float32, object frame, metres.
-        centre: ``(3,)`` the points' mean.
+        centre: ``(3,)`` the points' mean; ``centre_np`` the same as a NumPy array, and
+            ``radius`` the points' farthest distance from it (m): the model's bounding sphere.
         max_distance: ICP correspondence distance, metres.
         origin: ``(3,)`` the grid's lower corner; ``cell``: its cell size (m); ``dims``: cells per axis.
         lookup: ``(gx * gy * gz,)`` int32, the nearest model point of each cell centre.
@@ -70,6 +71,8 @@ class ModelGeometry:
     cell: float
     dims: tuple[int, int, int]
     lookup: torch.Tensor
+    centre_np: np.ndarray
+    radius: float
 
     @classmethod
     def build(
@@ -91,7 +94,8 @@ class ModelGeometry:
         return cls(
             points=as_tensor(pts), normals=as_tensor(_normals(pts)), centre=as_tensor(pts.mean(axis=0)),
             max_distance=float(dist), origin=as_tensor(lo), cell=cell, dims=dims,
-            lookup=as_tensor(nearest, torch.int32),
+            lookup=as_tensor(nearest, torch.int32), centre_np=pts.mean(axis=0),
+            radius=float(np.linalg.norm(pts - pts.mean(axis=0), axis=1).max()),
         )  # fmt: skip
 
 
@@ -129,7 +133,8 @@ class ModelBank:
         cell = ((X - rows.origin) * rows.inv_cell).to(torch.int32)  # <0 truncates to 0
         cell = torch.minimum(cell.clamp_min_(0), rows.top)
         flat = (cell * rows.strides).sum(1) + rows.offset  # [B,N]
-        qn = self.points_normals[:, self.lookup.take(flat).long()]  # [6,B,N]
+        columns = self.lookup.index_select(0, flat.view(-1)).long()  # not take or []: docs/design_notes.md, 'verify: the tensors' layout'
+        qn = self.points_normals.index_select(1, columns).view(6, *flat.shape)  # [6,B,N]
         return qn[:3].transpose(0, 1), qn[3:].transpose(0, 1)
 
 

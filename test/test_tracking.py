@@ -51,10 +51,10 @@ def _frame(surface, poses) -> Frame:
     return Frame(rgb=rgb, depth_m=depth.astype(np.float32), K=K, masks={1: mask} if mask.any() else {})
 
 
-def _board(rows: slice, cols: slice) -> np.ndarray:
-    """Points of a flat board 0.5 m in front of the camera that covers the pixels ``rows`` x ``cols``."""
+def _board(rows: slice, cols: slice, z: float = 0.5) -> np.ndarray:
+    """Points of a flat board ``z`` metres in front of the camera that covers the pixels ``rows`` x ``cols``."""
     r, c = np.mgrid[rows, cols]
-    return np.stack([(c.ravel() - K[0, 2]) / K[0, 0] * 0.5, (r.ravel() - K[1, 2]) / K[1, 1] * 0.5, np.full(r.size, 0.5)], 1)
+    return np.stack([(c.ravel() - K[0, 2]) / K[0, 0] * z, (r.ravel() - K[1, 2]) / K[1, 1] * z, np.full(r.size, z)], 1)
 
 
 def _close(inst, R, t) -> bool:
@@ -280,3 +280,26 @@ def test_a_class_waiting_after_a_failed_acquisition_tries_a_grown_component_at_o
         tracker = Tracker(pipeline, regrow_share=regrow_share)
         assert tracker(_frame(board, [still])).instances == []  # the board fails: the class waits 2 frames
         assert [len(tracker(both).instances) for _ in range(2)] == found, regrow_share
+
+
+def test_a_distractor_touching_the_object_in_the_image_is_left_out_of_its_check(setup):
+    """A board of the object's class colour 20 cm behind it joins its mask component: checked against
+    the whole component a right pose covers too little of it and nothing is published; the check
+    against what the object can occupy (``reach_margin``) acquires and follows it."""
+    pipeline, surface = setup
+    frames = []
+    for k in range(3):
+        frame = _frame(surface, [_pose(k)])
+        board = _board(slice(100, 140), slice(180, 300), z=0.7)
+        board_depth, board_mask = render_depth(board, np.eye(3), np.zeros(3), K, shape=SHAPE, depth=frame.depth_m.astype(np.float64))
+        frame.depth_m[:], frame.masks[1] = board_depth, frame.masks[1] | board_mask
+        assert cv2.connectedComponents(frame.masks[1].astype(np.uint8))[0] == 2  # background, object and board as one
+        frames.append(frame)
+    for reach_margin in (TrackerOptions().reach_margin, None):
+        tracker = Tracker(pipeline, reach_margin=reach_margin)
+        results = [tracker(frame).instances for frame in frames]
+        if reach_margin is None:
+            assert results == [[], [], []]
+        else:
+            assert [[i.track_id for i in r] for r in results] == [[0], [0], [0]]
+            assert all(_close(r[0], *_pose(k)) for k, r in enumerate(results))

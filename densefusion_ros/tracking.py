@@ -227,6 +227,7 @@ class Tracker:
         self._scene_motion: tuple[np.ndarray, np.ndarray] = (np.eye(3), np.zeros(3))
         self._last_stamp, self._interval, self._motion_scale = 0.0, None, 1.0
         self._plane: np.ndarray | None = None  # this frame's support plane (support_plane)
+        self._failed: dict[int, list[tuple[np.ndarray, int]]] = {}  # class id -> (camera-frame centre, frame) of its last failed acquisitions
         self._backoff: dict[int, tuple[int, int, int]] = {}  # class id -> (failed acquisitions in a row, next try's frame, pixels tried)
 
     # ------------------------------------------------------------------------------------------
@@ -556,12 +557,15 @@ class Tracker:
     # acquire ----------------------------------------------------------------------------------
 
     def _acquire(self, frame: Frame, components: dict[int, tuple[int, np.ndarray]], result: FrameResult) -> list[InstanceResult]:
-        """Run the pipeline on the largest unexplained mask components, ``acquire_per_frame`` at
-        most, one per class, in one batched call. After a failed acquisition a class waits 2, 4,
-        8, ... frames (at most ``retry_frames``) before the next: a distractor that the segmenter
-        takes for the object would otherwise cost an acquisition every frame. An unexplained
-        component ``regrow_share`` times the size of the one tried ends the wait: an object coming
-        into view, whose first partial views failed, is tried as it shows."""
+        """Run the pipeline on unexplained mask components, ``acquire_per_frame`` at most, one per
+        class, in one batched call. After a failed acquisition a class waits 2, 4, 8, ... frames
+        (at most ``retry_frames``) before the next: a distractor that the segmenter takes for the
+        object would otherwise cost an acquisition every frame. Its next try takes a component
+        that has not failed (none of its last failed tries' centres within a model diameter), else
+        the one that failed longest ago, the largest among equals: a distractor larger than the
+        object beside it is not tried again and again. An unexplained component ``regrow_share``
+        times the size of the one tried ends the wait: an object coming into view, whose first
+        partial views failed, is tried as it shows."""
         opts = self.options
         now = self._frame_index
         live = [tr for tr in self.tracks if tr.state == "tracking"]
@@ -583,7 +587,8 @@ class Tracker:
                 continue
             for k in unexplained:
                 candidates.append((int(areas[k]), cid, labels, k))
-        candidates.sort(key=lambda c: (self._backoff.get(c[1], NO_BACKOFF)[0], -c[0]))  # fewest failures, then largest
+        # the class's fewest failures; a component never tried, or tried longest ago; the largest
+        candidates.sort(key=lambda c: (self._backoff.get(c[1], NO_BACKOFF)[0], self._last_failure(frame, c[1], c[2] == c[3]), -c[0]))
         out = []
         chosen: dict[int, np.ndarray] = {}  # one component per class: the pipeline takes one mask per class
         for _, cid, labels, k in candidates:
@@ -610,7 +615,25 @@ class Tracker:
             else:
                 failures = self._backoff.get(cid, NO_BACKOFF)[0] + 1
                 self._backoff[cid] = (failures, now + min(2**failures, opts.retry_frames), int(chosen[cid].sum()))
+                centre = _centre(frame, chosen[cid])
+                if centre is not None:
+                    self._failed.setdefault(cid, []).append((centre, now))
+                    del self._failed[cid][:-8]
+        for cid in [c for c in self._failed if c not in components or c in acquired]:
+            del self._failed[cid]
         return out
+
+    def _last_failure(self, frame: Frame, cid: int, component: np.ndarray) -> int:
+        """The frame of the latest failed acquisition of class ``cid`` on a component whose centre
+        lay within one model diameter of this ``component``'s, or -1 (never tried)."""
+        failed = self._failed.get(cid)
+        if not failed:
+            return -1
+        centre = _centre(frame, component)
+        if centre is None:
+            return -1
+        diameter = self.pipeline.catalog.by_class_id(cid).diameter
+        return max((at for c, at in failed if np.linalg.norm(c - centre) < diameter), default=-1)
 
     def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[float, float, np.ndarray] | None:
         """``(fitness, rmse, observed points)`` when the acquired pose passes the check (on the part
@@ -708,6 +731,12 @@ def _set_row(found: dict[str, torch.Tensor], j: int, values: dict[str, torch.Ten
     for key, value in values.items():
         found[key] = found[key].clone()
         found[key][j] = value[k]
+
+
+def _centre(frame: Frame, pixels: np.ndarray) -> np.ndarray | None:
+    """The median camera-frame point ``(3,)`` of the ``pixels`` with depth (metres), or None."""
+    rr, cc = np.nonzero(pixels & valid_depth(frame.depth_m))
+    return np.median(geometry.backproject(frame.depth_m, frame.K, rr, cc), axis=0) if len(rr) else None
 
 
 def _numpy(x) -> np.ndarray:

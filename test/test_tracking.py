@@ -303,3 +303,24 @@ def test_a_distractor_touching_the_object_in_the_image_is_left_out_of_its_check(
         else:
             assert [[i.track_id for i in r] for r in results] == [[0], [0], [0]]
             assert all(_close(r[0], *_pose(k)) for k, r in enumerate(results))
+
+
+def test_a_class_tries_its_other_component_after_a_distractor_failed(setup):
+    """A board of the object's class colour, larger than the object and apart from it, fails its
+    acquisition; when the class's wait ends, its next try takes the component not yet tried (the
+    object) instead of the largest one again, which would fail every time."""
+    pipeline, surface = setup
+    R, t = _pose(0)
+    frame = _frame(surface, [(R, t)])
+    board = _board(slice(0, 240), slice(240, 320), z=0.7)
+    board_depth, board_mask = render_depth(board, np.eye(3), np.zeros(3), K, shape=SHAPE, depth=frame.depth_m.astype(np.float64))
+    object_pixels = int(frame.masks[1].sum())
+    frame.depth_m[:], frame.masks[1] = board_depth, frame.masks[1] | board_mask
+    assert cv2.connectedComponents(frame.masks[1].astype(np.uint8))[0] == 3  # background, object, board
+    assert board_mask.sum() > object_pixels  # the board is the largest component
+    tracker = Tracker(pipeline)
+    first = tracker(frame)
+    assert first.instances == [] and first.timings_ms["estimator"] > 0  # the board was tried first and failed
+    published = [tracker(frame).instances for _ in range(3)]
+    found = [r for r in published if r]
+    assert found and all(_close(r[0], R, t) for r in found), published

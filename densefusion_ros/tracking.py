@@ -333,7 +333,7 @@ class Tracker:
             R_pred, t_pred = Rp @ tr.R, Rp @ tr.t + tp
             silhouette, box = self._silhouette(tr.info, R_pred, t_pred, frame)
             touching = _touching(components.get(tr.info.class_id), silhouette, opts.min_pixels)
-            object_region = self._within_reach(frame, tr.info, R_pred, t_pred, touching)
+            object_region = self._within_reach(frame, valid, tr.info, R_pred, t_pred, touching)
             cloud = self._observed(frame, object_region[box] & silhouette[box] & valid[box], (box[0].start, box[1].start))
             if cloud is None:
                 self._lose(tr, R_pred, t_pred)
@@ -588,7 +588,7 @@ class Tracker:
             for k in unexplained:
                 candidates.append((int(areas[k]), cid, labels, k))
         # the class's fewest failures; a component never tried, or tried longest ago; the largest
-        candidates.sort(key=lambda c: (self._backoff.get(c[1], NO_BACKOFF)[0], self._last_failure(frame, c[1], c[2] == c[3]), -c[0]))
+        candidates.sort(key=lambda c: (self._backoff.get(c[1], NO_BACKOFF)[0], self._last_failure(frame, c[1], c[2], c[3]), -c[0]))
         out = []
         chosen: dict[int, np.ndarray] = {}  # one component per class: the pipeline takes one mask per class
         for _, cid, labels, k in candidates:
@@ -623,13 +623,13 @@ class Tracker:
             del self._failed[cid]
         return out
 
-    def _last_failure(self, frame: Frame, cid: int, component: np.ndarray) -> int:
+    def _last_failure(self, frame: Frame, cid: int, labels: np.ndarray, k: int) -> int:
         """The frame of the latest failed acquisition of class ``cid`` on a component whose centre
-        lay within one model diameter of this ``component``'s, or -1 (never tried)."""
+        lay within one model diameter of the component ``k`` of ``labels``, or -1 (never tried)."""
         failed = self._failed.get(cid)
         if not failed:
-            return -1
-        centre = _centre(frame, component)
+            return -1  # no component mask to make: the usual case
+        centre = _centre(frame, labels == k)
         if centre is None:
             return -1
         diameter = self.pipeline.catalog.by_class_id(cid).diameter
@@ -640,8 +640,9 @@ class Tracker:
         of ``mask`` within its reach: :meth:`_within_reach`), else None."""
         info = self.pipeline.catalog.by_class_id(inst.class_id)
         model = self.pipeline.model_geometry(info)
-        region = self._within_reach(frame, info, inst.R, inst.t, mask)
-        cloud = self._observed(frame, region & valid_depth(frame.depth_m))
+        valid = valid_depth(frame.depth_m)
+        region = self._within_reach(frame, valid, info, inst.R, inst.t, mask)
+        cloud = self._observed(frame, region & valid)
         if cloud is None:
             return None
         device = self.pipeline.device
@@ -656,14 +657,15 @@ class Tracker:
             return None
         return float(v["fitness"][0]), float(v["rmse"][0]), cloud
 
-    def _within_reach(self, frame: Frame, info: ObjectInfo, R: np.ndarray, t: np.ndarray, region: np.ndarray) -> np.ndarray:
+    def _within_reach(self, frame: Frame, valid: np.ndarray, info: ObjectInfo, R: np.ndarray, t: np.ndarray, region: np.ndarray) -> np.ndarray:
         """``region`` ``(H, W)`` bool without the pixels whose depth lies farther from the posed
         model's centre than its bounding radius plus ``reach_margin`` (``TrackerOptions``): what
-        the object can occupy. Pixels without depth stay: nothing says they are elsewhere."""
+        the object can occupy. Pixels without depth (not ``valid``: the frame's
+        :func:`~densefusion_ros.sampling.valid_depth`) stay: nothing says they are elsewhere."""
         if self.options.reach_margin is None or not region.any():
             return region
         model = self.pipeline.model_geometry(info)
-        rr, cc = np.nonzero(region & valid_depth(frame.depth_m))
+        rr, cc = np.nonzero(region & valid)
         centre = R @ model.centre_np + t
         far = np.linalg.norm(geometry.backproject(frame.depth_m, frame.K, rr, cc) - centre, axis=1) > model.radius + self.options.reach_margin
         out = region.copy()

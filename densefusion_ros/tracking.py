@@ -124,7 +124,8 @@ class TrackerOptions:
         reuse_lost_frames: a lost track coasts with the scene's motion for this many frames: it
             is followed again when its object shows where the coasting puts it, and its id is
             given back to an object of its class acquired within one model diameter of it.
-        retry_frames: the longest wait of a class between failed acquisitions (frames).
+        retry_frames: the longest wait of a class between failed acquisitions (frames): most
+            failed tries are on distractors of the object's colour, which stay.
         regrow_share: a class waiting after a failed acquisition is a candidate again at once
             when one of its unexplained mask components has grown to this multiple of the pixels
             last tried: an object coming out from behind another or into the view is tried as it
@@ -164,7 +165,7 @@ class TrackerOptions:
     recheck_turns: bool = True
     recheck_margin: float = 0.2
     reuse_lost_frames: int = 90
-    retry_frames: int = 15
+    retry_frames: int = 30
     regrow_share: float = 1.25
     recover: bool = True
     recover_coverage: float = 0.5
@@ -412,13 +413,17 @@ class Tracker:
 
     def _update_scene_motion(self, motions: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """The scene's frame-to-frame motion in the camera frame (the camera's own, for a still
-        scene): of the followed tracks' motions, the one closest to all the others (one pushed
-        object does not move it); decays toward rest when no track was followed."""
+        scene): of the followed tracks' motions, the one closest to all the others and to the
+        scene's last motion (one pushed object does not move it; with two tracks, one of them
+        pushed, the last motion breaks the tie: a lost track coasts with the scene's motion, and a
+        pushed object's turn about its own centre would carry an object elsewhere centimetres
+        off); decays toward rest when no track was followed."""
         if not motions:
             self._scene_motion = _damped(*self._scene_motion, self.options.velocity_damping)
             return
         angles = lambda a, b: np.linalg.norm(Rotation.from_matrix(a[0] @ b[0].T).as_rotvec())  # noqa: E731
-        cost = [sum(np.linalg.norm(a[1] - b[1]) + 0.1 * angles(a, b) for b in motions) for a in motions]
+        votes = motions + [self._scene_motion]
+        cost = [sum(np.linalg.norm(a[1] - b[1]) + 0.1 * angles(a, b) for b in votes) for a in motions]
         self._scene_motion = motions[int(np.argmin(cost))]
 
     def _count_reacquisition(self, tr: Track) -> None:

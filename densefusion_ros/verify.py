@@ -24,6 +24,7 @@ one. Poses map object points to the camera frame, ``p_cam = R p_obj + t``, metre
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -184,12 +185,17 @@ def _joined_lookups(models: list[ModelGeometry]) -> tuple[torch.Tensor, torch.Te
 def _rodrigues(w: torch.Tensor) -> torch.Tensor:
     """Rotation matrices ``[B,3,3]`` of rotation vectors ``w [B,3]``."""
     theta = w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    k = w / theta
-    K = torch.zeros(w.shape[0], 3, 3, dtype=w.dtype, device=w.device)
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    K = K - K.transpose(1, 2)
+    k0, k1, k2 = (w / theta).unbind(-1)
+    zero = torch.zeros_like(k0)
+    K = torch.stack([zero, -k2, k1, k2, zero, -k0, -k1, k0, zero], -1).view(-1, 3, 3)  # the cross-product matrix of the unit axis
     s, c = torch.sin(theta)[..., None], torch.cos(theta)[..., None]
-    return torch.eye(3, dtype=w.dtype, device=w.device) + s * K + (1 - c) * (K @ K)
+    return _eye(3, w.dtype, w.device) + s * K + (1 - c) * (K @ K)
+
+
+@functools.lru_cache(maxsize=16)
+def _eye(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The identity ``[n,n]``, made once per dtype and device (ICP's steps use it thousands of times a second; never written to)."""
+    return torch.eye(n, dtype=dtype, device=device)
 
 
 def icp(
@@ -276,10 +282,9 @@ def _icp_step(bank, lookup_rows, source, valid, limit, A, b, method, prior=0.0, 
     X = torch.baddbmm(b[..., None], A, source)  # [B,3,N] object frame
     q, n = bank.nearest(X, lookup_rows)
     w = (valid & ((X - q).square().sum(1) < limit * limit)).to(X.dtype)
-    eye = torch.eye(3, dtype=X.dtype, device=X.device)
     if method == "point_to_plane":  # Gauss-Newton on (X + w x X + tau - q) . n, small angles
         J, r = _point_to_plane(X, q, n, w)
-        H = (J @ J.transpose(1, 2)).double() + 1e-12 * torch.eye(6, dtype=torch.float64, device=X.device)
+        H = (J @ J.transpose(1, 2)).double() + 1e-12 * _eye(6, torch.float64, X.device)
         g = (J @ r[..., None]).double()[..., 0]
         if prior:
             diag = torch.diagonal(H, dim1=1, dim2=2)
@@ -287,9 +292,10 @@ def _icp_step(bank, lookup_rows, source, valid, limit, A, b, method, prior=0.0, 
             H = H + torch.diag_embed(lam)
             g = g + lam * change.double()
         delta = -torch.linalg.solve_ex(H, g[..., None])[0][..., 0]
-        delta = torch.where(w.sum(-1, keepdim=True) >= 6, delta, torch.zeros_like(delta)).to(X.dtype)
+        delta = delta.masked_fill(w.sum(-1, keepdim=True) < 6, 0.0).to(X.dtype)
         return _rodrigues(delta[:, :3]), delta[:, 3:], delta.abs().amax(-1)
     if method == "point_to_point":  # Kabsch on the weighted correspondences
+        eye = _eye(3, X.dtype, X.device)
         count = w.sum(-1, keepdim=True).clamp_min(1)
         mx = (X * w[:, None]).sum(-1) / count
         mq = (q * w[:, None]).sum(-1) / count

@@ -324,3 +324,20 @@ def test_a_class_tries_its_other_component_after_a_distractor_failed(setup):
     published = [tracker(frame).instances for _ in range(3)]
     found = [r for r in published if r]
     assert found and all(_close(r[0], R, t) for r in found), published
+
+
+def test_of_two_tracks_the_one_moving_with_the_scene_gives_the_scenes_motion(setup):
+    """Two followed tracks, one of them pushed and turned: their motions tie as votes, and the
+    scene's last motion (the camera's) breaks the tie, whichever track comes first. A lost track
+    coasts with the scene's motion, and a pushed object's turn about its own centre, applied to an
+    object elsewhere, would throw it centimetres off."""
+    pipeline, _ = setup
+    tracker = Tracker(pipeline)
+    camera = (Rotation.from_euler("y", 0.5, degrees=True).as_matrix(), np.array([0.002, 0.0, 0.0]))
+    centre = np.array([0.1, 0.0, 0.6])
+    turn = Rotation.from_euler("y", 8, degrees=True).as_matrix() @ camera[0]
+    pushed = (turn, camera[0] @ centre + camera[1] + np.array([0.01, 0.0, 0.0]) - turn @ centre)
+    for motions in ([camera, pushed], [pushed, camera]):
+        tracker._scene_motion = camera
+        tracker._update_scene_motion(motions)
+        assert tracker._scene_motion is camera

@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from densefusion_ros.sampling import valid_depth
+
 __all__ = [
     "IcpOptions", "IcpResult", "refine_pose", "icp_from_centroid", "group_rotations", "depth_consistency",
     "refine_with_hypotheses", "mask_grid", "pose_score", "centroid_translation",
@@ -279,10 +281,14 @@ def icp_from_centroid(
     return best
 
 
-def mask_grid(mask: np.ndarray, cells: int = 1024) -> tuple[int, int, int, np.ndarray] | None:
-    """``mask (H, W)`` bool on a grid of about ``cells`` cells inside its bounding box: ``(row0,
-    col0, cell size, occupied cells (GH, GW) uint8)`` in pixels, or None for an empty mask. Computed once per instance; each pose's
-    coverage (:func:`depth_consistency`) then needs only its own points."""
+def mask_grid(mask: np.ndarray, depth_m: np.ndarray, cells: int = 1024) -> tuple[int, int, int, np.ndarray] | None:
+    """The pixels of ``mask (H, W)`` bool with a reading in ``depth_m (H, W)`` (metres) on a grid
+    of about ``cells`` cells inside their bounding box: ``(row0, col0, cell size, occupied cells
+    (GH, GW) uint8)`` in pixels, or None when there are none. Computed once per instance; each
+    pose's coverage (:func:`depth_consistency`) then needs only its own points. Only supported
+    points cover a cell, and a point is supported only on a reading: a mask's pixels without depth
+    (a hole, an object nearer than the camera's range) would leave a right pose uncovered."""
+    mask = mask & valid_depth(depth_m)
     in_rows, in_cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if len(in_rows) == 0:
         return None
@@ -326,7 +332,7 @@ def depth_consistency(
     object cannot be there); points behind the measured surface (the hidden side, occlusion) and
     points without a depth reading count for nothing. *coverage* is the share of the mask that
     supported points reach: a pose that leaves part of the mask unexplained (a mug's handle on the
-    wrong side) scores lower. In (-w, 1 + c]; higher is better. ``grid``: ``mask_grid(mask)``,
+    wrong side) scores lower. In (-w, 1 + c]; higher is better. ``grid``: ``mask_grid(mask, depth_m)``,
     when the caller scores many poses against one mask.
 
     Shapes and units: ``model_points_cam (M, 3)`` and ``tolerance`` metres, ``depth_m (H, W)``
@@ -352,7 +358,7 @@ def depth_consistency(
     violating = measured & (z < d - tolerance)
     score = float((supported.sum() - violation_weight * violating.sum()) / len(X))
     if coverage_weight:
-        score += coverage_weight * _mask_coverage(u[supported], v[supported], mask_grid(mask) if grid is None else grid)
+        score += coverage_weight * _mask_coverage(u[supported], v[supported], mask_grid(mask, depth_m) if grid is None else grid)
     return score
 
 
@@ -447,7 +453,7 @@ def refine_with_hypotheses(
     max_distance = options.max_distance or default_distance(model_points)
     model = _model_cloud(model_points, options, max_distance)
     coarse = _cloud(observed_points[:: max(1, -(-len(observed_points) // max(1, coarse_points)))])
-    grid = mask_grid(mask) if options.verify_coverage_weight else None
+    grid = mask_grid(mask, depth_m) if options.verify_coverage_weight else None
     rotations = group_rotations(options.rotation_group, options.init_rotations)
     starts = [(S, t) for S in rotations]
     if options.verify_centroid_starts:

@@ -397,7 +397,7 @@ class DepthEvidence:
         depth = np.nan_to_num(np.asarray(depth_m, np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
         H, W = depth.shape
         masks = [np.asarray(m, bool) for m in masks]
-        grids = [mask_grid(m, cells) for m in masks]
+        grids = [mask_grid(m, depth, cells) for m in masks]
         GH = max([g[3].shape[0] for g in grids if g is not None], default=1)
         GW = max([g[3].shape[1] for g in grids if g is not None], default=1)
         occupied = np.zeros((len(masks), GH, GW), bool)

@@ -10,7 +10,16 @@ from scipy.spatial.transform import Rotation
 
 from densefusion_ros.catalog import ObjectInfo
 from densefusion_ros.geometry import backproject
-from densefusion_ros.icp import IcpOptions, depth_consistency, group_rotations, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses
+from densefusion_ros.icp import (
+    IcpOptions,
+    depth_consistency,
+    group_rotations,
+    icp_from_centroid,
+    mask_grid,
+    pose_score,
+    refine_pose,
+    refine_with_hypotheses,
+)
 
 from helpers import chair_object, render_depth
 
@@ -139,6 +148,21 @@ def test_depth_consistency_coverage_prefers_poses_that_explain_the_whole_mask():
     full = depth_consistency(spread, depth, K, mask, coverage_weight=1.0)
     half = depth_consistency(crowded, depth, K, mask, coverage_weight=1.0)
     assert full == pytest.approx(2.0) and 1.4 < half < 1.75, (full, half)
+
+
+def test_depth_consistency_coverage_leaves_out_mask_pixels_without_depth():
+    """Half of the mask has no depth reading (a hole, or a part nearer than the camera's range):
+    no point can be supported there, so those pixels do not count against the coverage of the
+    points that explain the rest."""
+    K = np.array([[100.0, 0, 20], [0, 100.0, 20], [0, 0, 1]])
+    depth = np.full((40, 40), 1.0)
+    depth[:, 20:] = 0.0
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 10:30] = True
+    rows, cols = np.mgrid[10:30:2, 10:30:2]
+    spread = np.stack([(cols.ravel() - 20) / 100.0, (rows.ravel() - 20) / 100.0, np.ones(100)], axis=1)
+    assert depth_consistency(spread, depth, K, mask, coverage_weight=1.0) == pytest.approx(1.5)  # half supported, all covered
+    assert mask_grid(mask, np.zeros((40, 40))) is None
 
 
 def test_pose_score_sees_a_mug_handle_turned_out_of_view(tmp_path):

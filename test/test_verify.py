@@ -41,10 +41,14 @@ def _scene(chair, poses):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_scores_equal_depth_consistency(chair, device):
+@pytest.mark.parametrize("hole", [False, True])
+def test_scores_equal_depth_consistency(chair, device, hole):
     model, _ = chair
     R_gt, t_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix(), np.array([0.01, -0.01, 0.5])
     depth, (mask,), _ = _scene(chair, [(R_gt, t_gt)])
+    if hole:  # a third of the mask without a reading: left out of the coverage on both paths
+        rows = np.flatnonzero(mask.any(1))
+        depth[rows[0] : rows[0] + len(rows) // 3] = 0.0
     Rs = np.concatenate([R_gt[None], Rotation.random(15, random_state=1).as_matrix()])
     ts = t_gt + np.random.default_rng(0).normal(0, 0.01, (16, 3))
     ts[-2:] = [[0.17, 0.0, 0.5], [0.0, 0.0, -0.02]]  # across the image's edge; behind the camera

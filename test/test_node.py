@@ -215,11 +215,12 @@ def test_track_mode_keeps_ids_and_reset_restarts_them(ros_env):
     assert [number(i) for i in after_reset[0]["ids"]] == [0], out
     ids = after_reset[-1]["ids"]
     assert sorted(map(number, ids)) == list(range(len(ids))) and len(ids) > 1, out
-    # (c) detect mode: <name>_<k>, k the instance number within the class (one per class with instances: best)
+    # (c) detect mode: <name>_<k>, k the instance number within the class (one per class with instances: best); it
+    # verifies every class in each frame, where track mode acquired one per frame in the few frames sent
     assert results[results.index(after_reset[-1]) + 1] == {"step": "set", "successful": True, "reason": ""}
     names = {i.rpartition("_")[0] for i in found}
     for f in detect:
-        assert all(number(i) == 0 for i in f["ids"]) and {i.rpartition("_")[0] for i in f["ids"]} == names, out
+        assert all(number(i) == 0 for i in f["ids"]) and {i.rpartition("_")[0] for i in f["ids"]} >= names, out
     assert reset_detect == {"step": "reset", "success": True, "message": "detect mode: there are no tracks"}
     assert diag_detect["message"] == "detect mode" and diag_detect["values"]["mode"] == "detect", diag_detect
     assert all(f["sent"] == 1 for f in frames), "every frame was answered the first time it was sent"

@@ -330,8 +330,8 @@ def depth_consistency(
     into ``mask`` within ``tolerance`` of the measured depth is *supported*; a point more than
     ``tolerance`` in front of the measured depth is *violating* (the camera sees through it, so the
     object cannot be there); points behind the measured surface (the hidden side, occlusion) and
-    points without a depth reading count for nothing. *coverage* is the share of the mask that
-    supported points reach: a pose that leaves part of the mask unexplained (a mug's handle on the
+    points without a depth reading count for nothing. *coverage* is the share of the mask (its
+    pixels with a reading: :func:`mask_grid`) that supported points reach: a pose that leaves part of the mask unexplained (a mug's handle on the
     wrong side) scores lower. In (-w, 1 + c]; higher is better. ``grid``: ``mask_grid(mask, depth_m)``,
     when the caller scores many poses against one mask.
 

@@ -105,7 +105,8 @@ class TrackerOptions:
             stamps (0 = predict no motion).
         min_fitness: a pose passes its check when at least this share of the track's observed
             points lie within the ICP correspondence distance of the posed model,
-        min_coverage: the supported model points reach at least this share of the mask, and
+        min_coverage: the supported model points reach at least this share of the mask (its
+            pixels with depth: :func:`~densefusion_ros.icp.mask_grid`), and
         max_violation: at most this share of the model points lie in front of the measured
             depth (:func:`~densefusion_ros.verify.depth_terms`).
         min_pixels: a track whose class mask has fewer pixels inside its silhouette is lost

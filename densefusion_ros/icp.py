@@ -288,13 +288,15 @@ def mask_grid(mask: np.ndarray, depth_m: np.ndarray, cells: int = 1024) -> tuple
     pose's coverage (:func:`depth_consistency`) then needs only its own points. Only supported
     points cover a cell, and a point is supported only on a reading: a mask's pixels without depth
     (a hole, an object nearer than the camera's range) would leave a right pose uncovered."""
-    mask = mask & valid_depth(depth_m)
     in_rows, in_cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if len(in_rows) == 0:
         return None
-    r0, c0 = int(in_rows[0]), int(in_cols[0])
-    rows, cols = np.nonzero(mask[r0 : in_rows[-1] + 1, c0 : in_cols[-1] + 1])  # the box, not the whole image
-    rows, cols = rows + r0, cols + c0
+    box = (slice(in_rows[0], in_rows[-1] + 1), slice(in_cols[0], in_cols[-1] + 1))  # the mask's box, not the whole image
+    rows, cols = np.nonzero(mask[box] & valid_depth(depth_m[box]))
+    if len(rows) == 0:
+        return None
+    rows, cols = rows + in_rows[0], cols + in_cols[0]
+    r0, c0 = int(rows.min()), int(cols.min())
     g = max(1, int(round(np.sqrt(len(rows) / cells))))
     occupied = np.zeros(((rows.max() - r0) // g + 1, (cols.max() - c0) // g + 1), np.uint8)
     occupied[(rows - r0) // g, (cols - c0) // g] = 1

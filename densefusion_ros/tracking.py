@@ -12,7 +12,11 @@ costs several times a camera frame. Objects mostly move little between frames, s
   frames' stamp intervals), take the observed depth points of its class's mask inside the
   predicted silhouette (grown by ``margin_px``), and run a short ICP from the prediction, pulled
   in the directions the points leave free toward the last pose moved by the scene's motion (a
-  track's own velocity would carry drift in those directions forward); all tracks in one batched call;
+  track's own velocity would carry drift in those directions forward); all tracks in one batched call.
+  A node that drops frames to keep up sees objects move further between its frames than the
+  motion model foresees: a track whose follow fails, or whose prediction finds none of its
+  points, follows once more from its prediction **slid** over its class mask to where the mask
+  shows it (``search_px``), and keeps the better of the two;
   a pose with more than a few of its model points where the camera sees through them then climbs
   the verification score (ICP pulls the model onto the observed points, nothing pushes it out of
   the space in front of them), after the re-check and the recovery below, which weigh the follow's
@@ -76,6 +80,13 @@ __all__ = ["Tracker", "TrackerOptions", "Track"]
 
 log = logging.getLogger(__name__)
 
+CAMERA_FRAME_S = 1 / 30
+"""A camera frame's interval (s): the motion model's damping applies once per frame (``_interval_ratio``)."""
+
+SLIDE_CELL = 4
+"""The slide of a prediction over its class mask (``TrackerOptions.search_px``) is searched on every
+4th row and column: a silhouette of a few thousand pixels is a few hundred cells."""
+
 NO_BACKOFF = (0, 0, 0)
 """A class's acquisition back-off before any failure: (failures, next try's frame, pixels tried)."""
 
@@ -102,7 +113,9 @@ class TrackerOptions:
             last turn there instead of drifting.
         velocity_damping: the constant-velocity prediction moves by this share of the last
             frame-to-frame motion, scaled by the ratio of the frames' intervals when they carry
-            stamps (0 = predict no motion).
+            stamps, and by this share once more for each camera frame (1/30 s) beyond the first
+            that the interval spans: a node that drops frames predicts less of a motion it
+            measured long ago (0 = predict no motion).
         min_fitness: a pose passes its check when at least this share of the track's observed
             points lie within the ICP correspondence distance of the posed model,
         min_coverage: the supported model points reach at least this share of the mask (its
@@ -150,6 +163,15 @@ class TrackerOptions:
             recovery. ICP pulls the model onto the observed points but nothing pushes it out of
             the space the camera sees through: a mug turning about its axis drifts with its
             handle in front of the table (1 = never climb).
+        search_px: a followed track's predicted silhouette slides over its class mask by up to
+            this many pixels (image rows and columns) to where it covers the most mask; when that
+            covers ``search_gain`` more of the silhouette than the prediction's own place, a
+            follow that fails its check runs once more from the slid prediction (moved at its
+            depth), and one that finds no points at the prediction starts there. A node that
+            drops frames to keep up sees objects move further between its frames than the motion
+            model foresees (a camera swept at a few hundred pixels a second); a followed track
+            that passes is never moved (0 = no slide),
+        search_gain: and a partly hidden object does not pull its prediction aside.
     """
 
     acquire_per_frame: int = 1
@@ -172,6 +194,8 @@ class TrackerOptions:
     recover_coverage: float = 0.5
     reach_margin: float | None = 0.02
     climb_violation: float = 0.02
+    search_px: int = 96
+    search_gain: float = 0.15
 
 
 @dataclass
@@ -322,45 +346,45 @@ class Tracker:
         scene's (:meth:`_update_scene_motion`): an object that left the view or hid behind
         another is found again where the camera's motion puts it, without an acquisition. A
         followed track that fails is lost; a lost one that passes is followed again."""
-        opts, icp_opts = self.options, self.pipeline.config.icp_options
+        opts = self.options
         now = self._frame_index
         self.tracks = [tr for tr in self.tracks if tr.state == "tracking" or now - tr.lost_at <= opts.reuse_lost_frames]
-        rows, regions, clouds = [], [], []
+        rows, regions, clouds, anchors = [], [], [], []
+        predicted = []  # a track that fails is lost where it was predicted, not where a slide moved it
         valid = valid_depth(frame.depth_m)
-        anchors = []
+        small_masks = {c: (labels[::SLIDE_CELL, ::SLIDE_CELL] != 0).astype(np.float32) for c, (_, labels) in components.items()}
+        slidable: list[int] = []  # rows whose failed follow may run again from their prediction slid onto the class mask
         scene_R, scene_t = _damped(*self._scene_motion, opts.velocity_damping * self._motion_scale)
         for tr in self.tracks:
             dR, dt = tr.velocity if tr.state == "tracking" else self._scene_motion
             Rp, tp = _damped(dR, dt, opts.velocity_damping * self._motion_scale)
             R_pred, t_pred = Rp @ tr.R, Rp @ tr.t + tp
-            silhouette, box = self._silhouette(tr.info, R_pred, t_pred, frame)
-            touching = _touching(components.get(tr.info.class_id), silhouette, opts.min_pixels)
-            object_region = self._within_reach(frame, valid, tr.info, R_pred, t_pred, touching)
-            cloud = self._observed(frame, object_region[box] & silhouette[box] & valid[box], (box[0].start, box[1].start))
-            if cloud is None:
+            anchor = (scene_R @ tr.R, scene_R @ tr.t + scene_t)
+            can_slide = opts.search_px > 0 and tr.state == "tracking" and tr.info.class_id in small_masks
+            start = np.zeros(3)  # the follow starts at the prediction, or slid onto the mask when nothing is there
+            placed = self._place(frame, valid, components, tr.info, R_pred, t_pred)
+            if placed is None and can_slide:
+                start, can_slide = self._slide(tr.info, R_pred, t_pred, frame, small_masks[tr.info.class_id]), False
+                placed = self._place(frame, valid, components, tr.info, R_pred, t_pred + start) if start.any() else None
+            if placed is None:
                 self._lose(tr, R_pred, t_pred)
                 continue
-            rows.append((tr, R_pred, t_pred))
-            anchors.append((scene_R @ tr.R, scene_R @ tr.t + scene_t))
-            regions.append(object_region)
-            clouds.append(cloud)
+            if can_slide:
+                slidable.append(len(rows))
+            predicted.append((tr, R_pred, t_pred))
+            rows.append((tr, R_pred, t_pred + start))
+            anchors.append((anchor[0], anchor[1] + start))
+            regions.append(placed[0])
+            clouds.append(placed[1])
         if not rows:
             self._update_scene_motion([])
             return []
-        device = self.pipeline.device
         models = [self.pipeline.model_geometry(tr.info) for tr, _, _ in rows]
         bank = ModelBank(models)
-        obj = torch.arange(len(rows), device=device)
-        source, valid_pts = padded(clouds, list(range(len(clouds))), device)
-        R0 = torch.as_tensor(np.stack([r for _, r, _ in rows]), dtype=torch.float32, device=device)
-        t0 = torch.as_tensor(np.stack([t for _, _, t in rows]), dtype=torch.float32, device=device)
-        anchor = tuple(torch.as_tensor(np.stack(a), dtype=torch.float32, device=device) for a in zip(*anchors))
-        R, t, fitness, rmse = icp(
-            bank, obj, source, valid_pts, R0, t0, opts.follow_iterations, icp_opts.verify_method, prior=opts.follow_prior, anchor=anchor
-        )
-        evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, device, CHECK_CELLS, self._plane)
-        supported, violating, coverage = depth_terms(evidence, bank.points, obj, R, t, icp_opts.verify_tolerance)
-        found = dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=supported, violating=violating, coverage=coverage)
+        found, source, valid_pts, evidence = self._fit(frame, bank, list(range(len(rows))), rows, anchors, regions, clouds)
+        if self._retry_slid(frame, valid, components, small_masks, bank, slidable, rows, anchors, regions, clouds, found):  # the check's inputs moved
+            source, valid_pts = padded(clouds, list(range(len(clouds))), self.pipeline.device)
+            evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, self.pipeline.device, CHECK_CELLS, self._plane)
         turned = self._recheck(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found) if opts.recheck_turns else None
         if opts.recover:
             self._recover(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found)
@@ -368,7 +392,7 @@ class Tracker:
         R, t, fitness, rmse, coverage, violating = (found[k] for k in ("R", "t", "fitness", "rmse", "coverage", "violating"))
         out, motions = [], []
         R_np, t_np = R.double().cpu().numpy(), t.double().cpu().numpy()
-        for j, (tr, R_pred, t_pred) in enumerate(rows):
+        for j, (tr, R_pred, t_pred) in enumerate(predicted):
             if not self._passes(f"track {tr.track_id} ({tr.info.name})", fitness[j], coverage[j], violating[j]):
                 self._lose(tr, R_pred, t_pred)
                 continue
@@ -389,6 +413,104 @@ class Tracker:
         self._update_scene_motion(motions)
         return out
 
+    def _retry_slid(
+        self, frame: Frame, valid, components, small_masks, bank, slidable: list[int], rows, anchors, regions, clouds, found
+    ) -> bool:
+        """The rows ``slidable`` whose follow failed the check and whose prediction slides onto
+        their class mask (:meth:`_slide`; ``small_masks``: class id -> its mask at every
+        ``SLIDE_CELL``-th row and column) follow once more from the slid prediction, in one
+        batched call; a result that scores higher (verification's score of the check's terms)
+        replaces the row in ``rows``, ``anchors``, ``regions``, ``clouds`` and ``found``, so that
+        the recovery and the climb start from it (a track that still fails is lost where it was
+        predicted: the slide may have found another object of its colour). Returns whether any did."""
+        tries = {}
+        for j in slidable:
+            if self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j]):
+                continue
+            tr, R_pred, t_pred = rows[j]
+            shift = self._slide(tr.info, R_pred, t_pred, frame, small_masks[tr.info.class_id])
+            placed = self._place(frame, valid, components, tr.info, R_pred, t_pred + shift) if shift.any() else None
+            if placed is not None:
+                tries[j] = ((tr, R_pred, t_pred + shift), (anchors[j][0], anchors[j][1] + shift)) + placed
+        if not tries:
+            return False
+        picks = list(tries)
+        slid = self._fit(frame, bank, picks, *(list(x) for x in zip(*tries.values())))[0]
+        w = self.pipeline.config.icp_options.score_weights[1:]
+        before = score_of_terms(found["supported"][picks], found["violating"][picks], found["coverage"][picks], *w)
+        better = (score_of_terms(slid["supported"], slid["violating"], slid["coverage"], *w) > before).tolist()
+        for k, j in enumerate(picks):
+            if better[k]:
+                tr = rows[j][0]
+                before_after = float(found["violating"][j]), float(slid["violating"][k])
+                log.debug("track %d (%s) slides onto its mask: violating %.3f -> %.3f", tr.track_id, tr.info.name, *before_after)
+                rows[j], anchors[j], regions[j], clouds[j] = tries[j]
+                _set_row(found, j, slid, k)
+        return any(better)
+
+    def _place(
+        self, frame: Frame, valid: np.ndarray, components, info: ObjectInfo, R: np.ndarray, t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """A predicted pose's region (its class's mask components that its silhouette touches,
+        within its reach: ``(H, W)`` bool) and observed points (``(N, 3)``: the region's inside
+        the silhouette), or None with too few points."""
+        silhouette, box = self._silhouette(info, R, t, frame)
+        touching = _touching(components.get(info.class_id), silhouette, self.options.min_pixels)
+        region = self._within_reach(frame, valid, info, R, t, touching)
+        cloud = self._observed(frame, region[box] & silhouette[box] & valid[box], (box[0].start, box[1].start))
+        return None if cloud is None else (region, cloud)
+
+    def _fit(
+        self, frame: Frame, bank: ModelBank, picks: list[int], rows, anchors, regions, clouds
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, DepthEvidence]:
+        """The follow ICP of the rows ``picks`` of ``bank`` (one per track) from their predicted
+        poses (``rows``: ``(track, R, t)``, one per pick, with their ``anchors``, ``regions`` and
+        ``clouds``), all in one batched call, and its check on their regions. Returns the poses
+        and their check (``R``, ``t``, ``fitness``, ``rmse``, ``supported``, ``violating``,
+        ``coverage``, one row per pick), the padded clouds (``[P,N,3]`` and their valid
+        ``[P,N]``) and the regions' evidence (one slot per pick)."""
+        opts, icp_opts, device = self.options, self.pipeline.config.icp_options, self.pipeline.device
+        obj = torch.as_tensor(picks, device=device)
+        source, valid_pts = padded(clouds, list(range(len(clouds))), device)
+        R0 = torch.as_tensor(np.stack([r for _, r, _ in rows]), dtype=torch.float32, device=device)
+        t0 = torch.as_tensor(np.stack([t for _, _, t in rows]), dtype=torch.float32, device=device)
+        anchor = tuple(torch.as_tensor(np.stack(a), dtype=torch.float32, device=device) for a in zip(*anchors))
+        R, t, fitness, rmse = icp(
+            bank, obj, source, valid_pts, R0, t0, opts.follow_iterations, icp_opts.verify_method, prior=opts.follow_prior, anchor=anchor
+        )
+        evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, device, CHECK_CELLS, self._plane)
+        slots = torch.arange(len(picks), device=device)
+        supported, violating, coverage = depth_terms(evidence, bank.points[obj], slots, R, t, icp_opts.verify_tolerance)
+        found = dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=supported, violating=violating, coverage=coverage)
+        return found, source, valid_pts, evidence
+
+    def _slide(self, info: ObjectInfo, R: np.ndarray, t: np.ndarray, frame: Frame, small_mask: np.ndarray) -> np.ndarray:
+        """The shift ``(3,)`` (metres, camera frame, at the pose's depth) that slides the posed
+        model's silhouette over its class mask (``small_mask``: the mask at every ``SLIDE_CELL``-th
+        row and column, float32) to where it covers the most of it, within ``search_px``; zeros
+        unless that covers ``search_gain`` more of the silhouette than the pose's own place."""
+        r = max(self.options.search_px // SLIDE_CELL, 1)
+        X = self.pipeline.model_geometry(info).points.cpu().numpy() @ R.T + t
+        if t[2] <= 1e-3 or (X[:, 2] <= 1e-3).any():
+            return np.zeros(3)
+        uv = np.floor(geometry.project(X, np.asarray(frame.K, np.float64)) / SLIDE_CELL).astype(np.int64)
+        (c0, r0), (c1, r1) = uv.min(0), uv.max(0) + 1
+        h, w = small_mask.shape
+        if c1 + r <= 0 or r1 + r <= 0 or c0 - r >= w or r0 - r >= h:
+            return np.zeros(3)
+        template = np.zeros((r1 - r0, c1 - c0), np.float32)
+        template[uv[:, 1] - r0, uv[:, 0] - c0] = 1.0
+        area = float(template.sum())
+        window = np.zeros((r1 - r0 + 2 * r, c1 - c0 + 2 * r), np.float32)  # the mask around the silhouette, zeros outside the image
+        rows, cols = slice(max(r0 - r, 0), min(r1 + r, h)), slice(max(c0 - r, 0), min(c1 + r, w))
+        window[rows.start - (r0 - r) : rows.stop - (r0 - r), cols.start - (c0 - r) : cols.stop - (c0 - r)] = small_mask[rows, cols]
+        covered = cv2.matchTemplate(window, template, cv2.TM_CCORR) / area  # [2r+1, 2r+1]: the share covered per slide
+        dv, du = np.unravel_index(int(np.argmax(covered)), covered.shape)
+        if covered[dv, du] < covered[r, r] + self.options.search_gain:
+            return np.zeros(3)
+        K = frame.K
+        return np.array([(du - r) * SLIDE_CELL * t[2] / K[0, 0], (dv - r) * SLIDE_CELL * t[2] / K[1, 1], 0.0])
+
     def _unique(self, results: list[InstanceResult]) -> list[InstanceResult]:
         """Two tracks of one class on the same object (centres within a quarter of its diameter),
         followed or just acquired: the older id stays, the younger track is dropped."""
@@ -404,13 +526,18 @@ class Tracker:
     def _interval_ratio(self, stamp: float) -> float:
         """This frame's interval over the last one, from the stamps (1 when they are unset or do
         not increase): motions are measured between processed frames, and a node that drops
-        frames to keep up sees longer, uneven intervals."""
+        frames to keep up sees longer, uneven intervals. Over an interval of more than one
+        camera frame (``CAMERA_FRAME_S``) the motion is damped once more per frame beyond the
+        first (``velocity_damping``): a hand-held camera's motion changes within a few tenths
+        of a second, and a long prediction overshoots (a failed follow slides onto the mask:
+        ``search_px``)."""
         last, self._last_stamp = self._last_stamp, stamp
         interval = stamp - last if stamp > 0 and last > 0 and stamp > last else None
         previous, self._interval = self._interval, interval
         if interval is None or previous is None:
             return 1.0
-        return float(np.clip(interval / previous, 0.0, 10.0))
+        extra = max(round(interval / CAMERA_FRAME_S) - 1, 0)  # camera frames beyond the first
+        return float(np.clip(interval / previous, 0.0, 10.0)) * self.options.velocity_damping**extra
 
     def _update_scene_motion(self, motions: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """The scene's frame-to-frame motion in the camera frame (the camera's own, for a still

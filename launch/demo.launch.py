@@ -3,7 +3,7 @@
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, SetEnvironmentVariable
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -16,6 +16,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("loops", default_value="5", description="times the bundled sequence is replayed"),
         DeclareLaunchArgument("out", default_value="out/demo", description="overlay images and summary.json"),
+        SetEnvironmentVariable("OMP_NUM_THREADS", "1"),  # one torch thread for the node, as make demo runs it
         IncludeLaunchDescription(PythonLaunchDescriptionSource(os.path.join(share, "launch", "densefusion.launch.py"))),
         Node(package="densefusion_ros", executable="densefusion_listener", name="densefusion_listener", output="screen",
              arguments=["--overlay-dir", [LaunchConfiguration("out"), "/overlays"], "--summary",

@@ -39,3 +39,14 @@ def test_sequence_report(sequence, tmp_path, mode):
     assert pooled["accuracy"] > 0.3  # the objects in view get right poses (measured: about 0.9)
     assert report["ms_first_frame_mean"] > 0 and report["ms_steady_median"] > 0
     assert (out / "sequence_results.md").read_text().startswith("# Sequences: seq")
+
+
+def test_frame_step_runs_every_nth_frame(sequence, tmp_path):
+    """``--frame-step 2``: the tracker sees every other frame (a node keeping up with 15 of 30 frames a second), and only those are scored."""
+    rc = cli.main(["evaluate", "--sequence", "--dataset", str(sequence), "--split", "seq", "--frame-step", "2",
+                   "--weights", str(REPO / "models/estimator.pth"), "--refiner", str(REPO / "models/refiner.pth"),
+                   "--segmenter", str(REPO / "models/segmenter.pth"), "--threads", "1", "--no-progress", "--out", str(tmp_path)])
+    assert rc == 0
+    report = json.loads((tmp_path / "sequence_results.json").read_text())
+    assert report["frames"] == FRAMES // 2 and report["config"]["frame_step"] == 2
+    assert 0 < report["objects"]["ALL"]["pairs"] < 4 * FRAMES

@@ -217,6 +217,37 @@ def test_a_track_that_slides_off_is_recovered_in_place_not_acquired_again(setup)
             assert tracker.stats()["reacquisitions"] + tracker.stats()["lost"] == 1  # lost, maybe acquired again
 
 
+def test_a_jump_between_processed_frames_is_followed_by_sliding_onto_the_mask(setup):
+    """A node that drops frames sees the chair 6 cm (60 px) from where its motion model predicts
+    it, five times the silhouette's margin: the prediction slides over the class mask to where the
+    chair shows, and the track follows it under its id with no network run. With ``search_px=0``
+    the track is lost and the class acquired again. The turn re-check, the recovery and the climb
+    are off: each of them can find the chair from there too, at tens of times the cost."""
+    pipeline, surface = setup
+    R, t = _pose(0)
+    moved = t + np.array([0.06, 0.0, 0.0])
+    for search_px, followed in ((TrackerOptions().search_px, True), (0, False)):
+        tracker = Tracker(pipeline, search_px=search_px, recheck_turns=False, recover=False, climb_violation=1.0)
+        assert [i.track_id for i in tracker(_frame(surface, [(R, t)])).instances] == [0]
+        res = tracker(_frame(surface, [(R, moved)]))
+        if followed:
+            assert [i.track_id for i in res.instances] == [0] and _close(res.instances[0], R, moved)
+            assert res.timings_ms["estimator"] == 0 and tracker.stats()["acquisitions"] == 1
+        else:
+            assert res.timings_ms["estimator"] > 0 and tracker.stats()["reacquisitions"] + tracker.stats()["lost"] >= 1
+
+
+def test_the_motion_predicted_over_dropped_frames_is_damped_per_frame(setup):
+    """Frames 1/30 s apart predict the last motion scaled by the intervals' ratio alone; an interval
+    of four camera frames after one of one predicts 4 x the motion, damped three more times."""
+    pipeline, _ = setup
+    tracker = Tracker(pipeline)
+    damping = tracker.options.velocity_damping
+    scales = [tracker._interval_ratio(1.0 + k / 30) for k in (0, 1, 2, 6)]
+    assert scales[:3] == pytest.approx([1.0, 1.0, 1.0])
+    assert scales[3] == pytest.approx(4 * damping**3)
+
+
 def test_a_followed_pose_in_seen_through_space_climbs_back_onto_the_object(setup):
     """A followed pose turned a few degrees, parts of it where the camera sees the background
     through them, that still passes the check (as a mug drifting about its axis does): it climbs

@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--split", default="seq_val")
     parser.add_argument("--seeds", default="0,1,2", help="pipeline seeds (the points the networks sample)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--frame-step", type=int, default=1, help="every this many-th frame only (evaluate_sequences' frame_step)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -70,7 +71,7 @@ def main() -> None:
                 tracker.reset()
                 return tracker
 
-            summary = evaluate_sequences(fresh, dataset, pipeline.catalog).summary()
+            summary = evaluate_sequences(fresh, dataset, pipeline.catalog, frame_step=args.frame_step).summary()
             objects = {k: v for k, v in summary["objects"].items() if k != "ALL"}
             pooled = summary["objects"]["ALL"]
             accuracy[variant].append(100 * pooled["accuracy"])

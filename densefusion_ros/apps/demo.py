@@ -2,7 +2,7 @@
 
 Runs three processes on loopback-only DDS (``densefusion_ros.ros.env``): the replay publisher
 (realsense2_camera topic names, the bundled 30 Hz video in a loop), ``densefusion_node`` with the
-bundled weights (``mode: track``), and a listener that prints each frame's poses, rate, latency
+bundled weights (``mode: track``, one torch thread), and a listener that prints each frame's poses, rate, latency
 and error against ground truth, and writes overlay images to ``--out``. The last line sums up:
 frames processed and their rate, latency, the share of poses within 0.1 x diameter and the
 wrong poses published (further off, or of an object not in view). Where ``ros2 launch``
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     popen = dict(env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = subprocess.Popen(
         [py, "-m", "densefusion_ros.ros.node", "--ros-args", "--params-file", str(share_path("config", "densefusion.yaml")),
-         "-p", f"device:={args.device}", "-p", "seed:=0"], **popen,
-    )
+         "-p", f"device:={args.device}", "-p", "seed:=0", "-p", "torch_threads:=1"], **popen,
+    )  # one torch thread: beside the replay and the listener, a second one waits for a core (docs/performance.md, 'The demo')
     ready = threading.Event()
     threads = [_forward(node, "node", ready)]
     procs = [node]

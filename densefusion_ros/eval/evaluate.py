@@ -102,6 +102,8 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="each scene is a 30 Hz sequence: follow it (densefusion_ros.eval.sequence) instead of the per-frame modes")
     p.add_argument("--mode", choices=("track", "detect"), default="track", help="--sequence: the tracker, or the pipeline per frame")
     p.add_argument("--max-sequences", type=int, default=None, help="--sequence: only the first this many")
+    p.add_argument("--frame-step", type=int, default=1,
+                   help="--sequence: run every this many-th frame only (a node keeping up with 30 / this frames a second)")
     return p
 
 

@@ -11,8 +11,9 @@ the segmenter (the node's path). Per object and pooled:
   times the share of the object inside the image (of its model points projected with the true
   pose): an object that has mostly left the view is mostly not visible. The accuracy over the
   pairs with BOP's ``visib_fract`` alone is reported beside it;
-* **time to first correct pose**: per (sequence, object), frames from the first frame it is
-  ``min_visib`` visible to its first correct pose (mean over pairs that got one, and how many never did);
+* **time to first correct pose**: per (sequence, object), frames (of the sequence, processed or not)
+  from the first frame it is ``min_visib`` visible to its first correct pose (mean over pairs that
+  got one, and how many never did);
 * **re-acquisitions**: a pose published again after frames without one while the object stayed
   ``min_visib`` visible;
 * **wrong poses published**: published poses with ADD(-S) > 0.1 d, or of an object absent from
@@ -86,7 +87,8 @@ class SequenceResult:
     def markdown(self) -> str:
         s = self.summary()
         lines = [
-            f"# Sequences: {self.config.get('split')} ({self.config.get('mode')} mode, {s['frames']} frames)",
+            f"# Sequences: {self.config.get('split')} ({self.config.get('mode')} mode, {s['frames']} frames"
+            + (f", every {self.config['frame_step']}th of the sequences' frames)" if self.config.get("frame_step", 1) > 1 else ")"),
             "",
             "| object | pairs | ADD(-S) < 0.1 d | BOP visib_fract pairs | ADD(-S) < 0.1 d there | first correct (frames, mean) "
             "| never correct | re-acquisitions | wrong published |",
@@ -129,9 +131,13 @@ def evaluate_sequences(
     max_sequences: int | None = None,
     metric_points: int = 1000,
     progress: bool = False,
+    frame_step: int = 1,
 ) -> SequenceResult:
     """Run ``runner_factory()`` (a fresh callable ``frame -> FrameResult`` per sequence) over
-    every sequence (scene) of ``dataset`` (a :class:`~densefusion_ros.data.bop.BopDataset`)."""
+    every sequence (scene) of ``dataset`` (a :class:`~densefusion_ros.data.bop.BopDataset`).
+    ``frame_step`` > 1 runs only every ``frame_step``-th frame (with their stamps), as a node sees
+    a 30 Hz camera when it keeps up with only 30 / ``frame_step`` frames a second; only those
+    frames are scored."""
     result = SequenceResult()
     points = {info.class_id: info.sample_points(metric_points) for info in catalog}
     scenes: dict[int, list[int]] = {}
@@ -146,6 +152,8 @@ def evaluate_sequences(
         published_before: set[int] = set()
         gap_visible: dict[int, bool | None] = {}  # since the last pose: None = no gap, else visible throughout
         for k, im_id in enumerate(sorted(im_ids)):
+            if k % frame_step:
+                continue
             frame = dataset.load_frame(scene_id, im_id)
             gts = list(frame.gt)
             start = time.perf_counter()
@@ -255,10 +263,10 @@ def run(args) -> int:
 
     dataset = BopDataset(args.dataset, args.split, load_masks=False)
     result = evaluate_sequences(
-        factory, dataset, pipeline.catalog, max_sequences=args.max_sequences, progress=not args.no_progress,
+        factory, dataset, pipeline.catalog, max_sequences=args.max_sequences, progress=not args.no_progress, frame_step=args.frame_step,
     )  # fmt: skip
     result.config = {"dataset": str(args.dataset), "split": args.split, "mode": args.mode, "threads": torch.get_num_threads(),
-                     "device": str(pipeline.device), "weights": str(args.weights)}
+                     "device": str(pipeline.device), "weights": str(args.weights), "frame_step": args.frame_step}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sequence_results.md").write_text(result.markdown())

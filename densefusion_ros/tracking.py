@@ -352,7 +352,6 @@ class Tracker:
         rows, regions, clouds, anchors = [], [], [], []
         predicted = []  # a track that fails is lost where it was predicted, not where a slide moved it
         valid = valid_depth(frame.depth_m)
-        small_masks = {c: (labels[::SLIDE_CELL, ::SLIDE_CELL] != 0).astype(np.float32) for c, (_, labels) in components.items()}
         slidable: list[int] = []  # rows whose failed follow may run again from their prediction slid onto the class mask
         scene_R, scene_t = _damped(*self._scene_motion, opts.velocity_damping * self._motion_scale)
         for tr in self.tracks:
@@ -360,11 +359,11 @@ class Tracker:
             Rp, tp = _damped(dR, dt, opts.velocity_damping * self._motion_scale)
             R_pred, t_pred = Rp @ tr.R, Rp @ tr.t + tp
             anchor = (scene_R @ tr.R, scene_R @ tr.t + scene_t)
-            can_slide = opts.search_px > 0 and tr.state == "tracking" and tr.info.class_id in small_masks
+            can_slide = opts.search_px > 0 and tr.state == "tracking" and tr.info.class_id in components
             start = np.zeros(3)  # the follow starts at the prediction, or slid onto the mask when nothing is there
             placed = self._place(frame, valid, components, tr.info, R_pred, t_pred)
             if placed is None and can_slide:
-                start, can_slide = self._slide(tr.info, R_pred, t_pred, frame, small_masks[tr.info.class_id]), False
+                start, can_slide = self._slide(tr.info, R_pred, t_pred, frame, components[tr.info.class_id][1]), False
                 placed = self._place(frame, valid, components, tr.info, R_pred, t_pred + start) if start.any() else None
             if placed is None:
                 self._lose(tr, R_pred, t_pred)
@@ -382,7 +381,7 @@ class Tracker:
         models = [self.pipeline.model_geometry(tr.info) for tr, _, _ in rows]
         bank = ModelBank(models)
         found, source, valid_pts, evidence = self._fit(frame, bank, list(range(len(rows))), rows, anchors, regions, clouds)
-        if self._retry_slid(frame, valid, components, small_masks, bank, slidable, rows, anchors, regions, clouds, found):  # the check's inputs moved
+        if self._retry_slid(frame, valid, components, bank, slidable, rows, anchors, regions, clouds, found):  # the check's inputs moved
             source, valid_pts = padded(clouds, list(range(len(clouds))), self.pipeline.device)
             evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, self.pipeline.device, CHECK_CELLS, self._plane)
         turned = self._recheck(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found) if opts.recheck_turns else None
@@ -414,11 +413,10 @@ class Tracker:
         return out
 
     def _retry_slid(
-        self, frame: Frame, valid, components, small_masks, bank, slidable: list[int], rows, anchors, regions, clouds, found
+        self, frame: Frame, valid, components, bank, slidable: list[int], rows, anchors, regions, clouds, found
     ) -> bool:
         """The rows ``slidable`` whose follow failed the check and whose prediction slides onto
-        their class mask (:meth:`_slide`; ``small_masks``: class id -> its mask at every
-        ``SLIDE_CELL``-th row and column) follow once more from the slid prediction, in one
+        their class mask (:meth:`_slide`) follow once more from the slid prediction, in one
         batched call; a result that scores higher (verification's score of the check's terms)
         replaces the row in ``rows``, ``anchors``, ``regions``, ``clouds`` and ``found``, so that
         the recovery and the climb start from it (a track that still fails is lost where it was
@@ -428,7 +426,7 @@ class Tracker:
             if self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j]):
                 continue
             tr, R_pred, t_pred = rows[j]
-            shift = self._slide(tr.info, R_pred, t_pred, frame, small_masks[tr.info.class_id])
+            shift = self._slide(tr.info, R_pred, t_pred, frame, components[tr.info.class_id][1])
             placed = self._place(frame, valid, components, tr.info, R_pred, t_pred + shift) if shift.any() else None
             if placed is not None:
                 tries[j] = ((tr, R_pred, t_pred + shift), (anchors[j][0], anchors[j][1] + shift)) + placed
@@ -484,12 +482,14 @@ class Tracker:
         found = dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=supported, violating=violating, coverage=coverage)
         return found, source, valid_pts, evidence
 
-    def _slide(self, info: ObjectInfo, R: np.ndarray, t: np.ndarray, frame: Frame, small_mask: np.ndarray) -> np.ndarray:
+    def _slide(self, info: ObjectInfo, R: np.ndarray, t: np.ndarray, frame: Frame, labels: np.ndarray) -> np.ndarray:
         """The shift ``(3,)`` (metres, camera frame, at the pose's depth) that slides the posed
-        model's silhouette over its class mask (``small_mask``: the mask at every ``SLIDE_CELL``-th
-        row and column, float32) to where it covers the most of it, within ``search_px``; zeros
-        unless that covers ``search_gain`` more of the silhouette than the pose's own place."""
+        model's silhouette over its class mask (``labels``: the class's mask components, 0 =
+        background), searched on every ``SLIDE_CELL``-th row and column, to where it covers the
+        most of it, within ``search_px``; zeros unless that covers ``search_gain`` more of the
+        silhouette than the pose's own place."""
         r = max(self.options.search_px // SLIDE_CELL, 1)
+        small_mask = (labels[::SLIDE_CELL, ::SLIDE_CELL] != 0).astype(np.float32)
         X = self.pipeline.model_geometry(info).points.cpu().numpy() @ R.T + t
         if t[2] <= 1e-3 or (X[:, 2] <= 1e-3).any():
             return np.zeros(3)

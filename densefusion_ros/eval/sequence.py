@@ -88,7 +88,7 @@ class SequenceResult:
         s = self.summary()
         lines = [
             f"# Sequences: {self.config.get('split')} ({self.config.get('mode')} mode, {s['frames']} frames"
-            + (f", every {self.config['frame_step']}th of the sequences' frames)" if self.config.get("frame_step", 1) > 1 else ")"),
+            + (f", one in {self.config['frame_step']} of the sequences' frames)" if self.config.get("frame_step", 1) > 1 else ")"),
             "",
             "| object | pairs | ADD(-S) < 0.1 d | BOP visib_fract pairs | ADD(-S) < 0.1 d there | first correct (frames, mean) "
             "| never correct | re-acquisitions | wrong published |",

@@ -16,7 +16,7 @@ costs several times a camera frame. Objects mostly move little between frames, s
   A node that drops frames to keep up sees objects move further between its frames than the
   motion model foresees: a track whose follow fails, or whose prediction finds none of its
   points, follows once more from its prediction **slid** over its class mask to where the mask
-  shows it (``search_px``), and keeps the better of the two;
+  shows it (``search_px``; not onto another followed track of its class), and keeps the better of the two;
   a pose with more than a few of its model points where the camera sees through them then climbs
   the verification score (ICP pulls the model onto the observed points, nothing pushes it out of
   the space in front of them), after the re-check and the recovery below, which weigh the follow's
@@ -80,9 +80,6 @@ __all__ = ["Tracker", "TrackerOptions", "Track"]
 
 log = logging.getLogger(__name__)
 
-CAMERA_FRAME_S = 1 / 30
-"""A camera frame's interval (s): the motion model's damping applies once per frame (``_interval_ratio``)."""
-
 SLIDE_CELL = 4
 """The slide of a prediction over its class mask (``TrackerOptions.search_px``) is searched on every
 4th row and column: a silhouette of a few thousand pixels is a few hundred cells."""
@@ -113,9 +110,11 @@ class TrackerOptions:
             last turn there instead of drifting.
         velocity_damping: the constant-velocity prediction moves by this share of the last
             frame-to-frame motion, scaled by the ratio of the frames' intervals when they carry
-            stamps, and by this share once more for each camera frame (1/30 s) beyond the first
-            that the interval spans: a node that drops frames predicts less of a motion it
+            stamps, and by this share once more for each camera frame (``camera_hz``) beyond the
+            first that the interval spans: a node that drops frames predicts less of a motion it
             measured long ago (0 = predict no motion).
+        camera_hz: the camera's frame rate (frames per second), by which an interval between two
+            stamps counts the camera frames it spans (``velocity_damping``).
         min_fitness: a pose passes its check when at least this share of the track's observed
             points lie within the ICP correspondence distance of the posed model,
         min_coverage: the supported model points reach at least this share of the mask (its
@@ -180,6 +179,7 @@ class TrackerOptions:
     margin_px: int = 12
     follow_prior: float = 0.02
     velocity_damping: float = 0.8
+    camera_hz: float = 30.0
     min_fitness: float = 0.9
     min_coverage: float = 0.8
     max_violation: float = 0.08
@@ -354,16 +354,19 @@ class Tracker:
         valid = valid_depth(frame.depth_m)
         slidable: list[int] = []  # rows whose failed follow may run again from their prediction slid onto the class mask
         scene_R, scene_t = _damped(*self._scene_motion, opts.velocity_damping * self._motion_scale)
+        predictions = {}  # track id -> its predicted pose
         for tr in self.tracks:
             dR, dt = tr.velocity if tr.state == "tracking" else self._scene_motion
             Rp, tp = _damped(dR, dt, opts.velocity_damping * self._motion_scale)
-            R_pred, t_pred = Rp @ tr.R, Rp @ tr.t + tp
+            predictions[tr.track_id] = (Rp @ tr.R, Rp @ tr.t + tp)
+        for tr in self.tracks:
+            R_pred, t_pred = predictions[tr.track_id]
             anchor = (scene_R @ tr.R, scene_R @ tr.t + scene_t)
             can_slide = opts.search_px > 0 and tr.state == "tracking" and tr.info.class_id in components
             start = np.zeros(3)  # the follow starts at the prediction, or slid onto the mask when nothing is there
             placed = self._place(frame, valid, components, tr.info, R_pred, t_pred)
             if placed is None and can_slide:
-                start, can_slide = self._slide(tr.info, R_pred, t_pred, frame, components[tr.info.class_id][1]), False
+                start, can_slide = self._slide(tr, R_pred, t_pred, frame, components[tr.info.class_id][1], predictions), False
                 placed = self._place(frame, valid, components, tr.info, R_pred, t_pred + start) if start.any() else None
             if placed is None:
                 self._lose(tr, R_pred, t_pred)
@@ -381,7 +384,7 @@ class Tracker:
         models = [self.pipeline.model_geometry(tr.info) for tr, _, _ in rows]
         bank = ModelBank(models)
         found, source, valid_pts, evidence = self._fit(frame, bank, list(range(len(rows))), rows, anchors, regions, clouds)
-        if self._retry_slid(frame, valid, components, bank, slidable, rows, anchors, regions, clouds, found):  # the check's inputs moved
+        if self._retry_slid(frame, valid, components, bank, slidable, rows, anchors, regions, clouds, found, predictions):  # the check's inputs moved
             source, valid_pts = padded(clouds, list(range(len(clouds))), self.pipeline.device)
             evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, self.pipeline.device, CHECK_CELLS, self._plane)
         turned = self._recheck(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found) if opts.recheck_turns else None
@@ -413,7 +416,7 @@ class Tracker:
         return out
 
     def _retry_slid(
-        self, frame: Frame, valid, components, bank, slidable: list[int], rows, anchors, regions, clouds, found
+        self, frame: Frame, valid, components, bank, slidable: list[int], rows, anchors, regions, clouds, found, predictions: dict
     ) -> bool:
         """The rows ``slidable`` whose follow failed the check and whose prediction slides onto
         their class mask (:meth:`_slide`) follow once more from the slid prediction, in one
@@ -426,7 +429,7 @@ class Tracker:
             if self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j]):
                 continue
             tr, R_pred, t_pred = rows[j]
-            shift = self._slide(tr.info, R_pred, t_pred, frame, components[tr.info.class_id][1])
+            shift = self._slide(tr, R_pred, t_pred, frame, components[tr.info.class_id][1], predictions)
             placed = self._place(frame, valid, components, tr.info, R_pred, t_pred + shift) if shift.any() else None
             if placed is not None:
                 tries[j] = ((tr, R_pred, t_pred + shift), (anchors[j][0], anchors[j][1] + shift)) + placed
@@ -482,14 +485,24 @@ class Tracker:
         found = dict(R=R, t=t, fitness=fitness, rmse=rmse, supported=supported, violating=violating, coverage=coverage)
         return found, source, valid_pts, evidence
 
-    def _slide(self, info: ObjectInfo, R: np.ndarray, t: np.ndarray, frame: Frame, labels: np.ndarray) -> np.ndarray:
-        """The shift ``(3,)`` (metres, camera frame, at the pose's depth) that slides the posed
-        model's silhouette over its class mask (``labels``: the class's mask components, 0 =
+    def _slide(
+        self, track: Track, R: np.ndarray, t: np.ndarray, frame: Frame, labels: np.ndarray, predictions: dict
+    ) -> np.ndarray:
+        """The shift ``(3,)`` (metres, camera frame, at the pose's depth) that slides ``track``'s
+        posed model's silhouette over its class mask (``labels``: the class's mask components, 0 =
         background), searched on every ``SLIDE_CELL``-th row and column, to where it covers the
         most of it, within ``search_px``; zeros unless that covers ``search_gain`` more of the
-        silhouette than the pose's own place."""
+        silhouette than the pose's own place. The predicted silhouettes (``predictions``: track id
+        -> pose) of the other followed tracks of its class are not its mask: a track whose object
+        left the view does not slide onto another instance of its class."""
+        info = track.info
         r = max(self.options.search_px // SLIDE_CELL, 1)
-        small_mask = (labels[::SLIDE_CELL, ::SLIDE_CELL] != 0).astype(np.float32)
+        small_mask = labels[::SLIDE_CELL, ::SLIDE_CELL] != 0
+        for other in self.tracks:
+            if other is not track and other.state == "tracking" and other.info.class_id == info.class_id:
+                silhouette, _ = self._silhouette(info, *predictions[other.track_id], frame)
+                small_mask &= ~silhouette[::SLIDE_CELL, ::SLIDE_CELL]
+        small_mask = small_mask.astype(np.float32)
         X = self.pipeline.model_geometry(info).points.cpu().numpy() @ R.T + t
         if t[2] <= 1e-3 or (X[:, 2] <= 1e-3).any():
             return np.zeros(3)
@@ -527,7 +540,7 @@ class Tracker:
         """This frame's interval over the last one, from the stamps (1 when they are unset or do
         not increase): motions are measured between processed frames, and a node that drops
         frames to keep up sees longer, uneven intervals. Over an interval of more than one
-        camera frame (``CAMERA_FRAME_S``) the motion is damped once more per frame beyond the
+        camera frame (``camera_hz``) the motion is damped once more per frame beyond the
         first (``velocity_damping``): a hand-held camera's motion changes within a few tenths
         of a second, and a long prediction overshoots (a failed follow slides onto the mask:
         ``search_px``)."""
@@ -536,7 +549,7 @@ class Tracker:
         previous, self._interval = self._interval, interval
         if interval is None or previous is None:
             return 1.0
-        extra = max(round(interval / CAMERA_FRAME_S) - 1, 0)  # camera frames beyond the first
+        extra = max(round(interval * self.options.camera_hz) - 1, 0)  # camera frames beyond the first
         return float(np.clip(interval / previous, 0.0, 10.0)) * self.options.velocity_damping**extra
 
     def _update_scene_motion(self, motions: list[tuple[np.ndarray, np.ndarray]]) -> None:
@@ -705,6 +718,8 @@ class Tracker:
         candidates = []
         for cid in [c for c in self._backoff if c not in components]:  # gone from view: a fresh start when it returns
             del self._backoff[cid]
+        for cid in [c for c in self._failed if c not in components]:
+            del self._failed[cid]
         for cid, (count, labels) in components.items():
             _, next_try, tried = self._backoff.get(cid, NO_BACKOFF)
             areas = np.bincount(labels.ravel(), minlength=count)
@@ -736,8 +751,11 @@ class Tracker:
         acquired = set()
         for inst in res.instances:
             component = chosen[inst.class_id]
-            check = self._check_acquired(frame, inst, component)
-            if check is None:
+            twin = self._followed_at(inst)
+            check = None if twin is not None else self._check_acquired(frame, inst, component)
+            if twin is not None:  # its component joins the object to more of its colour than the track covers
+                result.skipped.append((inst.class_id, f"acquired pose of {inst.name} is track {twin}'s: the class waits"))
+            elif check is None:
                 result.skipped.append((inst.class_id, f"acquired pose of {inst.name} failed the depth check"))
             else:
                 out.append(self._start_track(inst, component, *check))
@@ -752,9 +770,19 @@ class Tracker:
                 if centre is not None:
                     self._failed.setdefault(cid, []).append((centre, now))
                     del self._failed[cid][:-8]
-        for cid in [c for c in self._failed if c not in components or c in acquired]:
+        for cid in [c for c in self._failed if c in acquired]:
             del self._failed[cid]
         return out
+
+    def _followed_at(self, inst: InstanceResult) -> int | None:
+        """The id of a followed track of ``inst``'s class on the same object (centres within a
+        quarter of its diameter, as :meth:`_unique` counts them), or None. Such an acquisition
+        counts as failed, so that its class waits before the next (:meth:`_unique` would drop it,
+        and the same component would be acquired again in every frame)."""
+        for tr in self.tracks:
+            if tr.state == "tracking" and tr.info.class_id == inst.class_id and np.linalg.norm(tr.t - inst.t) < 0.25 * tr.info.diameter:
+                return tr.track_id
+        return None
 
     def _last_failure(self, frame: Frame, cid: int, labels: np.ndarray, k: int) -> int:
         """The frame of the latest failed acquisition of class ``cid`` on a component whose centre

@@ -101,6 +101,39 @@ def test_two_instances_of_one_class_keep_their_ids(setup):
         assert all(x < 0 for x in xs) or all(x > 0 for x in xs)
 
 
+def test_a_track_whose_object_left_does_not_slide_onto_another_of_its_class(setup):
+    """Two chairs 14 cm apart are followed and one leaves the view: its failed follow does not slide
+    onto the other chair (a followed track of its class covers it), so it is lost and coasts, the
+    other keeps its id, and the chair that comes back gets its id back."""
+    pipeline, surface = setup
+    tracker = Tracker(pipeline)
+    for k in range(4):
+        res = tracker(_frame(surface, [_pose(k, x0=-0.07), _pose(k, x0=0.07, y0=0.01)]))
+    x = {i.track_id: float(i.t[0]) for i in res.instances}
+    assert len(x) == 2
+    left, right = sorted(x, key=x.get)
+    res = tracker(_frame(surface, [_pose(4, x0=-0.07)]))
+    assert [i.track_id for i in res.instances] == [left] and float(res.instances[0].t[0]) < 0
+    assert {t.track_id: t.state for t in tracker.tracks} == {left: "tracking", right: "lost"}
+    res = tracker(_frame(surface, [_pose(5, x0=-0.07), _pose(5, x0=0.07, y0=0.01)]))
+    assert {i.track_id: float(i.t[0]) > 0 for i in res.instances} == {left: False, right: True}
+
+
+def test_an_acquisition_on_a_followed_object_makes_its_class_wait(setup):
+    """A component that its track explains too little of (here every one: ``explained_share`` above
+    1) is acquired again, and the pose found is the followed track's: that acquisition counts as
+    failed, so no track is added and the class waits 2, then 4 frames before its next try."""
+    pipeline, surface = setup
+    tracker = Tracker(pipeline, explained_share=1.01)
+    ran = []
+    for k in range(8):
+        res = tracker(_frame(surface, [_pose(k)]))
+        assert [i.track_id for i in res.instances] == [0], k
+        ran.append(res.timings_ms["estimator"] > 0)
+    assert ran == [True, True, False, True, False, False, False, True]
+    assert tracker.stats()["acquisitions"] == 1 and [t.track_id for t in tracker.tracks] == [0]
+
+
 def test_no_pose_for_an_object_that_left_the_view(setup):
     pipeline, surface = setup
     tracker = Tracker(pipeline)
@@ -239,13 +272,17 @@ def test_a_jump_between_processed_frames_is_followed_by_sliding_onto_the_mask(se
 
 def test_the_motion_predicted_over_dropped_frames_is_damped_per_frame(setup):
     """Frames 1/30 s apart predict the last motion scaled by the intervals' ratio alone; an interval
-    of four camera frames after one of one predicts 4 x the motion, damped three more times."""
+    of four camera frames after one of one predicts 4 x the motion, damped three more times. The
+    camera frames are counted at ``camera_hz``."""
     pipeline, _ = setup
     tracker = Tracker(pipeline)
     damping = tracker.options.velocity_damping
     scales = [tracker._interval_ratio(1.0 + k / 30) for k in (0, 1, 2, 6)]
     assert scales[:3] == pytest.approx([1.0, 1.0, 1.0])
     assert scales[3] == pytest.approx(4 * damping**3)
+    slow = Tracker(pipeline, camera_hz=15.0)  # a 15 Hz camera: 1/15 s is one camera frame, 1/5 s three
+    scales = [slow._interval_ratio(1.0 + k / 15) for k in (0, 1, 2, 5)]
+    assert scales[:3] == pytest.approx([1.0, 1.0, 1.0]) and scales[3] == pytest.approx(3 * damping**2)
 
 
 def test_a_followed_pose_in_seen_through_space_climbs_back_onto_the_object(setup):

@@ -163,7 +163,7 @@ class DenseFusionNode(LifecycleNode):
         """Load the networks and catalog and run them once; a failure is logged (and raised with autostart)."""
         try:
             self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
-            self.tracker = Tracker(self.pipeline)
+            self.tracker = Tracker(self.pipeline, camera_hz=self._p("expected_input_hz"))
             self._warm_up()
         except Exception as e:  # noqa: BLE001 - rclpy would swallow it unlogged; kept for autostart to raise
             self.catalog, self.pipeline, self.tracker = None, None, None
@@ -266,6 +266,8 @@ class DenseFusionNode(LifecycleNode):
                 if self.pipeline is not None:  # unconfigured: configure reads it
                     parameters.apply(self.pipeline.config, param.name, param.value)
             elif param.name == "expected_input_hz":
+                if self.tracker is not None:
+                    self.tracker.options.camera_hz = param.value
                 for freq in self._input_freq.values():
                     freq.min_hz = freq.max_hz = param.value
                 self._output_freq.max_hz = param.value

@@ -148,7 +148,8 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("executor", "events", "rclpy executor: events (rclpy's EventsExecutor, the least work per message) or multi_threaded",
          _RUNTIME, choices=("events", "multi_threaded")),
     Spec("diagnostics_period", 1.0, "seconds between /diagnostics messages", _RUNTIME, range=(1e-3, INF)),
-    Spec("expected_input_hz", 30.0, "camera rate the input frequency diagnostics expect (tolerance 10 %)", _RUNTIME,
+    Spec("expected_input_hz", 30.0, "camera rate (Hz): the input frequency diagnostics expect it (tolerance 10 %), and track mode's "
+         "motion model counts the camera frames between processed frames by it", _RUNTIME,
          read_only=False, range=(1e-3, INF)),
     Spec("processing_budget_ms", 200.0, "per-frame processing budget: WARN above it, ERROR after 10 frames in a row", _RUNTIME,
          read_only=False, range=(1e-3, INF)),

@@ -497,20 +497,20 @@ class Tracker:
         left the view does not slide onto another instance of its class."""
         info = track.info
         r = max(self.options.search_px // SLIDE_CELL, 1)
-        small_mask = labels[::SLIDE_CELL, ::SLIDE_CELL] != 0
-        for other in self.tracks:
-            if other is not track and other.state == "tracking" and other.info.class_id == info.class_id:
-                silhouette, _ = self._silhouette(info, *predictions[other.track_id], frame)
-                small_mask &= ~silhouette[::SLIDE_CELL, ::SLIDE_CELL]
-        small_mask = small_mask.astype(np.float32)
         X = self.pipeline.model_geometry(info).points.cpu().numpy() @ R.T + t
         if t[2] <= 1e-3 or (X[:, 2] <= 1e-3).any():
             return np.zeros(3)
         uv = np.floor(geometry.project(X, np.asarray(frame.K, np.float64)) / SLIDE_CELL).astype(np.int64)
         (c0, r0), (c1, r1) = uv.min(0), uv.max(0) + 1
+        small_mask = labels[::SLIDE_CELL, ::SLIDE_CELL] != 0
         h, w = small_mask.shape
         if c1 + r <= 0 or r1 + r <= 0 or c0 - r >= w or r0 - r >= h:
             return np.zeros(3)
+        for other in self.tracks:
+            if other is not track and other.state == "tracking" and other.info.class_id == info.class_id:
+                silhouette, _ = self._silhouette(info, *predictions[other.track_id], frame)
+                small_mask &= ~silhouette[::SLIDE_CELL, ::SLIDE_CELL]
+        small_mask = small_mask.astype(np.float32)
         template = np.zeros((r1 - r0, c1 - c0), np.float32)
         template[uv[:, 1] - r0, uv[:, 0] - c0] = 1.0
         area = float(template.sum())
@@ -530,7 +530,7 @@ class Tracker:
         keep: list[InstanceResult] = []
         for r in sorted(results, key=lambda r: r.track_id):
             info = self.pipeline.catalog.by_class_id(r.class_id)
-            if any(k.class_id == r.class_id and np.linalg.norm(k.t - r.t) < 0.25 * info.diameter for k in keep):
+            if any(k.class_id == r.class_id and _same_object(info, k.t, r.t) for k in keep):
                 self.tracks = [tr for tr in self.tracks if tr.track_id != r.track_id]
             else:
                 keep.append(r)
@@ -780,7 +780,7 @@ class Tracker:
         counts as failed, so that its class waits before the next (:meth:`_unique` would drop it,
         and the same component would be acquired again in every frame)."""
         for tr in self.tracks:
-            if tr.state == "tracking" and tr.info.class_id == inst.class_id and np.linalg.norm(tr.t - inst.t) < 0.25 * tr.info.diameter:
+            if tr.state == "tracking" and tr.info.class_id == inst.class_id and _same_object(tr.info, tr.t, inst.t):
                 return tr.track_id
         return None
 
@@ -894,6 +894,12 @@ def _set_row(found: dict[str, torch.Tensor], j: int, values: dict[str, torch.Ten
     for key, value in values.items():
         found[key] = found[key].clone()
         found[key][j] = value[k]
+
+
+def _same_object(info: ObjectInfo, t_a: np.ndarray, t_b: np.ndarray) -> bool:
+    """Whether two poses of ``info`` (their translations, metres) are on one object: centres within
+    a quarter of its diameter."""
+    return bool(np.linalg.norm(t_a - t_b) < 0.25 * info.diameter)
 
 
 def _centre(frame: Frame, pixels: np.ndarray) -> np.ndarray | None:

@@ -131,7 +131,7 @@ class ModelBank:
     def nearest(self, X: torch.Tensor, rows: "LookupRows") -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest model point and its normal for object-frame points ``X [B,3,N]`` of the rows
         ``rows`` (:meth:`rows`): ``(q [B,3,N], n [B,3,N])``."""
-        cell = ((X - rows.origin) * rows.inv_cell).to(torch.int32)  # <0 truncates to 0
+        cell = ((X - rows.origin) * rows.inv_cell).to(torch.int32)  # cast, then clamp: NaN and overflow cast to < 0 (clamped first, they stay < 0)
         cell = torch.minimum(cell.clamp_min_(0), rows.top)
         flat = (cell * rows.strides).sum(1) + rows.offset  # [B,N]
         columns = self.lookup.index_select(0, flat.view(-1)).long()  # not take or []: docs/design_notes.md, 'verify: the tensors' layout'

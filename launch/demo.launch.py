@@ -8,6 +8,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from densefusion_ros.apps.demo import node_threads
 from launch import LaunchDescription
 
 
@@ -16,7 +17,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("loops", default_value="5", description="times the bundled sequence is replayed"),
         DeclareLaunchArgument("out", default_value="out/demo", description="overlay images and summary.json"),
-        SetEnvironmentVariable("OMP_NUM_THREADS", "1"),  # one torch thread for the node, as make demo runs it
+        SetEnvironmentVariable("OMP_NUM_THREADS", str(node_threads())),  # torch threads for the node, as make demo runs it
         IncludeLaunchDescription(PythonLaunchDescriptionSource(os.path.join(share, "launch", "densefusion.launch.py"))),
         Node(package="densefusion_ros", executable="densefusion_listener", name="densefusion_listener", output="screen",
              arguments=["--overlay-dir", [LaunchConfiguration("out"), "/overlays"], "--summary",

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from densefusion_ros import cli
+from densefusion_ros.catalog import Catalog
+from densefusion_ros.data.bop import BopDataset
+from densefusion_ros.eval.sequence import evaluate_sequences
+from densefusion_ros.frame import Frame
+from densefusion_ros.pipeline import FrameResult, InstanceResult
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 6
@@ -50,3 +57,34 @@ def test_frame_step_runs_every_nth_frame(sequence, tmp_path):
     report = json.loads((tmp_path / "sequence_results.json").read_text())
     assert report["frames"] == FRAMES // 2 and report["config"]["frame_step"] == 2
     assert 0 < report["objects"]["ALL"]["pairs"] < 4 * FRAMES
+
+
+class _HiddenFirstFrame:
+    """The rendered sequence with its first frame showing no object (its ground truth left out)."""
+
+    def __init__(self, dataset):
+        self.dataset, self.index = dataset, dataset.index
+
+    def load_frame(self, scene_id, im_id):
+        frame = self.dataset.load_frame(scene_id, im_id)
+        return replace(frame, gt=[]) if im_id == min(i for _, i in self.index) else frame
+
+
+def test_time_to_first_correct_pose_counts_frames_not_processed(sequence):
+    """With ``frame_step`` 2 an object that comes into view on a frame the runner does not get
+    (frame 1) waits from there: its first correct pose, on frame 2, is one frame late, not zero."""
+    dataset = _HiddenFirstFrame(BopDataset(sequence, "seq", load_masks=False))
+    truth = {frame.stamp: frame.gt for frame in (dataset.load_frame(s, i) for s, i in dataset.index)}
+    catalog = Catalog.load(REPO / "config/objects/demo.yaml")
+
+    def ground_truth_poses(frame: Frame) -> FrameResult:  # every pose right: the metric alone is under test
+        poses = []
+        for g in truth[frame.stamp]:
+            info = catalog.by_class_id(g.class_id)
+            poses.append(InstanceResult(info.name, g.class_id, 0, 0, g.R, g.t, np.array([1.0, 0, 0, 0]), 1.0, (0, 1, 0, 1), 100))
+        return FrameResult(instances=poses)
+
+    for step, wait in ((1, 0.0), (2, 1.0)):
+        summary = evaluate_sequences(lambda: ground_truth_poses, dataset, catalog, frame_step=step).summary()
+        seen = {name: r for name, r in summary["objects"].items() if name != "ALL" and r["pairs"]}
+        assert seen and all(r["first_correct_frames"] == wait and r["accuracy"] == 1.0 for r in seen.values()), (step, seen)

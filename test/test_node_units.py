@@ -1,6 +1,7 @@
 """The node's fault handlers, in-process: CUDA OOM, invalid poses, checks before the slot, drop log, sync status."""
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -273,6 +274,30 @@ def test_services_of_a_node_that_is_not_active_answer_at_once(ros):
             assert not poses.success and poses.message == f"{state}: no poses"
             if state == "unconfigured":
                 node.trigger_configure()
+    finally:
+        node.shutdown()
+        node.destroy_node()
+
+
+def test_reacquisitions_per_minute_age_without_frames(ros, monkeypatch):
+    """``/diagnostics`` takes the tracker's counts when it publishes, not only after a tracked
+    frame: a re-acquisition drops out of the per-minute figure a minute later though no frame came."""
+    node = make_node(ros, {"mode": "track"})
+    try:
+        sent = []
+        monkeypatch.setattr(node.pub_diag, "publish", sent.append)
+        node.tracker._count_reacquisition(SimpleNamespace(reacquired=0))  # a lost track found again, just now
+        node._track_stats = node.tracker.stats()  # as after a tracked frame
+
+        def per_minute() -> str:
+            node._publish_diagnostics()
+            (tracks,) = [s for s in sent[-1].status if s.name.endswith(": tracks")]
+            return {kv.key: kv.value for kv in tracks.values}["reacquisitions_per_minute"]
+
+        assert per_minute() == "1"
+        later = time.monotonic() + 61.0
+        monkeypatch.setattr("densefusion_ros.tracking.time.monotonic", lambda: later)
+        assert per_minute() == "0"
     finally:
         node.shutdown()
         node.destroy_node()

@@ -2,7 +2,7 @@
 
 Runs three processes on loopback-only DDS (``densefusion_ros.ros.env``): the replay publisher
 (realsense2_camera topic names, the bundled 30 Hz video in a loop), ``densefusion_node`` with the
-bundled weights (``mode: track``, one torch thread), and a listener that prints each frame's poses, rate, latency
+bundled weights (``mode: track``, a torch thread per core but one), and a listener that prints each frame's poses, rate, latency
 and error against ground truth, and writes overlay images to ``--out``. The last line sums up:
 frames processed and their rate, latency, the share of poses within 0.1 x diameter and the
 wrong poses published (further off, or of an object not in view). Where ``ros2 launch``
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,12 @@ def _forward(proc: subprocess.Popen, tag: str, ready: threading.Event | None = N
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
     return thread
+
+
+def node_threads() -> int:
+    """Torch threads for the demo's node: one per core but one, which the replay and the listener
+    share (on two cores a second torch thread spins waiting for a core: docs/performance.md, 'The demo')."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def summary_line(s: dict) -> str:
@@ -72,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     popen = dict(env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     node = subprocess.Popen(
         [py, "-m", "densefusion_ros.ros.node", "--ros-args", "--params-file", str(share_path("config", "densefusion.yaml")),
-         "-p", f"device:={args.device}", "-p", "seed:=0", "-p", "torch_threads:=1"], **popen,
-    )  # one torch thread: beside the replay and the listener, a second one waits for a core (docs/performance.md, 'The demo')
+         "-p", f"device:={args.device}", "-p", "seed:=0", "-p", f"torch_threads:={node_threads()}"], **popen,
+    )
     ready = threading.Event()
     threads = [_forward(node, "node", ready)]
     procs = [node]

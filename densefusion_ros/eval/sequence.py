@@ -152,10 +152,13 @@ def evaluate_sequences(
         published_before: set[int] = set()
         gap_visible: dict[int, bool | None] = {}  # since the last pose: None = no gap, else visible throughout
         for k, im_id in enumerate(sorted(im_ids)):
-            if k % frame_step:
-                continue
             frame = dataset.load_frame(scene_id, im_id)
             gts = list(frame.gt)
+            if k % frame_step:  # not given to the runner; an object seen here already waits for its first correct pose
+                for g in gts:
+                    if catalog.by_class_id(g.class_id) is not None and _visible(points[g.class_id], g, frame, min_visib):
+                        first_visible.setdefault(int(g.class_id), k)
+                continue
             start = time.perf_counter()
             res = runner(replace(frame, gt=[], masks=None, label=None))
             ms = (time.perf_counter() - start) * 1e3
@@ -181,7 +184,7 @@ def evaluate_sequences(
                 if g.visib_fract >= min_visib:
                     stats.bop_pairs += 1
                     stats.bop_correct += correct
-                visible = g.visib_fract * _inside_share(points[g.class_id], g, frame) >= min_visib
+                visible = _visible(points[g.class_id], g, frame, min_visib)
                 if visible:
                     stats.pairs += 1
                     stats.correct += correct
@@ -205,6 +208,12 @@ def evaluate_sequences(
         if progress:
             print(f"sequence {scene_id}: {len(im_ids)} frames", flush=True)
     return result
+
+
+def _visible(points: np.ndarray, gt, frame, min_visib: float) -> bool:
+    """Whether at least ``min_visib`` of the object shows: its visible share of the image's pixels
+    (occlusion) times the share of its model ``points`` inside the image (the border)."""
+    return gt.visib_fract * _inside_share(points, gt, frame) >= min_visib
 
 
 def _inside_share(points: np.ndarray, gt, frame) -> float:

@@ -371,8 +371,8 @@ class DenseFusionNode(LifecycleNode):
             return response
         with self._track_lock:
             before = tracker.stats()
-            tracker.reset()
             self._reset_pending = False
+            tracker.reset()
             self._track_stats = tracker.stats()
         response.message = (f"forgot {before['tracks'] + before['lost']} track(s) ({before['tracks']} followed, "
                             f"{before['lost']} lost); ids start again at 0")
@@ -412,9 +412,9 @@ class DenseFusionNode(LifecycleNode):
         frame = decode_set(color, depth, info, label, max_pixels=self._p("max_pixels"), max_depth=self._p("max_depth"))
         if self._mode == "track":
             with self._track_lock:
-                if self._reset_pending:
-                    self.tracker.reset()
+                if self._reset_pending:  # cleared first: a jump back meanwhile (executor thread) resets the next frame
                     self._reset_pending = False
+                    self.tracker.reset()
                 result = self.tracker(frame)
                 self._track_stats = self.tracker.stats()
         else:
@@ -495,6 +495,18 @@ class DenseFusionNode(LifecycleNode):
             self._stats.overlays += 1
 
     # ---------------------------------------------------------------- diagnostics
+    def _tracks_now(self) -> dict | None:
+        """The tracker's counts for ``/diagnostics``: taken now when no frame is being tracked (the
+        re-acquisitions per minute age between frames: the input may have stopped), else the last
+        tracked frame's; None before the first tracked frame and while a reset is pending."""
+        tracker = self.tracker
+        if self._track_stats is not None and tracker is not None and self._track_lock.acquire(blocking=False):
+            try:
+                self._track_stats = tracker.stats()
+            finally:
+                self._track_lock.release()
+        return None if self._reset_pending else self._track_stats
+
     def _publish_diagnostics(self) -> None:
         """One status per concern, named ``densefusion: ...``, as diagnostic_updater would."""
         tasks = [(f"input {name}", f.status()) for name, f in self._input_freq.items()]
@@ -512,7 +524,7 @@ class DenseFusionNode(LifecycleNode):
         values.update({"device": hardware, "lifecycle": self._lifecycle,
                        "input decoding": "raw" if self._raw_inputs else "rclpy", **{f"backend {k}": v for k, v in compat.backends().items()}})
         tasks.append(("pipeline", (level, message, values)))
-        tasks.append(("tracks", tracks_status(self._mode, None if self._reset_pending else self._track_stats)))
+        tasks.append(("tracks", tracks_status(self._mode, self._tracks_now())))
         status = [
             DiagnosticStatus(level=bytes([lvl]), name=f"{self.get_name()}: {name}", message=msg, hardware_id=hardware,
                              values=[KeyValue(key=k, value=str(v)) for k, v in vals.items()])

@@ -23,5 +23,5 @@ def generate_launch_description():
              arguments=["--overlay-dir", [LaunchConfiguration("out"), "/overlays"], "--summary",
                         [LaunchConfiguration("out"), "/summary.json"]]),
         Node(package="densefusion_ros", executable="densefusion_replay", name="densefusion_replay", output="screen",
-             arguments=["--loops", LaunchConfiguration("loops")]),
+             arguments=["--loops", LaunchConfiguration("loops"), "--pingpong"]),
     ])

@@ -135,7 +135,7 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("target_frame", "", "frame of the published poses, detections, markers and TF (e.g. base_link), looked up in TF at the "
          "image stamp; a frame without that transform is dropped; '' = the camera's optical frame", _OUTPUTS),
     Spec("publish_tf", True, "broadcast <tf_prefix><object>_<id> frames (id: track id, or instance number in detect mode) as "
-         "children of the camera frame", _OUTPUTS, read_only=False),
+         "children of the camera frame (of target_frame when set)", _OUTPUTS, read_only=False),
     Spec("tf_prefix", "", "prefix of the TF child frames; '' = the node's namespace and a slash (robot1/duck_0), none at the root",
          _OUTPUTS, read_only=False),
     Spec("publish_markers", True, "publish mesh markers on ~/markers", _OUTPUTS, read_only=False),

@@ -2,7 +2,7 @@
 # One GPU session's checks and training, as run on a lent H100/H200 (python3 there holds torch;
 # trimesh and the pybullet_data meshes come on PYTHONPATH, the data as a slim BOP copy made by
 # scripts/slim_pose_split.py). Writes everything worth keeping to $OUT:
-#   tests.log       the CUDA tests (test_cuda_graphs, test_pipeline, test_train_smoke: cuda and fp16 paths)
+#   tests.log       the CUDA tests (test_cuda_graphs, test_pipeline, test_train_smoke, test_verify, test_tracking: cuda and fp16 paths)
 #   bench_cuda.txt  python -m tools.bench_pipeline on CUDA fp32 / fp16, both backbones, 1-8 objects
 #                   (batched with CUDA graphs, without them, and the published per-object loop)
 #   estimator.pth, refiner.pth (float16), *_log.csv  fine-tuned estimator and a refiner trained on it
@@ -34,7 +34,7 @@ $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_na
 
 if [ -z "${SKIP_CHECKS:-}" ]; then
 stamp "CUDA tests"
-$PY -m pytest -q -p no:cacheprovider test/test_cuda_graphs.py test/test_pipeline.py test/test_train_smoke.py \
+$PY -m pytest -q -p no:cacheprovider test/test_cuda_graphs.py test/test_pipeline.py test/test_train_smoke.py test/test_verify.py test/test_tracking.py \
     -k "cuda or bench_prints or graphs" 2>&1 | tee "$OUT/tests.log" | tail -5
 
 stamp "benchmark"

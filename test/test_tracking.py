@@ -85,6 +85,24 @@ def test_acquire_follow_lose_and_reacquire_with_the_same_id(setup):
     assert tracker.stats() == {"tracks": 0, "lost": 0, "acquisitions": 0, "reacquisitions": 0, "reacquisitions_per_minute": 0}
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_the_tracker_runs_on_cuda_as_on_the_cpu(setup, tmp_path):
+    """The same state machine on the pipeline's CUDA device: every tensor of the follow, the
+    check, the re-check and the acquisition is made there (the same random networks as ``setup``)."""
+    _, surface = setup
+    info = chair_object(tmp_path)
+    torch.manual_seed(0)
+    config = PipelineConfig(num_points=100, seed=0, min_points=5, icp="verify", icp_options=IcpOptions(max_distance=0.015), device="cuda")
+    pipeline = Pipeline(build_estimator(num_objects=1, backbone="compact"), Catalog([info]), config, refiner=build_refiner(num_objects=1))
+    tracker = Tracker(pipeline)
+    for k in range(6):
+        R, t = _pose(k)
+        res = tracker(_frame(surface, [(R, t)]))
+        assert res.ok and [i.track_id for i in res.instances] == [0], (k, res.skipped)
+        assert _close(res.instances[0], R, t), k
+    assert tracker(_frame(surface, [])).instances == [] and tracker.stats()["lost"] == 1
+
+
 def test_two_instances_of_one_class_keep_their_ids(setup):
     pipeline, surface = setup
     tracker = Tracker(pipeline, acquire_per_frame=1)

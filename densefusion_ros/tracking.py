@@ -752,10 +752,11 @@ class Tracker:
         for inst in res.instances:
             component = chosen[inst.class_id]
             twin = self._followed_at(inst)
-            check = None if twin is not None else self._check_acquired(frame, inst, component)
             if twin is not None:  # its component joins the object to more of its colour than the track covers
                 result.skipped.append((inst.class_id, f"acquired pose of {inst.name} is track {twin}'s: the class waits"))
-            elif check is None:
+                continue
+            check = self._check_acquired(frame, inst, component)
+            if check is None:
                 result.skipped.append((inst.class_id, f"acquired pose of {inst.name} failed the depth check"))
             else:
                 out.append(self._start_track(inst, component, *check))
@@ -770,8 +771,8 @@ class Tracker:
                 if centre is not None:
                     self._failed.setdefault(cid, []).append((centre, now))
                     del self._failed[cid][:-8]
-        for cid in [c for c in self._failed if c in acquired]:
-            del self._failed[cid]
+        for cid in acquired:
+            self._failed.pop(cid, None)
         return out
 
     def _followed_at(self, inst: InstanceResult) -> int | None:

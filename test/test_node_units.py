@@ -1,5 +1,6 @@
 """The node's fault handlers, in-process: CUDA OOM, invalid poses, checks before the slot, drop log, sync status."""
 
+import threading
 import time
 from types import SimpleNamespace
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from rclpy.parameter import Parameter
+from std_srvs.srv import Trigger
 
 from densefusion_ros.frame import box_frame
 from densefusion_ros.pipeline import FrameResult, InstanceResult
@@ -258,7 +260,6 @@ def test_services_of_a_node_that_is_not_active_answer_at_once(ros):
     ``trigger_timeout``, ``~/reset_tracks`` and ``~/get_poses`` say why there is nothing; configured but
     inactive, the same."""
     from densefusion_ros_interfaces.srv import GetPoses
-    from std_srvs.srv import Trigger
 
     node = make_node(ros, params={"autostart": False, "mode": "track", "trigger_timeout": 30.0})
     try:
@@ -298,6 +299,34 @@ def test_reacquisitions_per_minute_age_without_frames(ros, monkeypatch):
         later = time.monotonic() + 61.0
         monkeypatch.setattr("densefusion_ros.tracking.time.monotonic", lambda: later)
         assert per_minute() == "0"
+    finally:
+        node.shutdown()
+        node.destroy_node()
+
+
+def test_reset_tracks_answers_after_the_frame_being_tracked_is_published(ros, monkeypatch):
+    """A ``~/reset_tracks`` call that arrives while a frame is tracked waits until that frame's
+    outputs (with the ids it forgets) are published: nothing with an old id follows its answer."""
+    node = make_node(ros, {"mode": "track"})
+    try:
+        answered = threading.Event()
+        seen = {}
+
+        def reset() -> None:
+            node._on_reset_tracks(Trigger.Request(), Trigger.Response())
+            answered.set()
+
+        def publish(*args) -> None:  # the frame is tracked; the call comes in while it is being published
+            caller = threading.Thread(target=reset)
+            caller.start()
+            seen["answered while publishing"] = answered.wait(0.5)
+            seen["caller"] = caller
+
+        monkeypatch.setattr(node, "_publish", publish)
+        node._handle(fresh_set(node))
+        assert seen["answered while publishing"] is False
+        seen["caller"].join(5.0)
+        assert answered.is_set(), "the reset is answered once the frame is out"
     finally:
         node.shutdown()
         node.destroy_node()

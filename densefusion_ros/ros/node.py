@@ -96,7 +96,7 @@ class DenseFusionNode(LifecycleNode):
                 raise process.StartupError(why)
         self.catalog, self.pipeline, self.tracker = None, None, None  # loaded by configure
         self._mode = self._p("mode")
-        self._track_lock = threading.Lock()  # held by the worker while it tracks a frame, and by ~/reset_tracks
+        self._track_lock = threading.Lock()  # held by the worker while it tracks and publishes a frame, and by ~/reset_tracks
         self._reset_pending = False  # the worker forgets every track before its next tracked frame
         self._track_stats: dict | None = None  # the tracker's counts after the last tracked frame or reset
         self._stats = _Stats()
@@ -360,7 +360,7 @@ class DenseFusionNode(LifecycleNode):
         return response
 
     def _on_reset_tracks(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        """Forget every track (waits for a frame being tracked to finish); ids start again at 0."""
+        """Forget every track (waits for a frame being tracked to be published); ids start again at 0."""
         response.success = True
         if self._mode != "track":
             response.message = "detect mode: there are no tracks"
@@ -410,15 +410,20 @@ class DenseFusionNode(LifecycleNode):
     def _process(self, color: Image, depth: Image, info: CameraInfo, label: Image | None = None) -> None:
         t0 = time.perf_counter()
         frame = decode_set(color, depth, info, label, max_pixels=self._p("max_pixels"), max_depth=self._p("max_depth"))
-        if self._mode == "track":
-            with self._track_lock:
-                if self._reset_pending:  # cleared first: a jump back meanwhile (executor thread) resets the next frame
-                    self._reset_pending = False
-                    self.tracker.reset()
-                result = self.tracker(frame)
-                self._track_stats = self.tracker.stats()
-        else:
-            result = self.pipeline(frame)
+        if self._mode != "track":
+            self._publish_result(t0, color, frame, self.pipeline(frame))
+            return
+        with self._track_lock:  # until the frame is published: ~/reset_tracks answers after the ids it forgets are out
+            if self._reset_pending:  # cleared first: a jump back meanwhile (executor thread) resets the next frame
+                self._reset_pending = False
+                self.tracker.reset()
+            result = self.tracker(frame)
+            self._track_stats = self.tracker.stats()
+            self._publish_result(t0, color, frame, result)
+
+    def _publish_result(self, t0: float, color: Image, frame: Frame, result: FrameResult) -> None:
+        """Publish one processed frame's outputs (stamped with ``color``'s) and its statistics;
+        ``t0``: ``time.perf_counter()`` when the frame's processing began."""
         if result.error is not None:
             raise Rejected("pipeline", result.error)
         instances = [i for i in result.instances if valid_pose(i.R, i.t)]

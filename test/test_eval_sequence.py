@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +47,14 @@ def test_sequence_report(sequence, tmp_path, mode):
     assert pooled["accuracy"] > 0.3  # the objects in view get right poses (measured: about 0.9)
     assert report["ms_first_frame_mean"] > 0 and report["ms_steady_median"] > 0
     assert (out / "sequence_results.md").read_text().startswith("# Sequences: seq")
+    with open(out / "sequence_frames.csv", newline="") as f:  # one row per object and frame: the pairs, the right and the wrong
+        rows = list(csv.DictReader(f))
+    visible = [r for r in rows if r["visible"] == "1"]
+    assert len(visible) == pooled["pairs"] and {int(r["frame"]) for r in rows} <= set(range(FRAMES))
+    assert sum(r["correct"] == "1" for r in visible) == round(pooled["accuracy"] * pooled["pairs"])
+    assert sum(r["wrong"] == "1" for r in rows) == pooled["wrong_published"]
+    assert all(float(r["error_d"]) < 0.1 for r in rows if r["correct"] == "1")
+    assert all((r["track_id"] != "") == (mode == "track") for r in rows if r["error_d"] != "")
 
 
 def test_frame_step_runs_every_nth_frame(sequence, tmp_path):

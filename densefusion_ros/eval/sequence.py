@@ -21,11 +21,14 @@ the segmenter (the node's path). Per object and pooled:
 * **ms per frame**: the first frame of each sequence, then the steady state after the first
   ``warmup_s`` seconds (or half the sequence, if shorter): median and p95.
 
-Writes ``sequence_results.md`` and ``sequence_results.json`` to ``--out``.
+Writes ``sequence_results.md`` and ``sequence_results.json`` to ``--out``, and
+``sequence_frames.csv``: one row per processed frame and object (of the ground truth, or a
+published pose of an object not in it), to find where the misses and the wrong poses are.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -59,6 +62,20 @@ class SequenceResult:
     steady_ms: list[float] = field(default_factory=list)
     frames: int = 0
     config: dict = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+
+    ROW_FIELDS = ("scene", "frame", "object", "visible", "visib_fract", "track_id", "error_d", "correct", "wrong")
+    """``rows``' keys: the sequence (scene id) and its frame index, the object's name, whether it counts
+    as visible (0/1) and its BOP ``visib_fract`` (empty for a pose of an object not in the frame), the
+    published pose's ``track_id`` and ADD(-S) over the diameter (empty without a pose), and whether
+    that pose is right (< 0.1) or counts as wrong (0/1)."""
+
+    def write_rows(self, path: Path) -> None:
+        """``rows`` as CSV (``ROW_FIELDS``)."""
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.ROW_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
 
     def summary(self) -> dict:
         rows = {}
@@ -169,6 +186,8 @@ def evaluate_sequences(
             for p in res.instances:
                 if id(p) not in {id(q) for q in matched.values()}:  # a pose of an object not in the frame
                     result.objects.setdefault(p.name, _ObjectStats()).wrong_published += 1
+                    result.rows.append(dict(scene=scene_id, frame=k, object=p.name, visible=0, visib_fract="",
+                                            track_id=_track_id(p), error_d="", correct=0, wrong=1))
             for g_index, g in enumerate(gts):
                 info = catalog.by_class_id(g.class_id)
                 if info is None:
@@ -176,7 +195,7 @@ def evaluate_sequences(
                 stats = result.objects.setdefault(info.name, _ObjectStats())
                 key = int(g.class_id)  # synth puts each catalog object in a scene at most once
                 p = matched.get(g_index)
-                correct = False
+                correct, d = False, None
                 if p is not None:
                     d = metrics.add_or_adds(p.R, p.t, g.R, g.t, points[g.class_id], info.symmetric)
                     correct = d < 0.1 * info.diameter
@@ -185,6 +204,11 @@ def evaluate_sequences(
                     stats.bop_pairs += 1
                     stats.bop_correct += correct
                 visible = _visible(points[g.class_id], g, frame, min_visib)
+                result.rows.append(dict(
+                    scene=scene_id, frame=k, object=info.name, visible=int(visible), visib_fract=round(float(g.visib_fract), 3),
+                    track_id="" if p is None else _track_id(p), error_d="" if d is None else round(float(d / info.diameter), 4),
+                    correct=int(correct), wrong=int(p is not None and not correct),
+                ))  # fmt: skip
                 if visible:
                     stats.pairs += 1
                     stats.correct += correct
@@ -208,6 +232,11 @@ def evaluate_sequences(
         if progress:
             print(f"sequence {scene_id}: {len(im_ids)} frames", flush=True)
     return result
+
+
+def _track_id(instance) -> int | str:
+    """The instance's ``track_id``, or empty (detect mode)."""
+    return "" if instance.track_id is None else int(instance.track_id)
 
 
 def _visible(points: np.ndarray, gt, frame, min_visib: float) -> bool:
@@ -280,5 +309,6 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "sequence_results.md").write_text(result.markdown())
     (out / "sequence_results.json").write_text(json.dumps(result.summary(), indent=2))
+    result.write_rows(out / "sequence_frames.csv")
     print(result.markdown())
     return 0

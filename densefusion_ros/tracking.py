@@ -251,7 +251,8 @@ class Tracker:
         self.acquisitions = 0
         self._reacquired_at: list[float] = []
         self._scene_motion: tuple[np.ndarray, np.ndarray] = (np.eye(3), np.zeros(3))
-        self._last_stamp, self._interval, self._motion_scale = 0.0, None, 1.0
+        self._last_stamp: float | None = None  # the last frame's stamp (seconds); None before the first frame
+        self._interval, self._motion_scale = None, 1.0
         self._plane: np.ndarray | None = None  # this frame's support plane (support_plane)
         self._failed: dict[int, list[tuple[np.ndarray, int]]] = {}  # class id -> (camera-frame centre, frame) of its last failed acquisitions
         self._backoff: dict[int, tuple[int, int, int]] = {}  # class id -> (failed acquisitions in a row, next try's frame, pixels tried)
@@ -537,15 +538,15 @@ class Tracker:
         return keep
 
     def _interval_ratio(self, stamp: float) -> float:
-        """This frame's interval over the last one, from the stamps (1 when they are unset or do
-        not increase): motions are measured between processed frames, and a node that drops
+        """This frame's interval over the last one, from the stamps (1 until two intervals are
+        known, and while the stamps do not increase: unset, they are all 0): motions are measured between processed frames, and a node that drops
         frames to keep up sees longer, uneven intervals. Over an interval of more than one
         camera frame (``camera_hz``) the motion is damped once more per frame beyond the
         first (``velocity_damping``): a hand-held camera's motion changes within a few tenths
         of a second, and a long prediction overshoots (a failed follow slides onto the mask:
         ``search_px``)."""
         last, self._last_stamp = self._last_stamp, stamp
-        interval = stamp - last if stamp > 0 and last > 0 and stamp > last else None
+        interval = stamp - last if last is not None and stamp > last else None  # a first stamp of 0 counts: synth sequences start there
         previous, self._interval = self._interval, interval
         if interval is None or previous is None:
             return 1.0

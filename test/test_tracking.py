@@ -301,6 +301,11 @@ def test_the_motion_predicted_over_dropped_frames_is_damped_per_frame(setup):
     slow = Tracker(pipeline, camera_hz=15.0)  # a 15 Hz camera: 1/15 s is one camera frame, 1/5 s three
     scales = [slow._interval_ratio(1.0 + k / 15) for k in (0, 1, 2, 5)]
     assert scales[:3] == pytest.approx([1.0, 1.0, 1.0]) and scales[3] == pytest.approx(3 * damping**2)
+    from_zero = Tracker(pipeline)  # stamps from 0 (as synth sequences start), every fourth frame: a stamp of 0 is a stamp
+    scales = [from_zero._interval_ratio(k / 30) for k in (0, 4, 8)]
+    assert scales == pytest.approx([1.0, 1.0, damping**3])
+    unset = Tracker(pipeline)  # frames without stamps: no intervals, the motion as measured
+    assert [unset._interval_ratio(0.0) for _ in range(3)] == [1.0, 1.0, 1.0]
 
 
 def test_a_followed_pose_in_seen_through_space_climbs_back_onto_the_object(setup):

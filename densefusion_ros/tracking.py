@@ -539,14 +539,15 @@ class Tracker:
 
     def _interval_ratio(self, stamp: float) -> float:
         """This frame's interval over the last one, from the stamps (1 until two intervals are
-        known, and while the stamps do not increase: unset, they are all 0): motions are measured between processed frames, and a node that drops
-        frames to keep up sees longer, uneven intervals. Over an interval of more than one
-        camera frame (``camera_hz``) the motion is damped once more per frame beyond the
-        first (``velocity_damping``): a hand-held camera's motion changes within a few tenths
-        of a second, and a long prediction overshoots (a failed follow slides onto the mask:
-        ``search_px``)."""
+        known, and while the stamps do not increase: unset, they are all 0; a first stamp of 0
+        counts, as synth sequences start there): motions are measured between processed frames,
+        and a node that drops frames to keep up sees longer, uneven intervals. Over an interval
+        of more than one camera frame (``camera_hz``) the motion is damped once more per frame
+        beyond the first (``velocity_damping``): a hand-held camera's motion changes within a few
+        tenths of a second, and a long prediction overshoots (a failed follow slides onto the
+        mask: ``search_px``)."""
         last, self._last_stamp = self._last_stamp, stamp
-        interval = stamp - last if last is not None and stamp > last else None  # a first stamp of 0 counts: synth sequences start there
+        interval = stamp - last if last is not None and stamp > last else None
         previous, self._interval = self._interval, interval
         if interval is None or previous is None:
             return 1.0

@@ -62,6 +62,13 @@ def compose(R1: np.ndarray, t1: np.ndarray, R2: np.ndarray, t2: np.ndarray) -> t
     return R, t
 
 
+def relative(R1: np.ndarray, t1: np.ndarray, R2: np.ndarray, t2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[R1|t1]^-1 @ [R2|t2]``: ``R = R1^T R2``, ``t = R1^T (t2 - t1)``, for ``R (3, 3)``, ``t (3,)``:
+    the second pose seen from the first (two frames' transforms to a common one, or an estimate
+    relative to the true pose)."""
+    return R1.T @ R2, R1.T @ (t2 - t1)
+
+
 def compose_torch(R1: torch.Tensor, t1: torch.Tensor, R2: torch.Tensor, t2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Torch twin of :func:`compose` for batches ``R (B, 3, 3)``, ``t (B, 3)``."""
     return R1 @ R2, (R1 @ t2.unsqueeze(-1)).squeeze(-1) + t1

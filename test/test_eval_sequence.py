@@ -55,6 +55,8 @@ def test_sequence_report(sequence, tmp_path, mode):
     assert sum(r["wrong"] == "1" for r in rows) == pooled["wrong_published"]
     assert all(float(r["error_d"]) < 0.1 for r in rows if r["correct"] == "1")
     assert all((r["track_id"] != "") == (mode == "track") for r in rows if r["error_d"] != "")
+    assert pooled["jitter_pairs"] == sum(r["jitter_mm"] != "" for r in rows) > 0  # right poses in consecutive frames wobble a little
+    assert 0 <= pooled["jitter_mm_median"] <= pooled["jitter_mm_p95"] < 10
 
 
 def test_frame_step_runs_every_nth_frame(sequence, tmp_path):
@@ -97,3 +99,40 @@ def test_time_to_first_correct_pose_counts_frames_not_processed(sequence):
         summary = evaluate_sequences(lambda: ground_truth_poses, dataset, catalog, frame_step=step).summary()
         seen = {name: r for name, r in summary["objects"].items() if name != "ALL" and r["pairs"]}
         assert seen and all(r["first_correct_frames"] == wait and r["accuracy"] == 1.0 for r in seen.values()), (step, seen)
+
+
+def test_jitter_is_the_change_of_a_tracks_error(sequence):
+    """Poses 1 mm off the truth along the object's x axis, the side flipping every frame: each pose
+    is right, and the jitter between frames of one track is the 2 mm between the two errors, however
+    the object and the camera move. A constant error has none, and a pose of a new track starts over."""
+    dataset = BopDataset(sequence, "seq", load_masks=False)
+    truth = {frame.stamp: (k, frame.gt) for k, frame in enumerate(dataset.load_frame(s, i) for s, i in dataset.index)}
+    catalog = Catalog.load(REPO / "config/objects/demo.yaml")
+
+    def offset_poses(side, track):
+        def run(frame: Frame) -> FrameResult:
+            k, gts = truth[frame.stamp]
+            poses = []
+            for g in gts:
+                info = catalog.by_class_id(g.class_id)
+                t = g.t + g.R @ np.array([side(k) * 1e-3, 0.0, 0.0])
+                poses.append(InstanceResult(info.name, g.class_id, 0, 0, g.R, t, np.array([1.0, 0, 0, 0]), 1.0, (0, 1, 0, 1), 100, track_id=track(k)))
+            return FrameResult(instances=poses)
+
+        return run
+
+    def jitter(side, track) -> tuple[dict, list[dict]]:
+        result = evaluate_sequences(lambda: offset_poses(side, track), dataset, catalog)
+        rows = [r for r in result.rows if r["object"] != "torus"]  # the torus' ADD-S: the closest point, not the same one
+        return result.summary()["objects"], rows
+
+    objects, rows = jitter(lambda k: (-1) ** k, lambda k: 7)
+    seen = {(r["object"], r["frame"]) for r in rows}
+    followed = [r for r in rows if (r["object"], r["frame"] - 1) in seen]
+    assert followed and all(r["jitter_mm"] == pytest.approx(2.0, abs=1e-6) for r in followed)
+    assert all(r["jitter_mm"] == "" for r in rows if r not in followed)  # the first frame of each object has none
+    assert sum(objects[name]["jitter_pairs"] for name in objects if name not in ("ALL", "torus")) == len(followed)
+    objects, rows = jitter(lambda k: 1.0, lambda k: 7)
+    assert objects["ALL"]["jitter_pairs"] > 0 and objects["ALL"]["jitter_mm_p95"] == pytest.approx(0.0, abs=1e-6)
+    objects, rows = jitter(lambda k: (-1) ** k, lambda k: k)  # a new track every frame
+    assert objects["ALL"]["jitter_pairs"] == 0 and all(r["jitter_mm"] == "" for r in rows)

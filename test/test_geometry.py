@@ -74,6 +74,14 @@ def test_compose_inverse_round_trip(rng):
     np.testing.assert_allclose(ti, 0.0, atol=1e-12)
 
 
+def test_relative_undoes_compose(rng):
+    """``relative(A, compose(A, B)) == B``: the second pose seen from the first."""
+    (R1, t1), (R2, t2) = _random_poses(rng, 1), _random_poses(rng, 1)
+    R, t = g.relative(R1[0], t1[0], *g.compose(R1[0], t1[0], R2[0], t2[0]))
+    np.testing.assert_allclose(R, R2[0], atol=1e-12)
+    np.testing.assert_allclose(t, t2[0], atol=1e-12)
+
+
 def test_compose_torch_and_object_frame_match_numpy(rng):
     R1, t1 = _random_poses(rng, 4)
     R2, t2 = _random_poses(rng, 4)

@@ -18,6 +18,11 @@ the segmenter (the node's path). Per object and pooled:
   ``min_visib`` visible;
 * **wrong poses published**: published poses with ADD(-S) > 0.1 d, or of an object absent from
   the frame (no matter how visible: a published pose is a claim);
+* **jitter**: how much a right pose wobbles between frames. Between consecutive processed frames
+  where the same track (detect mode: any pose) is right in both, the ADD(-S) between the two poses,
+  each first taken relative to its frame's true pose (mm; median and p95): the object's and the
+  camera's true motion cancel, and what is left is the change of the pose's error, which a grasp
+  planner or a viewer sees as a pose that jumps;
 * **ms per frame**: the first frame of each sequence, then the steady state after the first
   ``warmup_s`` seconds (or half the sequence, if shorter): median and p95.
 
@@ -37,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from densefusion_ros.eval import metrics
+from densefusion_ros.geometry import relative
 
 FPS = 30.0
 
@@ -51,6 +57,7 @@ class _ObjectStats:
     reacquisitions: int = 0
     first_correct_frames: list[int] = field(default_factory=list)
     never_correct: int = 0
+    jitter_mm: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -64,11 +71,12 @@ class SequenceResult:
     config: dict = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
 
-    ROW_FIELDS = ("scene", "frame", "object", "visible", "visib_fract", "track_id", "error_d", "correct", "wrong")
+    ROW_FIELDS = ("scene", "frame", "object", "visible", "visib_fract", "track_id", "error_d", "correct", "wrong", "jitter_mm")
     """``rows``' keys: the sequence (scene id) and its frame index, the object's name, whether it counts
     as visible (0/1) and its BOP ``visib_fract`` (empty for a pose of an object not in the frame), the
-    published pose's ``track_id`` and ADD(-S) over the diameter (empty without a pose), and whether
-    that pose is right (< 0.1) or counts as wrong (0/1)."""
+    published pose's ``track_id`` and ADD(-S) over the diameter (empty without a pose), whether
+    that pose is right (< 0.1) or counts as wrong (0/1), and its jitter against the last processed
+    frame (mm; empty where it has none: see the module docstring)."""
 
     def write_rows(self, path: Path) -> None:
         """``rows`` as CSV (``ROW_FIELDS``)."""
@@ -90,6 +98,7 @@ class SequenceResult:
             pooled.reacquisitions += s.reacquisitions
             pooled.first_correct_frames += s.first_correct_frames
             pooled.never_correct += s.never_correct
+            pooled.jitter_mm += s.jitter_mm
         rows["ALL"] = _row(pooled)
         steady = np.asarray(self.steady_ms or [np.nan])
         return {
@@ -108,14 +117,15 @@ class SequenceResult:
             + (f", one in {self.config['frame_step']} of the sequences' frames)" if self.config.get("frame_step", 1) > 1 else ")"),
             "",
             "| object | pairs | ADD(-S) < 0.1 d | BOP visib_fract pairs | ADD(-S) < 0.1 d there | first correct (frames, mean) "
-            "| never correct | re-acquisitions | wrong published |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| never correct | re-acquisitions | wrong published | jitter mm (median / p95) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, r in s["objects"].items():
             lines.append(
                 f"| {name} | {r['pairs']} | {100 * r['accuracy']:.1f} % | {r['bop_pairs']} | {100 * r['bop_accuracy']:.1f} % | "
                 f"{r['first_correct_frames']:.1f} | "
-                f"{r['never_correct']} | {r['reacquisitions']} | {r['wrong_published']} |"
+                f"{r['never_correct']} | {r['reacquisitions']} | {r['wrong_published']} | "
+                f"{r['jitter_mm_median']:.2f} / {r['jitter_mm_p95']:.2f} |"
             )
         lines += [
             "",
@@ -135,6 +145,9 @@ def _row(s: _ObjectStats) -> dict:
         "never_correct": s.never_correct,
         "reacquisitions": s.reacquisitions,
         "wrong_published": s.wrong_published,
+        "jitter_mm_median": float(np.median(s.jitter_mm)) if s.jitter_mm else float("nan"),
+        "jitter_mm_p95": float(np.percentile(s.jitter_mm, 95)) if s.jitter_mm else float("nan"),
+        "jitter_pairs": len(s.jitter_mm),
     }
 
 
@@ -168,6 +181,7 @@ def evaluate_sequences(
         first_correct: dict[int, int] = {}
         published_before: set[int] = set()
         gap_visible: dict[int, bool | None] = {}  # since the last pose: None = no gap, else visible throughout
+        last_right: dict[int, tuple] = {}  # class id -> (track id, error pose) of its right pose in the last processed frame
         for k, im_id in enumerate(sorted(im_ids)):
             frame = dataset.load_frame(scene_id, im_id)
             gts = list(frame.gt)
@@ -183,11 +197,12 @@ def evaluate_sequences(
             steady = k >= min(warmup_s * FPS, len(im_ids) // 2)
             (result.first_ms if k == 0 else result.steady_ms if steady else []).append(ms)
             matched = _match_by_distance(gts, res.instances, points, catalog)
+            right: dict[int, tuple] = {}
             for p in res.instances:
                 if id(p) not in {id(q) for q in matched.values()}:  # a pose of an object not in the frame
                     result.objects.setdefault(p.name, _ObjectStats()).wrong_published += 1
                     result.rows.append(dict(scene=scene_id, frame=k, object=p.name, visible=0, visib_fract="",
-                                            track_id=_track_id(p), error_d="", correct=0, wrong=1))
+                                            track_id=_track_id(p), error_d="", correct=0, wrong=1, jitter_mm=""))
             for g_index, g in enumerate(gts):
                 info = catalog.by_class_id(g.class_id)
                 if info is None:
@@ -195,11 +210,16 @@ def evaluate_sequences(
                 stats = result.objects.setdefault(info.name, _ObjectStats())
                 key = int(g.class_id)  # synth puts each catalog object in a scene at most once
                 p = matched.get(g_index)
-                correct, d = False, None
+                correct, d, jitter = False, None, None
                 if p is not None:
                     d = metrics.add_or_adds(p.R, p.t, g.R, g.t, points[g.class_id], info.symmetric)
                     correct = d < 0.1 * info.diameter
                     stats.wrong_published += not correct
+                if correct:
+                    right[key] = (p.track_id, relative(g.R, np.reshape(g.t, 3), p.R, np.reshape(p.t, 3)))  # the pose's error, object frame
+                    if key in last_right and last_right[key][0] == p.track_id:
+                        jitter = 1e3 * metrics.add_or_adds(*right[key][1], *last_right[key][1], points[g.class_id], info.symmetric)
+                        stats.jitter_mm.append(jitter)
                 if g.visib_fract >= min_visib:
                     stats.bop_pairs += 1
                     stats.bop_correct += correct
@@ -207,7 +227,7 @@ def evaluate_sequences(
                 result.rows.append(dict(
                     scene=scene_id, frame=k, object=info.name, visible=int(visible), visib_fract=round(float(g.visib_fract), 3),
                     track_id="" if p is None else _track_id(p), error_d="" if d is None else round(float(d / info.diameter), 4),
-                    correct=int(correct), wrong=int(p is not None and not correct),
+                    correct=int(correct), wrong=int(p is not None and not correct), jitter_mm="" if jitter is None else round(jitter, 3),
                 ))  # fmt: skip
                 if visible:
                     stats.pairs += 1
@@ -223,6 +243,7 @@ def evaluate_sequences(
                     gap_visible[key] = visible and gap_visible.get(key) is not False
             for key in published_before - {int(g.class_id) for g in gts}:  # out of the ground truth: not visible
                 gap_visible[key] = False
+            last_right = right
         for key, k0 in first_visible.items():
             name = catalog.by_class_id(key).name
             if key in first_correct:

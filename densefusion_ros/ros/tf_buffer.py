@@ -24,6 +24,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from scipy.spatial.transform import Rotation, Slerp
 from tf2_msgs.msg import TFMessage
 
+from densefusion_ros.geometry import relative
+
 __all__ = ["TransformBuffer", "TransformLookupError"]
 
 
@@ -125,7 +127,7 @@ class TransformBuffer:
             raise TransformLookupError(f"no transform between {target!r} and {source!r}: not in one tree")
         R_s, t_s = next((R, t) for f, R, t in up_source if f == common)  # common <- source
         R_t, t_t = next((R, t) for f, R, t in up_target if f == common)  # common <- target
-        return R_t.T @ R_s, R_t.T @ (t_s - t_t)
+        return relative(R_t, t_t, R_s, t_s)
 
     def _to_root(self, frame: str, stamp: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """``[(ancestor, R, t)]``, ancestor <- ``frame``, from ``frame`` itself up to its tree's root."""

@@ -1,4 +1,5 @@
-"""Batched verification (densefusion_ros.verify) against the Open3D path on fixed inputs."""
+"""Batched verification (densefusion_ros.verify) against the Open3D path on fixed inputs (the tests
+that need Open3D skip without it, so that the CUDA ones run on a GPU machine that lacks it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from densefusion_ros.verify import DepthEvidence, ModelBank, ModelGeometry, Veri
 
 from helpers import chair_object, render_depth
 
-pytest.importorskip("open3d")
+try:
+    import open3d  # noqa: F401 - the reference path; a GPU machine may lack it
+except ImportError:
+    open3d = None
 
 K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -60,6 +64,7 @@ def test_scores_equal_depth_consistency(chair, device, hole):
     np.testing.assert_allclose(batched.cpu().numpy(), single, atol=1e-4)
 
 
+@pytest.mark.skipif(open3d is None, reason="needs Open3D")
 @pytest.mark.parametrize("method", ["point_to_plane", "point_to_point"])
 def test_batched_icp_matches_open3d_from_a_small_offset(chair, method):
     model, _ = chair
@@ -83,7 +88,7 @@ def test_batched_icp_matches_open3d_from_a_small_offset(chair, method):
 @pytest.mark.parametrize("device", DEVICES)
 def test_two_instances_recover_from_turns_in_one_call_as_open3d_does(chair, device):
     """Two chairs in one frame, each network pose a quarter or half turn off: one batched call
-    recovers both, as the Open3D path does one at a time."""
+    recovers both, as the Open3D path does one at a time (where Open3D is installed)."""
     model, _ = chair
     truths = [
         (Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix(), np.array([-0.07, -0.01, 0.5])),
@@ -102,8 +107,8 @@ def test_two_instances_recover_from_turns_in_one_call_as_open3d_does(chair, devi
     evidence = DepthEvidence.build(depth.astype(np.float32), K, masks, device)
     batched = verify_instances(inputs, evidence, options)
     for (R_gt, t_gt), (R0, t0), mask, obs, res in zip(truths, starts, masks, observed, batched):
-        reference = refine_with_hypotheses(obs, model, R0, t0, depth, K, mask, options)
-        for r in (res, reference):
+        references = [refine_with_hypotheses(obs, model, R0, t0, depth, K, mask, options)] if open3d else []
+        for r in [res, *references]:
             assert r.accepted and _angle(r.R, R_gt) < 2.0 and np.linalg.norm(r.t - t_gt) < 3e-3, (_angle(r.R, R_gt), r.t - t_gt)
 
 

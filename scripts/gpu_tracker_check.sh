@@ -3,7 +3,9 @@
 #   1. the CUDA tests of the tracker, verification and pipeline;
 #   2. track mode and detect mode (icp: verify on every frame) over one held-out 30 Hz sequence on
 #      CUDA, and track mode on the machine's CPU with 2 torch threads beside it (the same frames),
-#      each with its accuracy and steady-state ms per frame (evaluate --sequence).
+#      each with its accuracy and steady-state ms per frame (evaluate --sequence);
+#   3. the tracker on CUDA with ICP's step eager and through torch.compile (tools.bench_tracker;
+#      design note 'verify: the ICP step through torch.compile').
 # Prepare here (the machine has torch, OpenCV and SciPy, not trimesh or pybullet, and no network):
 #   python scripts/gpu_tracker_bundle.py          # -> .data/gpu (90 frames of seq_eval scene 0, trimesh, the meshes)
 # then run `OUT=$OUT bash scripts/gpu_tracker_check.sh` there with .data/gpu carried.
@@ -14,7 +16,7 @@ OUT=${OUT:-out/gpu}
 BUNDLE=${BUNDLE:-.data/gpu}
 DEVICE=${DEVICE:-cuda}
 PY=${PY:-python3}
-export PYTHONPATH="$PWD/$BUNDLE/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/$BUNDLE/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_tracker_check.log") 2>&1
 t0=$(date +%s)
@@ -34,4 +36,6 @@ for run in "track $DEVICE 16" "detect $DEVICE 16" "track cpu 2"; do
     stamp "evaluate --sequence --mode $1 --device $2 --threads $3"
     $PY -m densefusion_ros.cli evaluate --sequence --mode "$1" --device "$2" --threads "$3" "${W[@]}" --out "/tmp/gpu_check/$1_$2" 2>&1 | grep -v '^$'
 done
+stamp "tracker: ICP step eager, then through torch.compile"
+$PY -m tools.bench_tracker "device=$DEVICE" "device=$DEVICE,compile_icp_step=1" --dataset "$BUNDLE/seq" --split seq_gpu --seeds 0 --threads 16
 stamp "done"

@@ -8,7 +8,10 @@ or :class:`~densefusion_ros.icp.IcpOptions` (``""`` = the defaults). Bundled wei
 masks, ``evaluate --sequence --mode track``'s scoring. Per seed and variant it prints the share of
 visible object-frames within 0.1 x diameter (ADD(-S)), per object (``name accuracy/wrong poses``,
 so that the mug's turn can be told from the rest), the wrong poses published and the
-steady-state median and p95 ms per frame; then each variant's mean over the seeds. One seed's figure
+steady-state median and p95 ms per frame; then each variant's mean over the seeds. The pseudo-setting
+``compile_icp_step=1`` runs ICP's step through ``torch.compile`` (an experiment for the GPU, where
+the step's hundred small operations are as many kernel launches; design note 'verify: the ICP step
+through torch.compile'), after one sequence that warms the compiler up. One seed's figure
 moves by several points (the mug's episodes: docs/benchmarks/sequences_track_seeds.md), so choose on
 the means. Variants run one after another per seed, not frame by frame: compare their times only
 within one run.
@@ -22,12 +25,16 @@ import statistics
 
 import torch
 
+from densefusion_ros import verify
 from densefusion_ros.data.bop import BopDataset
 from densefusion_ros.eval.sequence import evaluate_sequences
 from densefusion_ros.pipeline import Pipeline, PipelineConfig
 from densefusion_ros.resources import share_path
 from densefusion_ros.tracking import Tracker, TrackerOptions
 from tools.bench_configs import convert_setting, parse_variant
+
+EAGER_STEP = verify._icp_step
+COMPILE_STEP = "compile_icp_step=1"
 
 
 def parse_tracker_variant(text: str, seed: int = 0) -> tuple[PipelineConfig, dict[str, object]]:
@@ -36,6 +43,8 @@ def parse_tracker_variant(text: str, seed: int = 0) -> tuple[PipelineConfig, dic
     tracker_fields = {f.name: f.default for f in dataclasses.fields(TrackerOptions)}
     tracker, rest = {}, []
     for item in filter(None, text.split(",")):
+        if item == COMPILE_STEP:
+            continue
         key, _, value = item.partition("=")
         if key in tracker_fields:
             tracker[key] = convert_setting(value, tracker_fields[key])
@@ -71,6 +80,10 @@ def main() -> None:
                 tracker.reset()
                 return tracker
 
+            compiled = COMPILE_STEP in variant.split(",")
+            verify._icp_step = torch.compile(EAGER_STEP, dynamic=True) if compiled else EAGER_STEP
+            if compiled:
+                evaluate_sequences(fresh, dataset, pipeline.catalog, max_sequences=1, frame_step=args.frame_step)
             summary = evaluate_sequences(fresh, dataset, pipeline.catalog, frame_step=args.frame_step).summary()
             objects = {k: v for k, v in summary["objects"].items() if k != "ALL"}
             pooled = summary["objects"]["ALL"]

@@ -5,7 +5,9 @@ costs several times a camera frame. Objects mostly move little between frames, s
 :class:`Tracker` runs that path only to **acquire** an object, and then **follows** it:
 
 * **acquire** a new or lost object (a mask component that no track explains) with the pipeline
-  (networks + verification), at most ``acquire_per_frame`` per frame so that no frame stalls;
+  (networks + verification), at most ``acquire_per_frame`` per frame so that no frame stalls; an
+  acquired pose that the camera sees through in places (verification pulled it toward a distractor
+  of its colour that touches it) climbs onto the object before its check;
   a class whose acquisition failed waits a few frames before the next try, unless one of its
   unexplained mask components has grown well past the one tried (an object coming into view);
 * **follow** every track: predict its pose with a constant-velocity model (scaled by the
@@ -86,6 +88,11 @@ SLIDE_CELL = 4
 
 NO_BACKOFF = (0, 0, 0)
 """A class's acquisition back-off before any failure: (failures, next try's frame, pixels tried)."""
+
+ONTO_SURFACE = 0.75
+"""An acquired pose that climbs out of seen-through space (:meth:`Tracker._climb_acquired`) must end
+with at least this share of its model points supported by the depth, over those supported or seen
+through before: it moved onto the surface, not behind it."""
 
 CHECK_CELLS = 256
 """Cells of the mask grid on which the check measures coverage: few enough that the visible share
@@ -761,7 +768,8 @@ class Tracker:
             if check is None:
                 result.skipped.append((inst.class_id, f"acquired pose of {inst.name} failed the depth check"))
             else:
-                out.append(self._start_track(inst, component, *check))
+                inst, fitness, rmse, cloud = check
+                out.append(self._start_track(inst, component, fitness, rmse, cloud))
                 acquired.add(inst.class_id)
         for cid in chosen:
             if cid in acquired:
@@ -799,27 +807,74 @@ class Tracker:
         diameter = self.pipeline.catalog.by_class_id(cid).diameter
         return max((at for c, at in failed if np.linalg.norm(c - centre) < diameter), default=-1)
 
-    def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[float, float, np.ndarray] | None:
-        """``(fitness, rmse, observed points)`` when the acquired pose passes the check (on the part
-        of ``mask`` within its reach: :meth:`_within_reach`), else None."""
+    def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[InstanceResult, float, float, np.ndarray] | None:
+        """``(inst, fitness, rmse, observed points)`` when the acquired pose passes the check (on the
+        part of ``mask`` within its reach: :meth:`_within_reach`), else None. A pose that fails by
+        seen-through space alone climbs first (:meth:`_climb_acquired`) and is checked from there;
+        the returned ``inst`` carries the pose checked."""
         info = self.pipeline.catalog.by_class_id(inst.class_id)
-        model = self.pipeline.model_geometry(info)
         valid = valid_depth(frame.depth_m)
-        region = self._within_reach(frame, valid, info, inst.R, inst.t, mask)
+        checked = self._check_within_reach(frame, valid, info, inst.R, inst.t, mask)
+        if checked is None:
+            return None
+        v, cloud, evidence = checked
+        if float(v["violating"][0]) > self.options.max_violation and self._passes(None, v["fitness"][0], v["coverage"][0], 0.0):
+            climbed = self._climb_acquired(inst.name, info, evidence, v)
+            if climbed is None:
+                return None
+            inst = replace(inst, R=climbed[0], t=climbed[1], quaternion_wxyz=geometry.matrix_to_quat(climbed[0]))
+            checked = self._check_within_reach(frame, valid, info, inst.R, inst.t, mask)
+            if checked is None:
+                return None
+            v, cloud, _ = checked
+        if not self._passes(f"acquired {inst.name}", v["fitness"][0], v["coverage"][0], v["violating"][0]):
+            return None
+        return inst, float(v["fitness"][0]), float(v["rmse"][0]), cloud
+
+    def _check_within_reach(
+        self, frame: Frame, valid: np.ndarray, info: ObjectInfo, R: np.ndarray, t: np.ndarray, mask: np.ndarray
+    ) -> tuple[dict[str, torch.Tensor], np.ndarray, DepthEvidence] | None:
+        """The check's measures (:meth:`_measure`, one row) of the pose ``(R, t)`` on the part of
+        ``mask`` within its reach, with the observed points and the evidence they came from; None
+        where no point is observed there."""
+        region = self._within_reach(frame, valid, info, R, t, mask)
         cloud = self._observed(frame, region & valid)
         if cloud is None:
             return None
         device = self.pipeline.device
-        bank = ModelBank([model])
+        bank = ModelBank([self.pipeline.model_geometry(info)])
         obj = torch.zeros(1, dtype=torch.int64, device=device)
         source, valid_pts = padded([cloud], [0], device)
-        R = torch.as_tensor(inst.R[None], dtype=torch.float32, device=device)
-        t = torch.as_tensor(inst.t[None], dtype=torch.float32, device=device)
         evidence = DepthEvidence.build(frame.depth_m, frame.K, [region], device, CHECK_CELLS, self._plane)
-        v = self._measure(bank, evidence, source, valid_pts, obj, R, t)
-        if not self._passes(f"acquired {inst.name}", v["fitness"][0], v["coverage"][0], v["violating"][0]):
+        pose = [torch.as_tensor(np.asarray(x)[None], dtype=torch.float32, device=device) for x in (R, t)]
+        return self._measure(bank, evidence, source, valid_pts, obj, *pose), cloud, evidence
+
+    def _climb_acquired(
+        self, name: str, info: ObjectInfo, evidence: DepthEvidence, v: dict[str, torch.Tensor]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """An acquired pose (its measures ``v`` on ``evidence``) that fits its points but that the
+        camera sees through in places climbs the score without its coverage term
+        (:func:`~densefusion_ros.verify.climb`). Verification can leave a pose a few millimetres
+        off toward a distractor of the object's colour that touches it (the torus beside a box of
+        its colour, the table seen through its ring), and the distractor's pixels, which the
+        coverage term rewards, would hold it there. Returns the climbed pose ``(R (3, 3), t
+        (3,))``, or None unless it fits the depth as closely as a followed pose must
+        (``climb_violation``) and turned the seen-through points into supported ones
+        (:data:`ONTO_SURFACE`): a pose that sank behind the surface, where points count for
+        neither, is a wrong one (a distractor of the object's colour taken for it)."""
+        icp_opts = self.pipeline.config.icp_options
+        bank = ModelBank([self.pipeline.model_geometry(info)])
+        obj = torch.zeros(1, dtype=torch.int64, device=self.pipeline.device)
+        weights = icp_opts.score_weights[:2] + (0.0,)
+        score = score_of_terms(v["supported"], v["violating"], v["coverage"], *weights[1:])
+        R, t, _ = climb(evidence, bank, obj, obj, v["R"], v["t"], score, weights)
+        supported, violating, _ = depth_terms(evidence, bank.points[obj], obj, R, t, icp_opts.verify_tolerance, with_coverage=False)
+        before = float(v["supported"][0] + v["violating"][0])
+        log.debug("acquired %s climbs: violating %.3f -> %.3f, supported %.3f -> %.3f", name, float(v["violating"][0]),
+                  float(violating[0]), float(v["supported"][0]), float(supported[0]))  # fmt: skip
+        if float(violating[0]) > self.options.climb_violation or float(supported[0]) < ONTO_SURFACE * before:
             return None
-        return float(v["fitness"][0]), float(v["rmse"][0]), cloud
+        return R[0].cpu().numpy().astype(np.float64), t[0].cpu().numpy().astype(np.float64)
 
     def _within_reach(self, frame: Frame, valid: np.ndarray, info: ObjectInfo, R: np.ndarray, t: np.ndarray, region: np.ndarray) -> np.ndarray:
         """``region`` ``(H, W)`` bool without the pixels whose depth lies farther from the posed

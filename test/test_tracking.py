@@ -7,6 +7,8 @@ verification and ICP, depth rendered from a dense surface sample of an asymmetri
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -330,6 +332,26 @@ def test_a_followed_pose_in_seen_through_space_climbs_back_onto_the_object(setup
             assert angle < 2.0 and np.linalg.norm(inst.t - t) < 6e-3, (angle, inst.t - t)
         else:
             assert angle > 7.0, angle
+
+
+def test_an_acquired_pose_in_seen_through_space_climbs_onto_the_object(setup, monkeypatch):
+    """An acquisition 6 mm beside the object (as verification leaves a torus pulled toward a box
+    of its colour that touches it), the background seen through its edge: it fails the check,
+    climbs the score without its coverage term (the distractor's pixels would pull it back) onto
+    the object, and is published from there."""
+    pipeline, surface = setup
+    run = Pipeline.__call__
+
+    def beside(self, frame):
+        res = run(self, frame)
+        res.instances = [replace(i, t=i.t + np.array([0.006, 0.0, 0.0])) for i in res.instances]
+        return res
+
+    monkeypatch.setattr(Pipeline, "__call__", beside)
+    R, t = _pose(0)
+    (inst,) = Tracker(pipeline)(_frame(surface, [(R, t)])).instances
+    angle = np.degrees(Rotation.from_matrix(inst.R @ R.T).magnitude())
+    assert angle < 3.0 and abs(inst.t[0] - t[0]) < 2e-3 and np.linalg.norm(inst.t - t) < 6e-3, (angle, inst.t - t)
 
 
 def test_a_coasting_track_is_recovered_where_it_coasted_to(setup):

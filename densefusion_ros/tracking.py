@@ -168,7 +168,8 @@ class TrackerOptions:
             8, 4, 2 degrees, shifts of a few millimetres) from its pose after the re-check and the
             recovery. ICP pulls the model onto the observed points but nothing pushes it out of
             the space the camera sees through: a mug turning about its axis drifts with its
-            handle in front of the table (1 = never climb).
+            handle in front of the table (1 = never climb). An acquired pose that climbed out of
+            such space must end at or below this share (:meth:`Tracker._climb_acquired`).
         search_px: a followed track's predicted silhouette slides over its class mask by up to
             this many pixels (image rows and columns) to where it covers the most mask; when that
             covers ``search_gain`` more of the silhouette than the prediction's own place, a

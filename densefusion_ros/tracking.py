@@ -168,8 +168,9 @@ class TrackerOptions:
             8, 4, 2 degrees, shifts of a few millimetres) from its pose after the re-check and the
             recovery. ICP pulls the model onto the observed points but nothing pushes it out of
             the space the camera sees through: a mug turning about its axis drifts with its
-            handle in front of the table (1 = never climb). An acquired pose that climbed out of
-            such space must end at or below this share (:meth:`Tracker._climb_acquired`).
+            handle in front of the table. An acquired pose that fails its check by such space
+            alone climbs too, and must end at or below this share (:meth:`Tracker._climb_acquired`).
+            1 = never climb.
         search_px: a followed track's predicted silhouette slides over its class mask by up to
             this many pixels (image rows and columns) to where it covers the most mask; when that
             covers ``search_gain`` more of the silhouette than the prediction's own place, a
@@ -819,7 +820,8 @@ class Tracker:
         if checked is None:
             return None
         v, cloud, evidence = checked
-        if float(v["violating"][0]) > self.options.max_violation and self._passes(None, v["fitness"][0], v["coverage"][0], 0.0):
+        climbs = self.options.climb_violation < 1.0 and float(v["violating"][0]) > self.options.max_violation
+        if climbs and self._passes(None, v["fitness"][0], v["coverage"][0], 0.0):
             climbed = self._climb_acquired(inst.name, info, evidence, v)
             if climbed is None:
                 return None

@@ -338,7 +338,7 @@ def test_an_acquired_pose_in_seen_through_space_climbs_onto_the_object(setup, mo
     """An acquisition 6 mm beside the object (as verification leaves a torus pulled toward a box
     of its colour that touches it), the background seen through its edge: it fails the check,
     climbs the score without its coverage term (the distractor's pixels would pull it back) onto
-    the object, and is published from there."""
+    the object, and is published from there; with ``climb_violation=1`` (no climb) it is refused."""
     pipeline, surface = setup
     run = Pipeline.__call__
 
@@ -352,6 +352,7 @@ def test_an_acquired_pose_in_seen_through_space_climbs_onto_the_object(setup, mo
     (inst,) = Tracker(pipeline)(_frame(surface, [(R, t)])).instances
     angle = np.degrees(Rotation.from_matrix(inst.R @ R.T).magnitude())
     assert angle < 3.0 and abs(inst.t[0] - t[0]) < 2e-3 and np.linalg.norm(inst.t - t) < 6e-3, (angle, inst.t - t)
+    assert Tracker(pipeline, climb_violation=1.0)(_frame(surface, [(R, t)])).instances == []  # no climb: the check refuses it
 
 
 def test_a_coasting_track_is_recovered_where_it_coasted_to(setup):

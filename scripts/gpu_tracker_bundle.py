@@ -19,8 +19,6 @@ import re
 import shutil
 from pathlib import Path
 
-import cv2
-
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.data import io
 from densefusion_ros.data.bop import DEPTH_NAME, BopDataset
@@ -38,7 +36,7 @@ def copy_sequence(dataset: BopDataset, scene_id: int, frames: int, out_scene: Pa
     (out_scene / "depth").mkdir(parents=True, exist_ok=True)
     for im_id in ids:
         rgb = io.read_rgb(dataset.rgb_path(scene_id, im_id))
-        cv2.imwrite(str(out_scene / "rgb" / f"{im_id:06d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        io.write_rgb(out_scene / "rgb" / f"{im_id:06d}.jpg", rgb, jpg_quality=quality)
         shutil.copy(src / DEPTH_NAME.format(im_id=im_id), out_scene / DEPTH_NAME.format(im_id=im_id))
     for name in ("scene_camera.json", "scene_gt.json", "scene_gt_info.json"):
         table = json.loads((src / name).read_text())

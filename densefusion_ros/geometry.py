@@ -122,3 +122,16 @@ def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Pixel coordinates ``(N, 2)`` as ``(u=col, v=row)`` of camera-frame points ``(N, 3)``."""
     z = np.where(np.abs(points[:, 2]) < 1e-9, 1e-9, points[:, 2])
     return np.stack([K[0, 0] * points[:, 0] / z + K[0, 2], K[1, 1] * points[:, 1] / z + K[1, 2]], axis=-1)
+
+
+def share_in_image(points: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray, shape: tuple[int, int]) -> float:
+    """Share of the object ``points`` ``(N, 3)`` that the pose ``(R, t)`` (object -> camera,
+    metres) puts in front of the camera and inside an image of ``shape`` ``(H, W)``: how much
+    of the object the image can show, whatever hides it there."""
+    X = transform_points(points, R, t)
+    front = X[:, 2] > 1e-6
+    if not front.any():
+        return 0.0
+    u, v = project(X[front], K).T
+    h, w = shape
+    return float(((u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)).sum() / len(points))

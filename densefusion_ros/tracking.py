@@ -39,6 +39,10 @@ costs several times a camera frame. Objects mostly move little between frames, s
   result that explains the depth clearly better replaces the track's pose. A view that cannot
   tell two poses apart keeps the track's; a later view that can, switches.
 
+A pose mostly outside the image (``min_in_view``) is neither acquired, recovered nor re-checked:
+the check can weigh only the sliver the image shows, which fits any surface of the object's
+colour at the border; an object leaving the view is followed by its ICP alone.
+
 ``Tracker(pipeline)(frame)`` returns a :class:`~densefusion_ros.pipeline.FrameResult` whose
 instances carry a ``track_id``, stable while the object is followed; a lost object found again
 within ``reuse_lost_frames`` frames, where its track has coasted to, gets its id back. Frames must come
@@ -180,6 +184,13 @@ class TrackerOptions:
             model foresees (a camera swept at a few hundred pixels a second); a followed track
             that passes is never moved (0 = no slide),
         search_gain: and a partly hidden object does not pull its prediction aside.
+        min_in_view: a pose with less than this share of its model points inside the image
+            (:func:`~densefusion_ros.geometry.share_in_image`) is neither acquired (refused before
+            its check) nor re-checked nor recovered: the check weighs only what the image shows,
+            and a sliver of the model at the image's edge fits any surface of the object's colour
+            there (a box cut by the border taken for the torus, a mug leaving the view turned to
+            its twin). An object coming into view is acquired once this much of it is inside; a
+            followed one leaving the view is followed by its ICP alone.
     """
 
     acquire_per_frame: int = 1
@@ -205,6 +216,7 @@ class TrackerOptions:
     climb_violation: float = 0.02
     search_px: int = 96
     search_gain: float = 0.15
+    min_in_view: float = 0.1
 
 
 @dataclass
@@ -584,7 +596,8 @@ class Tracker:
         self._reacquired_at.append(time.monotonic())
 
     def _recheck(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> int | None:
-        """One followed track (round robin by id) is verified afresh on its region from its pose:
+        """One followed track (round robin by id) of those at least ``min_in_view`` inside the image
+        is verified afresh on its region from its pose:
         the hypotheses of all the pipeline's turns (:func:`~densefusion_ros.verify.propose`:
         screened, coarse ICP, scored on the region's own evidence, verification's grid); only when
         one of them already leads the track's pose, scored there too, by half of ``recheck_margin``
@@ -594,7 +607,10 @@ class Tracker:
         accepted result that scores ``recheck_margin`` higher in the tracker's check replaces its
         pose in ``found`` (``R``, ``t``, ``fitness``, ``rmse``, ``supported``, ``violating``,
         ``coverage``, one row per track). Returns the row replaced, or None."""
-        followed = sorted((tr.track_id, j) for j, (tr, _, _) in enumerate(rows) if tr.state == "tracking")
+        followed = sorted(
+            (tr.track_id, j) for j, (tr, _, _) in enumerate(rows)
+            if tr.state == "tracking" and self._in_view(frame, tr.info, found["R"][j], found["t"][j])
+        )  # fmt: skip
         if not followed:
             return None
         _, j = next(((i, j) for i, j in followed if i > self._recheck_cursor), followed[0])
@@ -651,7 +667,8 @@ class Tracker:
     def _recover(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> None:
         """Followed tracks whose pose fails the check, and coasting ones whose pose fails but
         fits their observed points (``min_fitness``) and covers ``recover_coverage`` of their
-        region's mask, get one local verification from their predicted pose
+        region's mask, each predicted at least ``min_in_view`` inside the image, get one local
+        verification from their predicted pose
         (:func:`~densefusion_ros.verify.verify_instances` with that single start: ICP, then the
         score's climb); a result that passes replaces the pose in ``found``. A track that the
         follow ICP slid off its object (a partly hidden mug turned a few degrees) keeps its id and
@@ -665,6 +682,7 @@ class Tracker:
         failing = [
             j for j, (tr, _, _) in enumerate(rows)
             if (tr.state == "tracking" or near[j]) and not self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j])
+            and self._in_view(frame, tr.info, rows[j][1], rows[j][2])
         ]  # fmt: skip
         if not failing:
             return
@@ -810,11 +828,15 @@ class Tracker:
         return max((at for c, at in failed if np.linalg.norm(c - centre) < diameter), default=-1)
 
     def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[InstanceResult, float, float, np.ndarray] | None:
-        """``(inst, fitness, rmse, observed points)`` when the acquired pose passes the check (on the
-        part of ``mask`` within its reach: :meth:`_within_reach`), else None. A pose that fails by
-        seen-through space alone climbs first (:meth:`_climb_acquired`) and is checked from there;
-        the returned ``inst`` carries the pose checked."""
+        """``(inst, fitness, rmse, observed points)`` when enough of the acquired pose lies inside
+        the image (``min_in_view``) and it passes the check (on the part of ``mask`` within its
+        reach: :meth:`_within_reach`), else None. A pose that fails by seen-through space alone
+        climbs first (:meth:`_climb_acquired`) and is checked from there; the returned ``inst``
+        carries the pose checked."""
         info = self.pipeline.catalog.by_class_id(inst.class_id)
+        if not self._in_view(frame, info, inst.R, inst.t):
+            log.debug("acquired %s fails: less than %.2f of it inside the image", inst.name, self.options.min_in_view)
+            return None
         valid = valid_depth(frame.depth_m)
         checked = self._check_within_reach(frame, valid, info, inst.R, inst.t, mask)
         if checked is None:
@@ -878,6 +900,13 @@ class Tracker:
         if float(violating[0]) > self.options.climb_violation or float(supported[0]) < ONTO_SURFACE * before:
             return None
         return R[0].cpu().numpy().astype(np.float64), t[0].cpu().numpy().astype(np.float64)
+
+    def _in_view(self, frame: Frame, info: ObjectInfo, R, t) -> bool:
+        """Whether at least ``min_in_view`` of ``info``'s model points, posed by ``R``, ``t``
+        (numpy or tensors), lie inside the image."""
+        points = self.pipeline.model_geometry(info).points.cpu().numpy()
+        share = geometry.share_in_image(points, _numpy(R), _numpy(t), np.asarray(frame.K, np.float64), frame.depth_m.shape)
+        return share >= self.options.min_in_view
 
     def _within_reach(self, frame: Frame, valid: np.ndarray, info: ObjectInfo, R: np.ndarray, t: np.ndarray, region: np.ndarray) -> np.ndarray:
         """``region`` ``(H, W)`` bool without the pixels whose depth lies farther from the posed

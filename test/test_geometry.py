@@ -104,3 +104,15 @@ def test_backproject_project_round_trip():
     np.testing.assert_allclose(pts[1], [0, 0, 2.0])
     np.testing.assert_allclose(pts[0], [(0 - 320) * 2 / 500, (0 - 240) * 2 / 510, 2.0], rtol=1e-6)
     np.testing.assert_allclose(g.project(pts.astype(np.float64), K), np.stack([cols, rows], -1), atol=1e-4)
+
+
+def test_share_in_image_counts_the_points_inside_the_image_and_in_front():
+    """A row of points centred on the image's right edge is half inside; centred in the image all of
+    it is, behind the camera none."""
+    K = np.array([[500.0, 0, 320.0], [0, 500.0, 240.0], [0, 0, 1]])
+    edge = (639.5 - 320.0) / 500.0 * 2.0  # x of the image's right edge at 2 m
+    points = np.stack([np.linspace(-0.1, 0.1, 200), np.zeros(200), np.zeros(200)], 1)
+    t = np.array([edge, 0.0, 2.0])
+    assert g.share_in_image(points, np.eye(3), t, K, (480, 640)) == pytest.approx(0.5, abs=0.01)
+    assert g.share_in_image(points, np.eye(3), np.array([0.0, 0, 2.0]), K, (480, 640)) == 1.0
+    assert g.share_in_image(points, np.eye(3), np.array([0.0, 0, -2.0]), K, (480, 640)) == 0.0

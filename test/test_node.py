@@ -140,9 +140,10 @@ def test_runtime_parameters_take_effect(node_files, ros_env, tmp_path):
     node = start_node(node_files, ros_env)
     try:
         results = set_params(ros_env, "score_threshold:=1.0", "refine_iterations:=-1", "score_threshold:=1.5",
-                             "min_points:=0", "expected_input_hz:=15.0", "device:='cpu'")
+                             "min_points:=0", "expected_input_hz:=15.0", "device:='cpu'", "min_in_view:=0.4")
         ok = {r["name"] + str(i): r for i, r in enumerate(results)}
         assert ok["score_threshold0"]["successful"] and ok["expected_input_hz4"]["successful"], results
+        assert ok["min_in_view6"]["successful"], results
         assert not ok["refine_iterations1"]["successful"] and "Min: 0, Max: 20" in ok["refine_iterations1"]["reason"]
         assert not ok["score_threshold2"]["successful"] and "Min: 0.0, Max: 1.0" in ok["score_threshold2"]["reason"]
         assert not ok["min_points3"]["successful"]

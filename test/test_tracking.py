@@ -17,6 +17,7 @@ from scipy.spatial.transform import Rotation
 
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.frame import Frame
+from densefusion_ros.geometry import share_in_image
 from densefusion_ros.icp import IcpOptions
 from densefusion_ros.models import build_estimator, build_refiner
 from densefusion_ros.pipeline import Pipeline, PipelineConfig
@@ -228,6 +229,34 @@ def test_the_turn_recheck_concludes_only_when_a_turn_leads(setup, monkeypatch):
     assert concluded == [1] and _close(inst, R, t)
 
 
+def test_a_track_leaving_the_view_is_not_rechecked_once_mostly_outside(setup, monkeypatch):
+    """The chair leaves through the image's right edge and is followed throughout; the turn
+    re-check (one verification from all turns) runs on it only while at least ``min_in_view`` of it is
+    inside the image: on a sliver it would act as an acquisition (a mug leaving the view turned to
+    its twin). With ``min_in_view=0`` it runs in every frame after the first."""
+    import densefusion_ros.tracking as tracking
+
+    proposed = []
+    real_propose = tracking.propose
+    monkeypatch.setattr(tracking, "propose", lambda *a, **k: proposed.append(1) or real_propose(*a, **k))
+    pipeline, surface = setup
+    R, _ = _pose(0)
+    xs = np.array([0.0, 0.04, 0.08, 0.12, 0.15, 0.18, 0.2, 0.22])
+    inside = [share_in_image(surface[::100], R, np.array([x, 0.0, 0.5]), K, SHAPE) for x in xs]
+    limit = TrackerOptions().min_in_view
+    assert inside[1] > limit > inside[-1]
+    for options, expected in (({}, [s >= limit for s in inside[1:]]), ({"min_in_view": 0.0}, [True] * (len(xs) - 1))):
+        tracker, rechecked = Tracker(pipeline, **options), []
+        for k, x in enumerate(xs):
+            t = np.array([x, 0.0, 0.5])
+            before = len(proposed)
+            (inst,) = tracker(_frame(surface, [(R, t)])).instances
+            assert inst.track_id == 0 and _close(inst, R, t), (options, x)
+            if k:
+                rechecked.append(len(proposed) > before)
+        assert rechecked == expected, options
+
+
 def test_the_silhouette_is_the_whole_images_dilation(setup):
     """The silhouette, dilated only inside its box, has the pixels of the whole image's dilation,
     at the image border too, and is all False outside its box."""
@@ -353,6 +382,39 @@ def test_an_acquired_pose_in_seen_through_space_climbs_onto_the_object(setup, mo
     angle = np.degrees(Rotation.from_matrix(inst.R @ R.T).magnitude())
     assert angle < 3.0 and abs(inst.t[0] - t[0]) < 2e-3 and np.linalg.norm(inst.t - t) < 6e-3, (angle, inst.t - t)
     assert Tracker(pipeline, climb_violation=1.0)(_frame(surface, [(R, t)])).instances == []  # no climb: the check refuses it
+
+
+def test_an_object_mostly_outside_the_image_is_acquired_once_enough_of_it_shows(setup, monkeypatch):
+    """The chair comes in through the image's right edge, its acquisitions given the true pose
+    (the networks' pose, unverified, replaced): at 7 % of it inside the image the acquisition is
+    refused (``min_in_view``), though the pose passes the check (a sliver at the border fits any
+    surface of its colour), and it is acquired as soon as 23 % shows; with ``min_in_view=0`` the
+    sliver is acquired."""
+    pipeline, surface = setup
+    monkeypatch.setattr(pipeline, "config", replace(pipeline.config, icp="none"))
+    run = Pipeline.__call__
+    truth = {}
+
+    def true_pose(self, frame):
+        res = run(self, frame)
+        res.instances = [replace(i, R=truth["R"], t=truth["t"]) for i in res.instances]
+        return res
+
+    monkeypatch.setattr(Pipeline, "__call__", true_pose)
+    R, _ = _pose(0)
+    points = surface[::100]
+    for x, in_view in ((0.22, 0.07), (0.20, 0.23)):
+        truth.update(R=R, t=np.array([x, 0.0, 0.5]))
+        assert share_in_image(points, R, truth["t"], K, SHAPE) == pytest.approx(in_view, abs=0.02)
+    tracker = Tracker(pipeline)
+    truth["t"] = np.array([0.22, 0.0, 0.5])
+    sliver = _frame(surface, [(R, truth["t"])])
+    assert tracker(sliver).instances == []
+    (inst,) = Tracker(pipeline, min_in_view=0.0)(sliver).instances
+    assert _close(inst, R, truth["t"])
+    truth["t"] = np.array([0.20, 0.0, 0.5])
+    (inst,) = tracker(_frame(surface, [(R, truth["t"])])).instances  # grown past regrow_share: tried at once
+    assert inst.track_id == 0 and _close(inst, R, truth["t"])
 
 
 def test_a_coasting_track_is_recovered_where_it_coasted_to(setup):

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from densefusion_ros.eval import metrics
-from densefusion_ros.geometry import relative
+from densefusion_ros.geometry import relative, share_in_image
 
 FPS = 30.0
 
@@ -263,19 +263,7 @@ def _track_id(instance) -> int | str:
 def _visible(points: np.ndarray, gt, frame, min_visib: float) -> bool:
     """Whether at least ``min_visib`` of the object shows: its visible share of the image's pixels
     (occlusion) times the share of its model ``points`` inside the image (the border)."""
-    return gt.visib_fract * _inside_share(points, gt, frame) >= min_visib
-
-
-def _inside_share(points: np.ndarray, gt, frame) -> float:
-    """Share of the model ``points`` that the true pose projects inside the image."""
-    X = points @ gt.R.T + gt.t
-    X = X[X[:, 2] > 1e-6]
-    if not len(X):
-        return 0.0
-    u = frame.K[0, 0] * X[:, 0] / X[:, 2] + frame.K[0, 2]
-    v = frame.K[1, 1] * X[:, 1] / X[:, 2] + frame.K[1, 2]
-    h, w = frame.depth_m.shape
-    return float(((u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)).sum() / len(points))
+    return gt.visib_fract * share_in_image(points, gt.R, gt.t, frame.K, frame.depth_m.shape) >= min_visib
 
 
 def _match_by_distance(gts, instances, points, catalog) -> dict[int, object]:

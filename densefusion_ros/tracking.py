@@ -41,7 +41,7 @@ costs several times a camera frame. Objects mostly move little between frames, s
 
 A pose mostly outside the image (``min_in_view``) is neither acquired, recovered nor re-checked:
 the check can weigh only the sliver the image shows, which fits any surface of the object's
-colour at the border; an object leaving the view is followed by its ICP alone.
+colour at the border; an object leaving the view is still followed, without those two.
 
 ``Tracker(pipeline)(frame)`` returns a :class:`~densefusion_ros.pipeline.FrameResult` whose
 instances carry a ``track_id``, stable while the object is followed; a lost object found again
@@ -186,11 +186,12 @@ class TrackerOptions:
         search_gain: and a partly hidden object does not pull its prediction aside.
         min_in_view: a pose with less than this share of its model points inside the image
             (:func:`~densefusion_ros.geometry.share_in_image`) is neither acquired (refused before
-            its check) nor re-checked nor recovered: the check weighs only what the image shows,
-            and a sliver of the model at the image's edge fits any surface of the object's colour
-            there (a box cut by the border taken for the torus, a mug leaving the view turned to
-            its twin). An object coming into view is acquired once this much of it is inside; a
-            followed one leaving the view is followed by its ICP alone.
+            its check, as a failed acquisition) nor re-checked nor recovered: the check weighs only
+            what the image shows, and a sliver of the model at the image's edge fits any surface
+            of the object's colour there. A followed object leaving the view is still followed
+            (its ICP, slide and climb). Higher values also keep a box cut by the border from being
+            taken for the torus, or a mug leaving the view from being turned to its twin, and cost
+            the poses of objects that stay at the border.
     """
 
     acquire_per_frame: int = 1
@@ -784,6 +785,9 @@ class Tracker:
             if twin is not None:  # its component joins the object to more of its colour than the track covers
                 result.skipped.append((inst.class_id, f"acquired pose of {inst.name} is track {twin}'s: the class waits"))
                 continue
+            if not self._in_view(frame, self.pipeline.catalog.by_class_id(inst.class_id), inst.R, inst.t):
+                result.skipped.append((inst.class_id, f"acquired pose of {inst.name} lies mostly outside the image (min_in_view)"))
+                continue
             check = self._check_acquired(frame, inst, component)
             if check is None:
                 result.skipped.append((inst.class_id, f"acquired pose of {inst.name} failed the depth check"))
@@ -828,15 +832,11 @@ class Tracker:
         return max((at for c, at in failed if np.linalg.norm(c - centre) < diameter), default=-1)
 
     def _check_acquired(self, frame: Frame, inst: InstanceResult, mask: np.ndarray) -> tuple[InstanceResult, float, float, np.ndarray] | None:
-        """``(inst, fitness, rmse, observed points)`` when enough of the acquired pose lies inside
-        the image (``min_in_view``) and it passes the check (on the part of ``mask`` within its
-        reach: :meth:`_within_reach`), else None. A pose that fails by seen-through space alone
-        climbs first (:meth:`_climb_acquired`) and is checked from there; the returned ``inst``
-        carries the pose checked."""
+        """``(inst, fitness, rmse, observed points)`` when the acquired pose passes the check (on the
+        part of ``mask`` within its reach: :meth:`_within_reach`), else None. A pose that fails by
+        seen-through space alone climbs first (:meth:`_climb_acquired`) and is checked from there;
+        the returned ``inst`` carries the pose checked."""
         info = self.pipeline.catalog.by_class_id(inst.class_id)
-        if not self._in_view(frame, info, inst.R, inst.t):
-            log.debug("acquired %s fails: less than %.2f of it inside the image", inst.name, self.options.min_in_view)
-            return None
         valid = valid_depth(frame.depth_m)
         checked = self._check_within_reach(frame, valid, info, inst.R, inst.t, mask)
         if checked is None:

@@ -108,7 +108,7 @@ def test_backproject_project_round_trip():
 
 def test_share_in_image_counts_the_points_inside_the_image_and_in_front():
     """A row of points centred on the image's right edge is half inside; centred in the image all of
-    it is, behind the camera none."""
+    it is, behind the camera none; of a row through the camera, the half in front (of all points)."""
     K = np.array([[500.0, 0, 320.0], [0, 500.0, 240.0], [0, 0, 1]])
     edge = (639.5 - 320.0) / 500.0 * 2.0  # x of the image's right edge at 2 m
     points = np.stack([np.linspace(-0.1, 0.1, 200), np.zeros(200), np.zeros(200)], 1)
@@ -116,3 +116,5 @@ def test_share_in_image_counts_the_points_inside_the_image_and_in_front():
     assert g.share_in_image(points, np.eye(3), t, K, (480, 640)) == pytest.approx(0.5, abs=0.01)
     assert g.share_in_image(points, np.eye(3), np.array([0.0, 0, 2.0]), K, (480, 640)) == 1.0
     assert g.share_in_image(points, np.eye(3), np.array([0.0, 0, -2.0]), K, (480, 640)) == 0.0
+    across = np.stack([np.zeros(200), np.zeros(200), np.linspace(-0.1, 0.1, 200)], 1)  # half behind the camera
+    assert g.share_in_image(across, np.eye(3), np.zeros(3), K, (480, 640)) == 0.5

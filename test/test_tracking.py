@@ -299,6 +299,21 @@ def test_a_track_that_slides_off_is_recovered_in_place_not_acquired_again(setup)
             assert tracker.stats()["reacquisitions"] + tracker.stats()["lost"] == 1  # lost, maybe acquired again
 
 
+def test_a_track_less_than_min_in_view_inside_the_image_is_not_recovered(setup):
+    """The sudden turn above, with ``min_in_view`` raised past the share of the chair inside the
+    image (as the node's parameter is set at run time): the failing track gets no local
+    verification and is lost, and the chair is not acquired again either."""
+    pipeline, surface = setup
+    tracker = Tracker(pipeline, follow_iterations=0, recheck_turns=False, climb_violation=1.0)
+    R, t = _pose(0)
+    assert [i.track_id for i in tracker(_frame(surface, [(R, t)])).instances] == [0]
+    tracker.options.min_in_view = 1.01  # no pose is that much inside the image
+    turned = Rotation.from_euler("z", 12, degrees=True).as_matrix() @ R
+    res = tracker(_frame(surface, [(turned, t)]))
+    assert res.instances == [] and tracker.stats()["lost"] == 1
+    assert any("mostly outside the image" in why for _, why in res.skipped), res.skipped
+
+
 def test_a_jump_between_processed_frames_is_followed_by_sliding_onto_the_mask(setup):
     """A node that drops frames sees the chair 6 cm (60 px) from where its motion model predicts
     it, five times the silhouette's margin: the prediction slides over the class mask to where the

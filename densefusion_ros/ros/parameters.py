@@ -93,9 +93,9 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("mode", "track", "track (follow objects from frame to frame: a new object is acquired with the per-frame path, then "
          "followed by a short ICP each frame; ids <name>_<track_id> stay while it is followed) or detect (every frame estimated "
          "on its own; ids <name>_<k>)", _ESTIMATION, read_only=False, choices=("track", "detect")),
-    Spec("min_in_view", 0.1, "track mode: no object is acquired, re-checked or recovered with less than this share of its model "
-         "inside the image (a sliver at the border fits any surface of its colour); higher: fewer wrong poses at the border, and "
-         "fewer poses there", _ESTIMATION, read_only=False, range=(0.0, 1.0)),
+    Spec("min_in_view", 0.1, "track mode: an object with less than this share of its model inside the image is not acquired, "
+         "and a followed one is not re-checked or recovered (a sliver at the border fits any surface of its colour); higher: "
+         "fewer wrong poses at the border, and fewer poses there", _ESTIMATION, read_only=False, range=(0.0, 1.0)),
     Spec("refine_iterations", 2, "refiner iterations K (the paper uses 2)", _ESTIMATION, read_only=False, range=(0, 20),
          field="refine_iterations"),
     Spec("min_mask_pixels", 50, "smaller masks are skipped", _ESTIMATION, read_only=False, range=(1, INF), field="min_mask_pixels"),

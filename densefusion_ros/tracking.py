@@ -608,13 +608,11 @@ class Tracker:
         accepted result that scores ``recheck_margin`` higher in the tracker's check replaces its
         pose in ``found`` (``R``, ``t``, ``fitness``, ``rmse``, ``supported``, ``violating``,
         ``coverage``, one row per track). Returns the row replaced, or None."""
-        followed = sorted(
-            (tr.track_id, j) for j, (tr, _, _) in enumerate(rows)
-            if tr.state == "tracking" and self._in_view(frame, tr.info, found["R"][j], found["t"][j])
-        )  # fmt: skip
-        if not followed:
+        followed = sorted((tr.track_id, j) for j, (tr, _, _) in enumerate(rows) if tr.state == "tracking")
+        turn = [p for p in followed if p[0] > self._recheck_cursor] + [p for p in followed if p[0] <= self._recheck_cursor]
+        j = next((j for _, j in turn if self._in_view(frame, rows[j][0].info, found["R"][j], found["t"][j])), None)
+        if j is None:
             return None
-        _, j = next(((i, j) for i, j in followed if i > self._recheck_cursor), followed[0])
         self._recheck_cursor = rows[j][0].track_id
         icp_opts = self.pipeline.config.icp_options
         w = icp_opts.score_weights

@@ -100,6 +100,12 @@ class IcpOptions:
             model points violating the depth (in front of the measured surface by more than
             ``verify_tolerance``, or below the support plane) is not accepted, and the pipeline
             does not publish it: the camera sees through such a pose (1 = accept any).
+        verify_min_in_view: ``icp="verify"``: a verified pose with less than this share of its
+            model points inside the image (:func:`~densefusion_ros.geometry.share_in_image`) is
+            not published: the depth check weighs only what the image shows, and a sliver of the
+            model at the image's edge fits any surface of the object's colour there (0 = publish
+            any). The tracker acquires through this check, and neither re-checks nor recovers a
+            track predicted this far outside (:class:`~densefusion_ros.tracking.Tracker`).
     """
 
     method: Literal["point_to_point", "point_to_plane"] = "point_to_point"
@@ -124,6 +130,7 @@ class IcpOptions:
     verify_support_plane: bool = True
     verify_climb_margin: float = 0.0
     verify_max_violation: float = 0.2
+    verify_min_in_view: float = 0.1
 
     @property
     def score_weights(self) -> tuple[float, float, float]:

@@ -471,7 +471,7 @@ class Pipeline:
             if self.config.instances == "best":
                 items, poses, icp_info = self._keep_best(frame, items, poses, icp_info, result.skipped)
                 timer.lap("segmentation")  # choosing among a class's components is part of stage 2
-            items, poses, icp_info = self._depth_checked(items, poses, icp_info, result.skipped)
+            items, poses, icp_info = self._depth_checked(frame, items, poses, icp_info, result.skipped)
         result.instances = [self._result(it, pose, icp) for it, pose, icp in zip(items, poses, icp_info)]
         result.timings_ms = timer.done()
         return result
@@ -775,19 +775,32 @@ class Pipeline:
         keep.sort()
         return [items[i] for i in keep], [poses[i] for i in keep], [icp_info[i] for i in keep]
 
-    def _depth_checked(self, items: list[_Item], poses: list, icp_info: list, skipped: list):
+    def _depth_checked(self, frame: Frame, items: list[_Item], poses: list, icp_info: list, skipped: list):
         """Without the verified poses that the depth contradicts (:class:`~densefusion_ros.icp.IcpResult`'s
-        ``violating`` above ``icp_options.verify_max_violation``): no pose is better than a wrong one."""
-        limit = self.config.icp_options.verify_max_violation
+        ``violating`` above ``icp_options.verify_max_violation``) or that lie mostly outside the image
+        (less than ``icp_options.verify_min_in_view`` inside it): no pose is better than a wrong one."""
+        opts = self.config.icp_options
+        limit = opts.verify_max_violation
         keep = []
-        for k, (it, icp) in enumerate(zip(items, icp_info)):
+        for k, (it, pose, icp) in enumerate(zip(items, poses, icp_info)):
             violating = getattr(icp, "violating", None)
             if violating is not None and violating > limit:
                 skipped.append((it.info.class_id, f"verified pose of {it.info.name} fails the depth check: {violating:.0%} of the model "
                                                   f"in front of the measured depth or below the table (at most {limit:.0%})"))  # fmt: skip
+            elif self.config.icp == "verify" and (share := self.share_in_view(frame, it.info, pose[0], pose[1])) < opts.verify_min_in_view:
+                skipped.append((it.info.class_id, f"verified pose of {it.info.name} lies mostly outside the image: {share:.0%} of the "
+                                                  f"model inside it (at least {opts.verify_min_in_view:.0%}, verify_min_in_view)"))  # fmt: skip
             else:
                 keep.append(k)
         return [items[k] for k in keep], [poses[k] for k in keep], [icp_info[k] for k in keep]
+
+    def share_in_view(self, frame: Frame, info: ObjectInfo, R: np.ndarray, t: np.ndarray) -> float:
+        """The share of ``info``'s model points (:meth:`model_geometry`), posed by ``R (3, 3)`` and
+        ``t (3,)`` (metres, camera frame), that project inside ``frame``'s image in front of the
+        camera (:func:`~densefusion_ros.geometry.share_in_image`)."""
+        points = self.model_geometry(info).points.cpu().numpy()
+        R, t = np.asarray(R, np.float64), np.asarray(t, np.float64).reshape(3)
+        return geometry.share_in_image(points, R, t, np.asarray(frame.K, np.float64), frame.depth_m.shape)
 
     def _result(self, it: _Item, pose, icp) -> InstanceResult:
         R, t, conf = pose

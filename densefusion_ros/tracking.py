@@ -39,9 +39,10 @@ costs several times a camera frame. Objects mostly move little between frames, s
   result that explains the depth clearly better replaces the track's pose. A view that cannot
   tell two poses apart keeps the track's; a later view that can, switches.
 
-A pose mostly outside the image (``min_in_view``) is neither acquired, recovered nor re-checked:
-the check can weigh only the sliver the image shows, which fits any surface of the object's
-colour at the border; an object leaving the view is still followed, without those two.
+A pose mostly outside the image (the pipeline's ``icp_options.verify_min_in_view``) is neither
+acquired (the pipeline does not publish it), recovered nor re-checked: the check can weigh only
+the sliver the image shows, which fits any surface of the object's colour at the border; an object
+leaving the view is still followed, without those two.
 
 ``Tracker(pipeline)(frame)`` returns a :class:`~densefusion_ros.pipeline.FrameResult` whose
 instances carry a ``track_id``, stable while the object is followed; a lost object found again
@@ -184,14 +185,6 @@ class TrackerOptions:
             model foresees (a camera swept at a few hundred pixels a second); a followed track
             that passes is never moved (0 = no slide),
         search_gain: and a partly hidden object does not pull its prediction aside.
-        min_in_view: a pose with less than this share of its model points inside the image
-            (:func:`~densefusion_ros.geometry.share_in_image`) is neither acquired (refused before
-            its check, as a failed acquisition) nor re-checked nor recovered: the check weighs only
-            what the image shows, and a sliver of the model at the image's edge fits any surface
-            of the object's colour there. A followed object leaving the view is still followed
-            (its ICP, slide and climb). Higher values also keep a box cut by the border from being
-            taken for the torus, or a mug leaving the view from being turned to its twin, and cost
-            the poses of objects that stay at the border.
     """
 
     acquire_per_frame: int = 1
@@ -217,7 +210,6 @@ class TrackerOptions:
     climb_violation: float = 0.02
     search_px: int = 96
     search_gain: float = 0.15
-    min_in_view: float = 0.1
 
 
 @dataclass
@@ -597,7 +589,7 @@ class Tracker:
         self._reacquired_at.append(time.monotonic())
 
     def _recheck(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> int | None:
-        """One followed track (round robin by id) of those at least ``min_in_view`` inside the image
+        """One followed track (round robin by id) of those at least ``verify_min_in_view`` inside the image
         is verified afresh on its region from its pose:
         the hypotheses of all the pipeline's turns (:func:`~densefusion_ros.verify.propose`:
         screened, coarse ICP, scored on the region's own evidence, verification's grid); only when
@@ -666,7 +658,7 @@ class Tracker:
     def _recover(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> None:
         """Followed tracks whose pose fails the check, and coasting ones whose pose fails but
         fits their observed points (``min_fitness``) and covers ``recover_coverage`` of their
-        region's mask, each predicted at least ``min_in_view`` inside the image, get one local
+        region's mask, each predicted at least ``verify_min_in_view`` inside the image, get one local
         verification from their predicted pose
         (:func:`~densefusion_ros.verify.verify_instances` with that single start: ICP, then the
         score's climb); a result that passes replaces the pose in ``found``. A track that the
@@ -783,9 +775,6 @@ class Tracker:
             if twin is not None:  # its component joins the object to more of its colour than the track covers
                 result.skipped.append((inst.class_id, f"acquired pose of {inst.name} is track {twin}'s: the class waits"))
                 continue
-            if not self._in_view(frame, self.pipeline.catalog.by_class_id(inst.class_id), inst.R, inst.t):
-                result.skipped.append((inst.class_id, f"acquired pose of {inst.name} lies mostly outside the image (min_in_view)"))
-                continue
             check = self._check_acquired(frame, inst, component)
             if check is None:
                 result.skipped.append((inst.class_id, f"acquired pose of {inst.name} failed the depth check"))
@@ -900,11 +889,10 @@ class Tracker:
         return R[0].cpu().numpy().astype(np.float64), t[0].cpu().numpy().astype(np.float64)
 
     def _in_view(self, frame: Frame, info: ObjectInfo, R, t) -> bool:
-        """Whether at least ``min_in_view`` of ``info``'s model points, posed by ``R``, ``t``
-        (numpy or tensors), lie inside the image."""
-        points = self.pipeline.model_geometry(info).points.cpu().numpy()
-        share = geometry.share_in_image(points, _numpy(R), _numpy(t), np.asarray(frame.K, np.float64), frame.depth_m.shape)
-        return share >= self.options.min_in_view
+        """Whether at least ``icp_options.verify_min_in_view`` of ``info``'s model points, posed by
+        ``R``, ``t`` (numpy or tensors), lie inside the image."""
+        share = self.pipeline.share_in_view(frame, info, _numpy(R), _numpy(t))
+        return share >= self.pipeline.config.icp_options.verify_min_in_view
 
     def _within_reach(self, frame: Frame, valid: np.ndarray, info: ObjectInfo, R: np.ndarray, t: np.ndarray, region: np.ndarray) -> np.ndarray:
         """``region`` ``(H, W)`` bool without the pixels whose depth lies farther from the posed

@@ -18,7 +18,7 @@ from scipy.spatial.transform import Rotation
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.frame import Frame
 from densefusion_ros.geometry import share_in_image
-from densefusion_ros.icp import IcpOptions
+from densefusion_ros.icp import IcpOptions, IcpResult
 from densefusion_ros.models import build_estimator, build_refiner
 from densefusion_ros.pipeline import Pipeline, PipelineConfig
 from densefusion_ros.tracking import Tracker, TrackerOptions
@@ -231,9 +231,9 @@ def test_the_turn_recheck_concludes_only_when_a_turn_leads(setup, monkeypatch):
 
 def test_a_track_leaving_the_view_is_not_rechecked_once_mostly_outside(setup, monkeypatch):
     """The chair leaves through the image's right edge and is followed throughout; the turn
-    re-check (one verification from all turns) runs on it only while at least ``min_in_view`` of it is
-    inside the image: on a sliver it would act as an acquisition (a mug leaving the view turned to
-    its twin). With ``min_in_view=0`` it runs in every frame after the first."""
+    re-check (one verification from all turns) runs on it only while at least ``verify_min_in_view`` of
+    it is inside the image: on a sliver it would act as an acquisition (a mug leaving the view turned
+    to its twin). With ``verify_min_in_view=0`` it runs in every frame after the first."""
     import densefusion_ros.tracking as tracking
 
     proposed = []
@@ -243,10 +243,11 @@ def test_a_track_leaving_the_view_is_not_rechecked_once_mostly_outside(setup, mo
     R, _ = _pose(0)
     xs = np.array([0.0, 0.04, 0.08, 0.12, 0.15, 0.18, 0.2, 0.22])
     inside = [share_in_image(surface[::100], R, np.array([x, 0.0, 0.5]), K, SHAPE) for x in xs]
-    limit = TrackerOptions().min_in_view
+    limit = IcpOptions().verify_min_in_view
     assert inside[1] > limit > inside[-1]
-    for options, expected in (({}, [s >= limit for s in inside[1:]]), ({"min_in_view": 0.0}, [True] * (len(xs) - 1))):
-        tracker, rechecked = Tracker(pipeline, **options), []
+    for options, expected in ((limit, [s >= limit for s in inside[1:]]), (0.0, [True] * (len(xs) - 1))):
+        monkeypatch.setattr(pipeline.config.icp_options, "verify_min_in_view", options)
+        tracker, rechecked = Tracker(pipeline), []
         for k, x in enumerate(xs):
             t = np.array([x, 0.0, 0.5])
             before = len(proposed)
@@ -299,15 +300,15 @@ def test_a_track_that_slides_off_is_recovered_in_place_not_acquired_again(setup)
             assert tracker.stats()["reacquisitions"] + tracker.stats()["lost"] == 1  # lost, maybe acquired again
 
 
-def test_a_track_less_than_min_in_view_inside_the_image_is_not_recovered(setup):
-    """The sudden turn above, with ``min_in_view`` raised past the share of the chair inside the
-    image (as the node's parameter is set at run time): the failing track gets no local
-    verification and is lost, and the chair is not acquired again either."""
+def test_a_track_less_than_min_in_view_inside_the_image_is_not_recovered(setup, monkeypatch):
+    """The sudden turn above, with ``verify_min_in_view`` raised past the share of the chair inside
+    the image (as the node's parameter ``min_in_view`` is set at run time): the failing track gets no
+    local verification and is lost, and the chair is not acquired again either."""
     pipeline, surface = setup
     tracker = Tracker(pipeline, follow_iterations=0, recheck_turns=False, climb_violation=1.0)
     R, t = _pose(0)
     assert [i.track_id for i in tracker(_frame(surface, [(R, t)])).instances] == [0]
-    tracker.options.min_in_view = 1.01  # no pose is that much inside the image
+    monkeypatch.setattr(pipeline.config.icp_options, "verify_min_in_view", 1.01)  # no pose is that much inside the image
     turned = Rotation.from_euler("z", 12, degrees=True).as_matrix() @ R
     res = tracker(_frame(surface, [(turned, t)]))
     assert res.instances == [] and tracker.stats()["lost"] == 1
@@ -400,22 +401,20 @@ def test_an_acquired_pose_in_seen_through_space_climbs_onto_the_object(setup, mo
 
 
 def test_an_object_mostly_outside_the_image_is_acquired_once_enough_of_it_shows(setup, monkeypatch):
-    """The chair comes in through the image's right edge, its acquisitions given the true pose
-    (the networks' pose, unverified, replaced): at 7 % of it inside the image the acquisition is
-    refused (``min_in_view``), though the pose passes the check (a sliver at the border fits any
-    surface of its colour), and it is acquired as soon as 23 % shows; with ``min_in_view=0`` the
-    sliver is acquired."""
+    """The chair comes in through the image's right edge, its verification giving the true pose
+    (``verify_instances`` replaced): at 7 % of it inside the image the pipeline does not publish
+    the pose (``verify_min_in_view``), though it passes the depth check (a sliver at the border fits
+    any surface of its colour), so the tracker does not acquire it; it is acquired as soon as 23 %
+    shows. With ``verify_min_in_view=0`` the sliver is published and acquired."""
+    import densefusion_ros.pipeline as pipeline_module
+
     pipeline, surface = setup
-    monkeypatch.setattr(pipeline, "config", replace(pipeline.config, icp="none"))
-    run = Pipeline.__call__
     truth = {}
 
-    def true_pose(self, frame):
-        res = run(self, frame)
-        res.instances = [replace(i, R=truth["R"], t=truth["t"]) for i in res.instances]
-        return res
+    def true_pose(inputs, evidence, options):
+        return [IcpResult(truth["R"], truth["t"], fitness=1.0, rmse=1e-3, violating=0.0) for _ in inputs]
 
-    monkeypatch.setattr(Pipeline, "__call__", true_pose)
+    monkeypatch.setattr(pipeline_module, "verify_instances", true_pose)
     R, _ = _pose(0)
     points = surface[::100]
     for x, in_view in ((0.22, 0.07), (0.20, 0.23)):
@@ -424,12 +423,16 @@ def test_an_object_mostly_outside_the_image_is_acquired_once_enough_of_it_shows(
     tracker = Tracker(pipeline)
     truth["t"] = np.array([0.22, 0.0, 0.5])
     sliver = _frame(surface, [(R, truth["t"])])
+    res = pipeline(sliver)
+    assert res.instances == [] and any("mostly outside the image" in why for _, why in res.skipped), res.skipped
     assert tracker(sliver).instances == []
-    (inst,) = Tracker(pipeline, min_in_view=0.0)(sliver).instances
-    assert _close(inst, R, truth["t"])
     truth["t"] = np.array([0.20, 0.0, 0.5])
     (inst,) = tracker(_frame(surface, [(R, truth["t"])])).instances  # grown past regrow_share: tried at once
     assert inst.track_id == 0 and _close(inst, R, truth["t"])
+    monkeypatch.setattr(pipeline.config.icp_options, "verify_min_in_view", 0.0)
+    truth["t"] = np.array([0.22, 0.0, 0.5])
+    (inst,) = Tracker(pipeline)(sliver).instances
+    assert _close(inst, R, truth["t"])
 
 
 def test_a_coasting_track_is_recovered_where_it_coasted_to(setup):

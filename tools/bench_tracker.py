@@ -5,7 +5,7 @@
 Each positional argument is one variant: comma-separated ``key=value`` settings of
 :class:`~densefusion_ros.tracking.TrackerOptions`, :class:`~densefusion_ros.pipeline.PipelineConfig`
 or :class:`~densefusion_ros.icp.IcpOptions` (``""`` = the defaults). Bundled weights, segmenter
-masks, ``evaluate --sequence --mode track``'s scoring. Per seed and variant it prints the share of
+masks, ``evaluate --sequence``'s scoring (``--mode detect``: the pipeline on every frame, no tracker). Per seed and variant it prints the share of
 visible object-frames within 0.1 x diameter (ADD(-S)), per object (``name accuracy/wrong poses``,
 so that the mug's turn can be told from the rest), the wrong poses published and the
 steady-state median and p95 ms per frame; then each variant's mean over the seeds. The pseudo-setting
@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="pipeline seeds (the points the networks sample)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--frame-step", type=int, default=1, help="every this many-th frame only (evaluate_sequences' frame_step)")
+    parser.add_argument("--mode", choices=("track", "detect"), default="track",
+                        help="detect: every frame on its own through the pipeline (the node's mode: detect)")
+    parser.add_argument("--max-sequences", type=int, default=None, help="the first this many sequences only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -76,15 +79,16 @@ def main() -> None:
             )  # fmt: skip
             tracker = Tracker(pipeline, **options)
 
-            def fresh() -> Tracker:
+            def fresh() -> Tracker | Pipeline:
                 tracker.reset()
-                return tracker
+                return tracker if args.mode == "track" else pipeline
 
             compiled = COMPILE_STEP in variant.split(",")
             verify._icp_step = torch.compile(EAGER_STEP, dynamic=True) if compiled else EAGER_STEP
             if compiled:
                 evaluate_sequences(fresh, dataset, pipeline.catalog, max_sequences=1, frame_step=args.frame_step)
-            summary = evaluate_sequences(fresh, dataset, pipeline.catalog, frame_step=args.frame_step).summary()
+            summary = evaluate_sequences(fresh, dataset, pipeline.catalog, frame_step=args.frame_step,
+                                         max_sequences=args.max_sequences).summary()
             objects = {k: v for k, v in summary["objects"].items() if k != "ALL"}
             pooled = summary["objects"]["ALL"]
             accuracy[variant].append(100 * pooled["accuracy"])

@@ -163,7 +163,7 @@ class DenseFusionNode(LifecycleNode):
         """Load the networks and catalog and run them once; a failure is logged (and raised with autostart)."""
         try:
             self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
-            self.tracker = Tracker(self.pipeline, camera_hz=self._p("expected_input_hz"), min_in_view=self._p("min_in_view"))
+            self.tracker = Tracker(self.pipeline, camera_hz=self._p("expected_input_hz"))
             self._warm_up()
         except Exception as e:  # noqa: BLE001 - rclpy would swallow it unlogged; kept for autostart to raise
             self.catalog, self.pipeline, self.tracker = None, None, None
@@ -271,9 +271,6 @@ class DenseFusionNode(LifecycleNode):
                 for freq in self._input_freq.values():
                     freq.min_hz = freq.max_hz = param.value
                 self._output_freq.max_hz = param.value
-            elif param.name == "min_in_view":
-                if self.tracker is not None:
-                    self.tracker.options.min_in_view = param.value
             elif param.name == "processing_budget_ms":
                 self._budget.budget_ms = param.value
             elif param.name == "mode" and param.value != self._mode:

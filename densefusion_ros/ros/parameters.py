@@ -93,9 +93,6 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("mode", "track", "track (follow objects from frame to frame: a new object is acquired with the per-frame path, then "
          "followed by a short ICP each frame; ids <name>_<track_id> stay while it is followed) or detect (every frame estimated "
          "on its own; ids <name>_<k>)", _ESTIMATION, read_only=False, choices=("track", "detect")),
-    Spec("min_in_view", 0.1, "track mode: an object with less than this share of its model inside the image is not acquired, "
-         "and a followed one is not re-checked or recovered (a sliver at the border fits any surface of its colour); higher: "
-         "fewer wrong poses at the border, and fewer poses there", _ESTIMATION, read_only=False, range=(0.0, 1.0)),
     Spec("refine_iterations", 2, "refiner iterations K (the paper uses 2)", _ESTIMATION, read_only=False, range=(0, 20),
          field="refine_iterations"),
     Spec("min_mask_pixels", 50, "smaller masks are skipped", _ESTIMATION, read_only=False, range=(1, INF), field="min_mask_pixels"),
@@ -114,6 +111,10 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("verify_max_violation", 0.2, "icp verify: a verified pose with a larger share of its model points in front of the "
          "measured depth or below the table is not published (1 = publish any)", _ESTIMATION, read_only=False, range=(0.0, 1.0),
          field="icp_options.verify_max_violation"),
+    Spec("min_in_view", 0.1, "icp verify: a verified pose with less than this share of its model inside the image is not published (a "
+         "sliver at the border fits any surface of its colour), and track mode neither re-checks nor recovers a track predicted "
+         "that far out; higher: fewer wrong poses at the border, and fewer poses there", _ESTIMATION, read_only=False,
+         range=(0.0, 1.0), field="icp_options.verify_min_in_view"),
     Spec("instances", "best", "mask -> objects: best (of a class's mask components, the one whose pose best explains the depth "
          "image; one object per class), largest (its largest component), class (the whole mask, as published) or split "
          "(every component an object)", _ESTIMATION, choices=INSTANCE_RULES, field="instances"),

@@ -781,13 +781,14 @@ class Pipeline:
         (less than ``icp_options.verify_min_in_view`` inside it): no pose is better than a wrong one."""
         opts = self.config.icp_options
         limit = opts.verify_max_violation
+        verified = self.config.icp == "verify"
         keep = []
         for k, (it, pose, icp) in enumerate(zip(items, poses, icp_info)):
             violating = getattr(icp, "violating", None)
             if violating is not None and violating > limit:
                 skipped.append((it.info.class_id, f"verified pose of {it.info.name} fails the depth check: {violating:.0%} of the model "
                                                   f"in front of the measured depth or below the table (at most {limit:.0%})"))  # fmt: skip
-            elif self.config.icp == "verify" and (share := self.share_in_view(frame, it.info, pose[0], pose[1])) < opts.verify_min_in_view:
+            elif verified and icp is not None and (share := self.share_in_view(frame, it.info, *pose[:2])) < opts.verify_min_in_view:
                 skipped.append((it.info.class_id, f"verified pose of {it.info.name} lies mostly outside the image: {share:.0%} of the "
                                                   f"model inside it (at least {opts.verify_min_in_view:.0%}, verify_min_in_view)"))  # fmt: skip
             else:

@@ -242,7 +242,8 @@ class Tracker:
     Args:
         pipeline: a :class:`~densefusion_ros.pipeline.Pipeline`; its configuration (normally
             ``icp="verify"``) is the acquisition path, its segmenter gives the masks and its
-            ``icp_options`` the scoring settings.
+            ``icp_options`` the scoring settings (and ``verify_min_in_view``, which the
+            acquisitions pass only with ``icp="verify"``).
         **options: fields of :class:`TrackerOptions`.
     """
 

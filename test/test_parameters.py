@@ -90,6 +90,7 @@ def test_every_field_exists_and_values_map_to_it():
     ("refine_iterations", 0, lambda c: c.refine_iterations),
     ("verify_hypotheses", 12, lambda c: c.icp_options.init_rotations),
     ("verify_centroid_starts", False, lambda c: c.icp_options.verify_centroid_starts),
+    ("min_in_view", 0.4, lambda c: c.icp_options.verify_min_in_view),
 ])
 def test_live_changes_apply_to_the_pipeline_config(name, value, read):
     config = pipeline_config({}, device="cpu")

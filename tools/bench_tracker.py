@@ -1,20 +1,20 @@
 """Compare tracker settings on sequence splits over several pipeline seeds.
 
-``python -m tools.bench_tracker "" "climb_violation=1" [--dataset .data/seq] [--split seq_val] [--seeds 0,1,2]``
+``python -m tools.bench_tracker "" "climb_violation=1" [--dataset .data/seq] [--split seq_val] [--seeds 0,1,2] [--mode detect] [--max-sequences N]``
 
 Each positional argument is one variant: comma-separated ``key=value`` settings of
 :class:`~densefusion_ros.tracking.TrackerOptions`, :class:`~densefusion_ros.pipeline.PipelineConfig`
 or :class:`~densefusion_ros.icp.IcpOptions` (``""`` = the defaults). Bundled weights, segmenter
-masks, ``evaluate --sequence``'s scoring (``--mode detect``: the pipeline on every frame, no tracker). Per seed and variant it prints the share of
-visible object-frames within 0.1 x diameter (ADD(-S)), per object (``name accuracy/wrong poses``,
-so that the mug's turn can be told from the rest), the wrong poses published and the
-steady-state median and p95 ms per frame; then each variant's mean over the seeds. The pseudo-setting
-``compile_icp_step=1`` runs ICP's step through ``torch.compile`` (an experiment for the GPU, where
-the step's hundred small operations are as many kernel launches; design note 'verify: the ICP step
-through torch.compile'), after one sequence that warms the compiler up. One seed's figure
-moves by several points (the mug's episodes: docs/benchmarks/sequences_track_seeds.md), so choose on
-the means. Variants run one after another per seed, not frame by frame: compare their times only
-within one run.
+masks, ``evaluate --sequence``'s scoring (``--mode detect``: the pipeline on every frame, no
+tracker, so TrackerOptions keys change nothing). Per seed and variant it prints the share of visible
+object-frames within 0.1 x diameter (ADD(-S)), per object (``name accuracy/wrong poses``, so that
+the mug's turn can be told from the rest), the wrong poses published and the steady-state median and
+p95 ms per frame; then each variant's mean over the seeds. The pseudo-setting ``compile_icp_step=1``
+runs ICP's step through ``torch.compile`` (an experiment for the GPU, where the step's hundred small
+operations are as many kernel launches; design note 'verify: the ICP step through torch.compile'),
+after one sequence that warms the compiler up. One seed's figure moves by several points (the mug's
+episodes: docs/benchmarks/sequences_track_seeds.md), so choose on the means. Variants run one after
+another per seed, not frame by frame: compare their times only within one run.
 """
 
 from __future__ import annotations

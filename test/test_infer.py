@@ -39,18 +39,18 @@ def workdir(tmp_path_factory) -> Path:
     return d
 
 
-def _infer(d: Path, out: Path, *extra: str) -> int:
+def _infer(d: Path, out: Path, *extra: str, icp: str = "after") -> int:
+    """``infer`` with the random networks; ``icp="after"`` (ICP from the network pose, no checks) by default, so that
+    every object is published and its output checked: the random networks' poses fail the verified path's checks."""
     args = ["infer", "--weights", str(d / "est.pth"), "--refiner", str(d / "ref.pth"), "--catalog", str(d / "objects.yaml"),
-            "--device", "cpu", "--out", str(out), *extra]  # fmt: skip
+            "--device", "cpu", "--icp", icp, "--out", str(out), *extra]  # fmt: skip
     return cli.main(args)
 
 
 def _check_outputs(out: Path, classes: list[int]) -> dict:
     poses = json.loads((out / "poses.json").read_text())
     assert poses["error"] is None
-    published = [p["class_id"] for p in poses["instances"]]
-    refused = [s["class_id"] for s in poses["skipped"] if "fails the depth check" in s["reason"]]
-    assert published and sorted(published + refused) == classes  # random weights: the depth check may refuse a pose, with its reason
+    assert sorted(p["class_id"] for p in poses["instances"]) == classes
     for p in poses["instances"]:
         R, t = np.array(p["R"]), np.array(p["t"])
         assert R.shape == (3, 3) and t.shape == (3,)
@@ -76,6 +76,19 @@ def test_infer_with_label_and_K(workdir, tmp_path, capsys):
     rgb = io.read_rgb(d / "rgb.png")
     assert (io.read_rgb(tmp_path / "overlay.png") != rgb).any()  # something was drawn
     assert "wrote" in capsys.readouterr().out
+
+
+def test_infer_verified_poses_that_fail_a_check_are_refused_with_their_reason(workdir, tmp_path):
+    """The default ``icp: verify``: every object is published or refused by a check, with its reason in ``skipped``."""
+    d = workdir
+    rc = _infer(d, tmp_path, "--rgb", str(d / "rgb.png"), "--depth", str(d / "depth.png"), "--depth-scale", "0.001",
+                "--K", (d / "K.txt").read_text(), "--label", str(d / "label.png"), icp="verify")  # fmt: skip
+    assert rc == 0
+    poses = json.loads((tmp_path / "poses.json").read_text())
+    published = [p["class_id"] for p in poses["instances"]]
+    checks = ("fails the depth check", "lies mostly outside the image")
+    refused = [s["class_id"] for s in poses["skipped"] if any(c in s["reason"] for c in checks)]
+    assert poses["error"] is None and sorted(published + refused) == [1, 2], poses["skipped"]
 
 
 def _camera_json_args(d: Path) -> list[str]:

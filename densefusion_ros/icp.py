@@ -104,8 +104,9 @@ class IcpOptions:
             model points inside the image (:func:`~densefusion_ros.geometry.share_in_image`) is
             not published: the depth check weighs only what the image shows, and a sliver of the
             model at the image's edge fits any surface of the object's colour there (0 = publish
-            any). The tracker acquires through this check (with ``icp="verify"``, its default), and neither re-checks nor recovers a
-            track predicted this far outside (:class:`~densefusion_ros.tracking.Tracker`).
+            any). The tracker acquires through this check (with ``icp="verify"``, its default),
+            and neither re-checks nor recovers a track predicted this far outside
+            (:class:`~densefusion_ros.tracking.Tracker`).
     """
 
     method: Literal["point_to_point", "point_to_plane"] = "point_to_point"

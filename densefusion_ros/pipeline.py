@@ -796,10 +796,11 @@ class Pipeline:
         return [items[k] for k in keep], [poses[k] for k in keep], [icp_info[k] for k in keep]
 
     def share_in_view(self, frame: Frame, info: ObjectInfo, R: np.ndarray, t: np.ndarray) -> float:
-        """The share of ``info``'s model points (:meth:`model_geometry`), posed by ``R (3, 3)`` and
-        ``t (3,)`` (metres, camera frame), that project inside ``frame``'s image in front of the
-        camera (:func:`~densefusion_ros.geometry.share_in_image`)."""
-        points = self.model_geometry(info).points.cpu().numpy()
+        """The share of ``info``'s model points (those of :meth:`model_geometry`, from the catalog's
+        host-side cache: no device copy), posed by ``R (3, 3)`` and ``t (3,)`` (metres, camera
+        frame), that project inside ``frame``'s image in front of the camera
+        (:func:`~densefusion_ros.geometry.share_in_image`)."""
+        points = info.sample_points(self.config.icp_options.model_points)
         R, t = np.asarray(R, np.float64), np.asarray(t, np.float64).reshape(3)
         return geometry.share_in_image(points, R, t, np.asarray(frame.K, np.float64), frame.depth_m.shape)
 

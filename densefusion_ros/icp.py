@@ -53,7 +53,8 @@ class IcpOptions:
             is the default: more starts lie within reach of the right orientation (see
             docs/design_notes.md, 'icp: rotation group').
         init_rotations: use only the first this many (the identity first; 0 = all).
-        min_fitness: a result with lower fitness keeps the input pose (``"after"`` mode).
+        min_fitness: a result with lower fitness keeps the input pose (``"after"`` mode), or is
+            not accepted (``"verify"``), and the pipeline does not publish it.
         observed_points: observed points of the instance used by the pipeline's ICP stage, sampled
             from its whole mask (0 = the network's N points only).
         verify_tolerance, verify_violation_weight, verify_coverage_weight:

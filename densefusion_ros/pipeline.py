@@ -777,8 +777,11 @@ class Pipeline:
 
     def _depth_checked(self, frame: Frame, items: list[_Item], poses: list, icp_info: list, skipped: list):
         """Without the verified poses that the depth contradicts (:class:`~densefusion_ros.icp.IcpResult`'s
-        ``violating`` above ``icp_options.verify_max_violation``) or that lie mostly outside the image
-        (less than ``icp_options.verify_min_in_view`` inside it): no pose is better than a wrong one."""
+        ``violating`` above ``icp_options.verify_max_violation``), that verification did not accept
+        (no start reached ``icp_options.min_fitness`` on the observed points: the pose is the
+        network's own, or a hypothesis that the final ICP could not fit) or that lie mostly outside
+        the image (less than ``icp_options.verify_min_in_view`` inside it): no pose is better than a
+        wrong one."""
         opts = self.config.icp_options
         limit = opts.verify_max_violation
         verified = self.config.icp == "verify"
@@ -788,6 +791,9 @@ class Pipeline:
             if violating is not None and violating > limit:
                 skipped.append((it.info.class_id, f"verified pose of {it.info.name} fails the depth check: {violating:.0%} of the model "
                                                   f"in front of the measured depth or below the table (at most {limit:.0%})"))  # fmt: skip
+            elif verified and icp is not None and not icp.accepted:
+                skipped.append((it.info.class_id, f"verification found no pose of {it.info.name} that fits its observed points: "
+                                                  f"ICP fitness {icp.fitness:.0%} (at least {opts.min_fitness:.0%})"))  # fmt: skip
             elif verified and icp is not None and (share := self.share_in_view(frame, it.info, *pose[:2])) < opts.verify_min_in_view:
                 skipped.append((it.info.class_id, f"verified pose of {it.info.name} lies mostly outside the image: {share:.0%} of the "
                                                   f"model inside it (at least {opts.verify_min_in_view:.0%}, verify_min_in_view)"))  # fmt: skip

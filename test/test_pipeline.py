@@ -345,6 +345,12 @@ def test_icp_after_refiner_runs(nets, tmp_path, frame):
     gated = Pipeline(est, cat, strict, refiner=ref)(frame)
     assert gated.ok and gated.instances == []
     assert sorted(cid for cid, why in gated.skipped if "fails the depth check" in why) == sorted(r.class_id for r in res.instances)
+    # nor one that verification fitted to no observed points (a min_fitness above 1 fits none; any violation passes)
+    unfit = replace(cfg, icp="verify", icp_options=replace(cfg.icp_options, min_fitness=1.01, verify_max_violation=1.0))
+    refused = Pipeline(est, cat, unfit, refiner=ref)(frame)
+    assert refused.ok and refused.instances == []
+    fits = "that fits its observed points: ICP fitness"
+    assert sorted(cid for cid, why in refused.skipped if fits in why) == sorted(r.class_id for r in res.instances), refused.skipped
 
 
 def test_bench_prints_a_row_per_device_and_precision(capsys):

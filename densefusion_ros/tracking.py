@@ -26,7 +26,9 @@ costs several times a camera frame. Objects mostly move little between frames, s
 * **check** every pose against the depth image (:func:`~densefusion_ros.verify.depth_terms`):
   ICP fitness, coverage of the object's whole mask component within the pose's reach (a distractor
   of its colour touching it in the image joins the component), points the camera sees through or
-  that lie below the table (:mod:`~densefusion_ros.support_plane`). A followed pose that fails,
+  that lie below the table (:mod:`~densefusion_ros.support_plane`); for an acquired pose also as a
+  share of the points the camera would see (a distractor of its colour taken for it shows little of
+  the model, and that in front). A followed pose that fails,
   or a coasting one that fails but lies on its object (it fits its points and covers part of its
   mask), gets one local verification from its prediction (**recover**); a pose that still fails
   is not published: a followed track is lost, a coasting one coasts on;
@@ -80,6 +82,7 @@ from densefusion_ros.verify import (
     propose,
     score_of_terms,
     score_poses,
+    seen_violation,
     verify_instances,
 )
 
@@ -133,6 +136,13 @@ class TrackerOptions:
             pixels with depth: :func:`~densefusion_ros.icp.mask_grid`), and
         max_violation: at most this share of the model points lie in front of the measured
             depth (:func:`~densefusion_ros.verify.depth_terms`).
+        max_seen_violation: an acquired pose also fails when more than this share of the model
+            points that the camera would see (the posed model's front surface, with a depth
+            reading: :func:`~densefusion_ros.verify.seen_violation`) lie in front of the depth: a
+            distractor of the object's colour taken for it (a torus sunk into a box's face) hides
+            most of the model, and what shows lies in front. Followed poses are not held to it: a
+            track coming back into view, or a pose a few millimetres off, fails it before its
+            follow and climb settle (1 = no such term).
         min_pixels: a track whose class mask has fewer pixels inside its silhouette is lost
             (occluded or out of view); also the smallest mask component that is acquired.
         explained_share: a mask component is explained by a track (not acquired) when at least
@@ -197,6 +207,7 @@ class TrackerOptions:
     min_fitness: float = 0.9
     min_coverage: float = 0.8
     max_violation: float = 0.08
+    max_seen_violation: float = 0.12
     min_pixels: int = 50
     explained_share: float = 0.3
     recheck_turns: bool = True
@@ -407,11 +418,11 @@ class Tracker:
         if opts.recover:
             self._recover(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found)
         self._climb_violating(rows, bank, evidence, source, valid_pts, found)
-        R, t, fitness, rmse, coverage, violating = (found[k] for k in ("R", "t", "fitness", "rmse", "coverage", "violating"))
+        R, t, fitness, rmse, coverage = (found[k] for k in ("R", "t", "fitness", "rmse", "coverage"))
         out, motions = [], []
         R_np, t_np = R.double().cpu().numpy(), t.double().cpu().numpy()
         for j, (tr, R_pred, t_pred) in enumerate(predicted):
-            if not self._passes(f"track {tr.track_id} ({tr.info.name})", fitness[j], coverage[j], violating[j]):
+            if not self._passes(f"track {tr.track_id} ({tr.info.name})", found, j):
                 self._lose(tr, R_pred, t_pred)
                 continue
             dR = R_np[j] @ tr.R.T
@@ -442,7 +453,7 @@ class Tracker:
         predicted: the slide may have found another object of its colour). Returns whether any did."""
         tries = {}
         for j in slidable:
-            if self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j]):
+            if self._passes(None, found, j):
                 continue
             tr, R_pred, t_pred = rows[j]
             shift = self._slide(tr, R_pred, t_pred, frame, components[tr.info.class_id][1], predictions)
@@ -647,9 +658,7 @@ class Tracker:
         R, t, _ = climb(evidence, bank, picks, picks, found["R"][picks], found["t"][picks], score, weights)
         climbed = self._measure(bank, evidence, source, valid_pts, picks, R, t)
         for k, j in enumerate(picks.tolist()):
-            if self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j]) and not self._passes(
-                None, climbed["fitness"][k], climbed["coverage"][k], climbed["violating"][k]
-            ):
+            if self._passes(None, found, j) and not self._passes(None, climbed, k):
                 continue  # the climb does not lose a track: its score leaves out the ICP fitness that the check weighs
             tr = rows[j][0]
             before, after = float(found["violating"][j]), float(climbed["violating"][k])
@@ -673,7 +682,7 @@ class Tracker:
         near = ((found["fitness"] >= opts.min_fitness) & (found["coverage"] >= opts.recover_coverage)).tolist()  # a coasting track on its object
         failing = [
             j for j, (tr, _, _) in enumerate(rows)
-            if (tr.state == "tracking" or near[j]) and not self._passes(None, found["fitness"][j], found["coverage"][j], found["violating"][j])
+            if (tr.state == "tracking" or near[j]) and not self._passes(None, found, j)
             and self._in_view(frame, tr.info, rows[j][1], rows[j][2])
         ]  # fmt: skip
         if not failing:
@@ -684,7 +693,7 @@ class Tracker:
         results = verify_instances(inputs, local, options)
         v = self._measure_results(bank, evidence, source, valid_pts, failing, results)
         for k, j in enumerate(failing):
-            recovered = results[k].accepted and self._passes(None, v["fitness"][k], v["coverage"][k], v["violating"][k])
+            recovered = results[k].accepted and self._passes(None, v, k)
             log.debug("track %d (%s) %s", rows[j][0].track_id, rows[j][0].info.name, "recovered" if recovered else "not recovered")
             if recovered:
                 _set_row(found, j, v, k)
@@ -830,8 +839,10 @@ class Tracker:
         if checked is None:
             return None
         v, cloud, evidence = checked
-        climbs = self.options.climb_violation < 1.0 and float(v["violating"][0]) > self.options.max_violation
-        if climbs and self._passes(None, v["fitness"][0], v["coverage"][0], 0.0):
+        opts = self.options
+        seen_through = float(v["violating"][0]) > opts.max_violation or float(v["seen_violating"][0]) > opts.max_seen_violation
+        climbs = opts.climb_violation < 1.0 and seen_through
+        if climbs and self._passes(None, v, 0, violation=False):
             climbed = self._climb_acquired(inst.name, info, evidence, v)
             if climbed is None:
                 return None
@@ -840,14 +851,18 @@ class Tracker:
             if checked is None:
                 return None
             v, cloud, _ = checked
-        if not self._passes(f"acquired {inst.name}", v["fitness"][0], v["coverage"][0], v["violating"][0]):
+        if not self._passes(f"acquired {inst.name}", v, 0):
+            return None
+        if float(v["seen_violating"][0]) > opts.max_seen_violation:
+            log.debug("acquired %s fails: %.3f of the points the camera would see are seen through", inst.name, float(v["seen_violating"][0]))
             return None
         return inst, float(v["fitness"][0]), float(v["rmse"][0]), cloud
 
     def _check_within_reach(
         self, frame: Frame, valid: np.ndarray, info: ObjectInfo, R: np.ndarray, t: np.ndarray, mask: np.ndarray
     ) -> tuple[dict[str, torch.Tensor], np.ndarray, DepthEvidence] | None:
-        """The check's measures (:meth:`_measure`, one row) of the pose ``(R, t)`` on the part of
+        """The check's measures (:meth:`_measure`, one row, and ``seen_violating``:
+        :func:`~densefusion_ros.verify.seen_violation`) of the pose ``(R, t)`` on the part of
         ``mask`` within its reach, with the observed points and the evidence they came from; None
         where no point is observed there."""
         region = self._within_reach(frame, valid, info, R, t, mask)
@@ -860,7 +875,9 @@ class Tracker:
         source, valid_pts = padded([cloud], [0], device)
         evidence = DepthEvidence.build(frame.depth_m, frame.K, [region], device, CHECK_CELLS, self._plane)
         pose = [torch.as_tensor(np.asarray(x)[None], dtype=torch.float32, device=device) for x in (R, t)]
-        return self._measure(bank, evidence, source, valid_pts, obj, *pose), cloud, evidence
+        measures = self._measure(bank, evidence, source, valid_pts, obj, *pose)
+        measures["seen_violating"] = seen_violation(evidence, bank.points[obj], obj, *pose, self.pipeline.config.icp_options.verify_tolerance)
+        return measures, cloud, evidence
 
     def _climb_acquired(
         self, name: str, info: ObjectInfo, evidence: DepthEvidence, v: dict[str, torch.Tensor]
@@ -923,11 +940,13 @@ class Tracker:
             rr, cc = rr[pick], cc[pick]
         return geometry.backproject(frame.depth_m, frame.K, rr, cc)
 
-    def _passes(self, what: str | None, fitness, coverage, violating) -> bool:
-        """The check of a pose against the depth image (:class:`TrackerOptions`); a failure is
-        logged (debug) as ``what`` unless that is None."""
+    def _passes(self, what: str | None, measures: dict[str, torch.Tensor], j: int, violation: bool = True) -> bool:
+        """The check of the pose in row ``j`` of ``measures`` (:meth:`_measure`'s) against the depth
+        image (:class:`TrackerOptions`; without its violation term unless ``violation``); a failure
+        is logged (debug) as ``what`` unless that is None."""
         opts = self.options
-        fitness, coverage, violating = float(fitness), float(coverage), float(violating)
+        fitness, coverage = float(measures["fitness"][j]), float(measures["coverage"][j])
+        violating = float(measures["violating"][j]) if violation else 0.0
         if fitness >= opts.min_fitness and coverage >= opts.min_coverage and violating <= opts.max_violation:
             return True
         if what is not None:

@@ -37,8 +37,8 @@ from scipy.spatial.transform import Rotation
 from densefusion_ros.icp import IcpOptions, IcpResult, centroid_translation, default_distance, group_rotations, mask_grid  # fmt: skip
 
 __all__ = [
-    "ModelGeometry", "ModelBank", "padded", "DepthEvidence", "icp", "score_poses", "score_of_terms", "depth_terms", "verify_instances",
-    "VerifyInput", "climb", "Hypotheses", "propose", "conclude",
+    "ModelGeometry", "ModelBank", "padded", "DepthEvidence", "icp", "score_poses", "score_of_terms", "depth_terms", "seen_violation",
+    "verify_instances", "VerifyInput", "climb", "Hypotheses", "propose", "conclude",
 ]
 
 
@@ -462,6 +462,55 @@ def depth_terms(
     them; or more than ``tolerance`` below the evidence's support plane), and the mask's
     *coverage* by supported points (zeros when not ``with_coverage``).
     Points behind the surface and without a reading count for nothing."""
+    posed = _posed_points(evidence, points, slot, R, t, tolerance)
+    M = points.shape[1]
+    coverage = _coverage(evidence, slot, posed.pix, posed.supported) if with_coverage else torch.zeros(len(slot), device=R.device)
+    return posed.supported.count_nonzero(-1) / M, posed.violating.count_nonzero(-1) / M, coverage
+
+
+def seen_violation(
+    evidence: DepthEvidence, points: torch.Tensor, slot: torch.Tensor, R: torch.Tensor, t: torch.Tensor, tolerance: float = 0.01
+) -> torch.Tensor:
+    """The share ``[P]`` of the posed model points that the camera would see (those of the posed
+    model's own front surface: within ``tolerance`` of its nearest point in their cell of
+    :data:`SEEN_CELL` pixels) and that has a depth reading, which is *violating* (:func:`depth_terms`).
+    :func:`depth_terms` divides by all ``M`` points, of which a view shows a third to a half, and
+    less for a flat object seen edge-on or a ring seen from above: a pose sunk into a surface of
+    its colour (a torus inside a box's face) has a few percent of all its points in front of the
+    depth, but a quarter of those the camera sees."""
+    posed = _posed_points(evidence, points, slot, R, t, tolerance)
+    S, H2, W2 = evidence.signed_depth.shape
+    columns = -(-W2 // SEEN_CELL)
+    cell = torch.div(posed.pix % (H2 * W2), W2 * SEEN_CELL, rounding_mode="floor") * columns + torch.div(
+        posed.pix % W2, SEEN_CELL, rounding_mode="floor"
+    )
+    nearest = torch.full((len(slot), -(-H2 // SEEN_CELL) * columns), float("inf"), device=R.device)
+    nearest.scatter_reduce_(1, cell, torch.where(posed.z > 1e-6, posed.z, float("inf")), "amin")  # behind the camera: hides nothing
+    seen = posed.read & (posed.z <= nearest.gather(1, cell) + tolerance)
+    return (posed.violating & seen).count_nonzero(-1) / seen.count_nonzero(-1).clamp_min(1)
+
+
+SEEN_CELL = 4
+""":func:`seen_violation` finds the posed model's front surface on cells of 4 x 4 pixels: a model's
+2000 points put a few in each cell of a silhouette of several thousand pixels, so that the points
+behind the front one find it in their cell."""
+
+
+class _Posed(NamedTuple):
+    """Posed model points against the evidence, each ``[P,M]``: their flat index into the slot's
+    evidence images ``pix``, depth ``z`` (m), whether the image has a depth reading there
+    (``read``), and whether they are *supported* and *violating* (:func:`depth_terms`)."""
+
+    pix: torch.Tensor
+    z: torch.Tensor
+    read: torch.Tensor
+    supported: torch.Tensor
+    violating: torch.Tensor
+
+
+def _posed_points(evidence: DepthEvidence, points: torch.Tensor, slot: torch.Tensor, R: torch.Tensor, t: torch.Tensor, tolerance: float) -> _Posed:
+    """``points [P,M,3]`` (object frame) posed by ``R [P,3,3]``, ``t [P,3]`` and read against the
+    evidence of ``slot [P]``: the one rule of supported and violating points."""
     # one product per pose: object points to homogeneous pixels (u z, v z, z) and, with a plane,
     # their height above it: n . (R p + t) + d = p . (R^T n) + (n . t + d). Coordinates first
     # ([P,3|4,M]): a product with the long side last, and each coordinate a contiguous row.
@@ -482,9 +531,7 @@ def depth_terms(
     violating = (z > 1e-6) & (z < signed.abs().sub_(tolerance))
     if evidence.plane is not None:
         violating |= X[:, 3] < -tolerance
-    M = points.shape[1]
-    coverage = _coverage(evidence, slot, pix, supported) if with_coverage else torch.zeros(len(slot), device=z.device)
-    return supported.count_nonzero(-1) / M, violating.count_nonzero(-1) / M, coverage
+    return _Posed(pix, z, signed != 0, supported, violating)
 
 
 def _coverage(evidence: DepthEvidence, slot: torch.Tensor, pix: torch.Tensor, supported: torch.Tensor) -> torch.Tensor:

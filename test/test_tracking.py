@@ -180,6 +180,20 @@ def test_a_pose_that_fails_the_depth_check_is_not_published(setup):
     assert tracker.stats()["tracks"] == 0
 
 
+def test_an_acquisition_is_held_to_the_violation_of_the_points_the_camera_would_see(setup):
+    """``max_seen_violation`` is a term of an acquisition's check (``verify.seen_violation``; its
+    measure is tested in test_verify.py): the true pose, nothing of it in front of the depth, is
+    acquired; below any pose's share (a negative limit) it is not. A followed track is not held to it."""
+    pipeline, surface = setup
+    frames = [_frame(surface, [_pose(k)]) for k in range(2)]
+    strict = Tracker(pipeline, max_seen_violation=-1.0)
+    assert strict(frames[0]).instances == [] and strict.stats()["tracks"] == 0
+    tracker = Tracker(pipeline)
+    assert len(tracker(frames[0]).instances) == 1
+    tracker.options.max_seen_violation = -1.0
+    assert len(tracker(frames[1]).instances) == 1
+
+
 def test_a_wrong_turn_is_corrected_by_the_turn_recheck_and_the_track_kept(setup):
     """A followed pose a quarter turn off (as a mug first seen with its handle hidden can be): the
     turn re-check finds the turn that explains the depth, the track keeps its id, and the next

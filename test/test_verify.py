@@ -10,7 +10,19 @@ from scipy.spatial.transform import Rotation
 
 from densefusion_ros.geometry import backproject
 from densefusion_ros.icp import IcpOptions, depth_consistency, refine_pose, refine_with_hypotheses
-from densefusion_ros.verify import DepthEvidence, ModelBank, ModelGeometry, VerifyInput, icp, padded, score_poses, verify_instances
+from densefusion_ros.tracking import TrackerOptions
+from densefusion_ros.verify import (
+    DepthEvidence,
+    ModelBank,
+    ModelGeometry,
+    VerifyInput,
+    depth_terms,
+    icp,
+    padded,
+    score_poses,
+    seen_violation,
+    verify_instances,
+)
 
 from helpers import chair_object, render_depth
 
@@ -246,3 +258,29 @@ def test_a_bank_of_repeated_models_finds_what_each_model_alone_finds(chair):
         assert torch.equal(q[row], q1[0]) and torch.equal(n[row], n1[0])
     q_far, _ = joined.nearest(X[:1], joined.rows(torch.ones(1, dtype=torch.int64)))  # the large model's row
     assert not torch.equal(q_far[0], q[0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_seen_violation_weighs_what_the_camera_would_see(chair, device):
+    """A long box pointing at the camera, its front face 15 mm through a flat surface (a pose sunk
+    into a surface of the object's colour): a few percent of all its points lie in front of the
+    depth, under the tracker's ``max_violation``, but most of what the camera would see of it
+    does. The chair at its true pose: none, on either measure."""
+    import trimesh
+
+    as_t = lambda a: torch.as_tensor(np.array(a), dtype=torch.float32, device=device)[None]  # noqa: E731
+    slot = torch.zeros(1, dtype=torch.int64, device=device)
+    box = np.asarray(trimesh.creation.box(extents=(0.03, 0.03, 0.3)).sample(4000, seed=0))
+    surface = np.full((240, 320), 0.5, np.float32)
+    evidence = DepthEvidence.build(surface, K, [np.ones(surface.shape, bool)], device)
+    args = (evidence, as_t(box), slot, as_t(np.eye(3)), as_t([0.0, 0.0, 0.5 - 0.015 + 0.15]))
+    _, violating, _ = depth_terms(*args)
+    assert 0.0 < float(violating[0]) < TrackerOptions().max_violation
+    assert float(seen_violation(*args)[0]) > 0.5  # the face, and the side walls' first centimetre (seen, half of it in front)
+
+    model, _ = chair
+    R_gt, t_gt = Rotation.from_euler("xyz", [30, -20, 15], degrees=True).as_matrix(), np.array([0.01, -0.01, 0.5])
+    depth, (mask,), _ = _scene(chair, [(R_gt, t_gt)])
+    evidence = DepthEvidence.build(depth.astype(np.float32), K, [mask], device)
+    args = (evidence, as_t(model), slot, as_t(R_gt), as_t(t_gt))
+    assert float(depth_terms(*args)[1][0]) == 0.0 and float(seen_violation(*args)[0]) == 0.0

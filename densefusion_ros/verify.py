@@ -479,11 +479,10 @@ def seen_violation(
     its colour (a torus inside a box's face) has a few percent of all its points in front of the
     depth, but a quarter of those the camera sees."""
     posed = _posed_points(evidence, points, slot, R, t, tolerance)
-    S, H2, W2 = evidence.signed_depth.shape
+    _, H2, W2 = evidence.signed_depth.shape
+    row, col = (posed.pix % (H2 * W2)).div(W2, rounding_mode="floor") // SEEN_CELL, (posed.pix % W2) // SEEN_CELL
     columns = -(-W2 // SEEN_CELL)
-    cell = torch.div(posed.pix % (H2 * W2), W2 * SEEN_CELL, rounding_mode="floor") * columns + torch.div(
-        posed.pix % W2, SEEN_CELL, rounding_mode="floor"
-    )
+    cell = row * columns + col
     nearest = torch.full((len(slot), -(-H2 // SEEN_CELL) * columns), float("inf"), device=R.device)
     nearest.scatter_reduce_(1, cell, torch.where(posed.z > 1e-6, posed.z, float("inf")), "amin")  # behind the camera: hides nothing
     seen = posed.read & (posed.z <= nearest.gather(1, cell) + tolerance)

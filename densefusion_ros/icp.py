@@ -101,6 +101,11 @@ class IcpOptions:
             model points violating the depth (in front of the measured surface by more than
             ``verify_tolerance``, or below the support plane) is not accepted, and the pipeline
             does not publish it: the camera sees through such a pose (1 = accept any).
+        verify_max_seen_violation: ``"torch"`` backend: a verified pose with a larger share of the
+            model points that the camera would see (the posed model's front surface) violating the
+            depth (:func:`~densefusion_ros.verify.seen_violation`) is not published either: a
+            distractor of the object's colour taken for it hides most of the model, and what shows
+            lies in front (1 = publish any).
         verify_min_in_view: ``icp="verify"``: a verified pose with less than this share of its
             model points inside the image (:func:`~densefusion_ros.geometry.share_in_image`) is
             not published: the depth check weighs only what the image shows, and a sliver of the
@@ -132,6 +137,7 @@ class IcpOptions:
     verify_support_plane: bool = True
     verify_climb_margin: float = 0.0
     verify_max_violation: float = 0.2
+    verify_max_seen_violation: float = 0.35
     verify_min_in_view: float = 0.1
 
     @property
@@ -144,7 +150,8 @@ class IcpOptions:
 @dataclass
 class IcpResult:
     """A refined pose, ``R (3, 3)`` and ``t (3,)`` float64, with Open3D's fitness and inlier RMSE (m);
-    ``violating``: the share of its model points that violate the depth (batched verification
+    ``violating``: the share of its model points that violate the depth, and ``seen_violating``: of
+    those the camera would see (:func:`~densefusion_ros.verify.seen_violation`; batched verification
     only, else None)."""
 
     R: np.ndarray
@@ -153,6 +160,7 @@ class IcpResult:
     rmse: float
     accepted: bool = True
     violating: float | None = None
+    seen_violating: float | None = None
 
 
 def _cloud(points: np.ndarray):

@@ -777,7 +777,8 @@ class Pipeline:
 
     def _depth_checked(self, frame: Frame, items: list[_Item], poses: list, icp_info: list, skipped: list):
         """Without the verified poses that the depth contradicts (:class:`~densefusion_ros.icp.IcpResult`'s
-        ``violating`` above ``icp_options.verify_max_violation``), that verification did not accept
+        ``violating`` above ``icp_options.verify_max_violation``, or its ``seen_violating`` above
+        ``icp_options.verify_max_seen_violation``), that verification did not accept
         (no start reached ``icp_options.min_fitness`` on the observed points: the pose is the
         network's own, or a hypothesis that the final ICP could not fit) or that lie mostly outside
         the image (less than ``icp_options.verify_min_in_view`` inside it): no pose is better than a
@@ -791,6 +792,10 @@ class Pipeline:
             if violating is not None and violating > limit:
                 skipped.append((it.info.class_id, f"verified pose of {it.info.name} fails the depth check: {violating:.0%} of the model "
                                                   f"in front of the measured depth or below the table (at most {limit:.0%})"))  # fmt: skip
+            elif (seen := getattr(icp, "seen_violating", None)) is not None and seen > opts.verify_max_seen_violation:
+                skipped.append((it.info.class_id, f"verified pose of {it.info.name} fails the depth check: {seen:.0%} of the model "
+                                                  f"points the camera would see are in front of the measured depth (at most "
+                                                  f"{opts.verify_max_seen_violation:.0%})"))  # fmt: skip
             elif verified and icp is not None and not icp.accepted:
                 skipped.append((it.info.class_id, f"verification found no pose of {it.info.name} that fits its observed points: "
                                                   f"ICP fitness {icp.fitness:.0%} (at least {opts.min_fitness:.0%})"))  # fmt: skip

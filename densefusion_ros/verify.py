@@ -607,7 +607,8 @@ def verify_instances(
 
     Returns one :class:`~densefusion_ros.icp.IcpResult` per input: the winner after the final
     ICP with its share of violating model points, accepted unless that share exceeds
-    ``options.verify_max_violation``; or the input pose, not accepted, when ICP accepted no start
+    ``options.verify_max_violation``, and that share of the points the camera would see
+    (:func:`seen_violation`, which the pipeline checks); or the input pose, not accepted, when ICP accepted no start
     (fitness below ``options.min_fitness``) or the instance has fewer than 3 observed points, with
     its violating share measured too (the pipeline checks every pose it publishes).
     """
@@ -697,10 +698,11 @@ def conclude(
         tf = torch.where(fitted[:, None], tf, t[best_rows])
         slots_f = _slots(inputs, final_obj)
         _, violating, _ = depth_terms(evidence, bank.points[final_obj], slots_f, Rf, tf, options.verify_tolerance, with_coverage=False)
+        seen = seen_violation(evidence, bank.points[final_obj], slots_f, Rf, tf, options.verify_tolerance)
         for j, i in enumerate(final_obj.tolist()):
             accepted = bool(fitted[j]) and float(violating[j]) <= options.verify_max_violation
             results[i] = IcpResult(
-                Rf[j].double().cpu().numpy(), tf[j].double().cpu().numpy(), float(ff[j]), float(ef[j]), accepted, float(violating[j])
+                Rf[j].double().cpu().numpy(), tf[j].double().cpu().numpy(), float(ff[j]), float(ef[j]), accepted, float(violating[j]), float(seen[j])
             )
     return _with_unaccepted(inputs, results, evidence, bank, options)
 

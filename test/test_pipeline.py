@@ -351,6 +351,13 @@ def test_icp_after_refiner_runs(nets, tmp_path, frame):
     assert refused.ok and refused.instances == []
     fits = "that fits its observed points: ICP fitness"
     assert sorted(cid for cid, why in refused.skipped if fits in why) == sorted(r.class_id for r in res.instances), refused.skipped
+    # nor one with more than verify_max_seen_violation of the points the camera would see in front of the depth
+    # (a negative limit fails every pose that verification fitted; any violation of all the points passes)
+    unseen = replace(cfg, icp="verify", icp_options=replace(cfg.icp_options, verify_max_violation=1.0, verify_max_seen_violation=-1.0))
+    hidden = Pipeline(est, cat, unseen, refiner=ref)(frame)
+    assert hidden.ok and hidden.instances == []
+    seen_through = sorted(cid for cid, why in hidden.skipped if "of the model points the camera would see are in front" in why)
+    assert seen_through and set(seen_through) <= {r.class_id for r in res.instances}, hidden.skipped
 
 
 def test_bench_prints_a_row_per_device_and_precision(capsys):

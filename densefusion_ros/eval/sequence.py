@@ -26,6 +26,11 @@ the segmenter (the node's path). Per object and pooled:
 * **ms per frame**: the first frame of each sequence, then the steady state after the first
   ``warmup_s`` seconds (or half the sequence, if shorter): median and p95.
 
+``--realtime`` replays each sequence as a live 30 Hz camera to a runner whose latest frame wins
+(:func:`evaluate_sequences`): only the frames it gets are scored, and the report gives how many of
+the camera's 30 a second that is. Correct and timely at once: a slow runner is scored on the frames
+it keeps up with, far apart, as a node is.
+
 Writes ``sequence_results.md`` and ``sequence_results.json`` to ``--out``, and
 ``sequence_frames.csv``: one row per processed frame and object (of the ground truth, or a
 published pose of an object not in it), to find where the misses and the wrong poses are.
@@ -67,7 +72,8 @@ class SequenceResult:
     objects: dict[str, _ObjectStats] = field(default_factory=dict)
     first_ms: list[float] = field(default_factory=list)
     steady_ms: list[float] = field(default_factory=list)
-    frames: int = 0
+    frames: int = 0  # processed
+    camera_frames: int = 0  # of the sequences run, processed or not
     config: dict = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
 
@@ -107,14 +113,20 @@ class SequenceResult:
             "ms_steady_median": float(np.median(steady)),
             "ms_steady_p95": float(np.percentile(steady, 95)),
             "frames": self.frames,
+            "camera_frames": self.camera_frames,
+            "processed_hz": FPS * self.frames / self.camera_frames if self.camera_frames else float("nan"),
             "config": self.config,
         }
 
     def markdown(self) -> str:
         s = self.summary()
+        step = self.config.get("frame_step", 1)
+        if self.config.get("realtime"):
+            which = f" of {s['camera_frames']}, replayed in real time: {s['processed_hz']:.1f} of the 30 a second"
+        else:
+            which = f", one in {step} of the sequences' frames" if step > 1 else ""
         lines = [
-            f"# Sequences: {self.config.get('split')} ({self.config.get('mode')} mode, {s['frames']} frames"
-            + (f", one in {self.config['frame_step']} of the sequences' frames)" if self.config.get("frame_step", 1) > 1 else ")"),
+            f"# Sequences: {self.config.get('split')} ({self.config.get('mode')} mode, {s['frames']} frames{which})",
             "",
             "| object | pairs | ADD(-S) < 0.1 d | BOP visib_fract pairs | ADD(-S) < 0.1 d there | first correct (frames, mean) "
             "| never correct | re-acquisitions | wrong published | jitter mm (median / p95) |",
@@ -162,12 +174,18 @@ def evaluate_sequences(
     metric_points: int = 1000,
     progress: bool = False,
     frame_step: int = 1,
+    realtime: bool = False,
 ) -> SequenceResult:
     """Run ``runner_factory()`` (a fresh callable ``frame -> FrameResult`` per sequence) over
     every sequence (scene) of ``dataset`` (a :class:`~densefusion_ros.data.bop.BopDataset`).
     ``frame_step`` > 1 runs only every ``frame_step``-th frame (with their stamps), as a node sees
     a 30 Hz camera when it keeps up with only 30 / ``frame_step`` frames a second; only those
-    frames are scored."""
+    frames are scored. ``realtime`` gives the runner the frames as a live 30 Hz camera would a node
+    whose latest frame wins: frame ``k`` arrives ``k / 30`` s after the sequence's first, and when the
+    runner is done with one frame it gets the latest that has arrived meanwhile, or waits for the
+    next (the runner's own measured time sets the pace: results depend on the machine and its load)."""
+    if realtime and frame_step != 1:
+        raise ValueError("realtime replaces frame_step: give one of them")
     result = SequenceResult()
     points = {info.class_id: info.sample_points(metric_points) for info in catalog}
     scenes: dict[int, list[int]] = {}
@@ -182,10 +200,13 @@ def evaluate_sequences(
         published_before: set[int] = set()
         gap_visible: dict[int, bool | None] = {}  # since the last pose: None = no gap, else visible throughout
         last_right: dict[int, tuple] = {}  # class id -> (track id, error pose) of its right pose in the last processed frame
+        busy_until = 0.0  # realtime: when the runner is done with its last frame (s after the first frame's arrival)
         for k, im_id in enumerate(sorted(im_ids)):
             frame = dataset.load_frame(scene_id, im_id)
             gts = list(frame.gt)
-            if k % frame_step:  # not given to the runner; an object seen here already waits for its first correct pose
+            result.camera_frames += 1
+            dropped = realtime and k + 1 < len(im_ids) and (k + 1) / FPS <= busy_until  # a newer frame is waiting
+            if k % frame_step or dropped:  # not given to the runner; an object seen here already waits for its first correct pose
                 for g in gts:
                     if catalog.by_class_id(g.class_id) is not None and _visible(points[g.class_id], g, frame, min_visib):
                         first_visible.setdefault(int(g.class_id), k)
@@ -193,6 +214,7 @@ def evaluate_sequences(
             start = time.perf_counter()
             res = runner(replace(frame, gt=[], masks=None, label=None))
             ms = (time.perf_counter() - start) * 1e3
+            busy_until = max(busy_until, k / FPS) + ms / 1e3
             result.frames += 1
             steady = k >= min(warmup_s * FPS, len(im_ids) // 2)
             (result.first_ms if k == 0 else result.steady_ms if steady else []).append(ms)
@@ -311,9 +333,10 @@ def run(args) -> int:
     dataset = BopDataset(args.dataset, args.split, load_masks=False)
     result = evaluate_sequences(
         factory, dataset, pipeline.catalog, max_sequences=args.max_sequences, progress=not args.no_progress, frame_step=args.frame_step,
+        realtime=args.realtime,
     )  # fmt: skip
     result.config = {"dataset": str(args.dataset), "split": args.split, "mode": args.mode, "threads": torch.get_num_threads(),
-                     "device": str(pipeline.device), "weights": str(args.weights), "frame_step": args.frame_step}
+                     "device": str(pipeline.device), "weights": str(args.weights), "frame_step": args.frame_step, "realtime": args.realtime}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sequence_results.md").write_text(result.markdown())

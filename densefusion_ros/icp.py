@@ -152,7 +152,7 @@ class IcpResult:
     """A refined pose, ``R (3, 3)`` and ``t (3,)`` float64, with Open3D's fitness and inlier RMSE (m);
     ``violating``: the share of its model points that violate the depth, and ``seen_violating``: of
     those the camera would see (:func:`~densefusion_ros.verify.seen_violation`; batched verification
-    only, else None)."""
+    only, and ``seen_violating`` only for a pose that verification fitted, else None)."""
 
     R: np.ndarray
     t: np.ndarray

@@ -792,7 +792,7 @@ class Pipeline:
             if violating is not None and violating > limit:
                 skipped.append((it.info.class_id, f"verified pose of {it.info.name} fails the depth check: {violating:.0%} of the model "
                                                   f"in front of the measured depth or below the table (at most {limit:.0%})"))  # fmt: skip
-            elif (seen := getattr(icp, "seen_violating", None)) is not None and seen > opts.verify_max_seen_violation:
+            elif (seen := getattr(icp, "seen_violating", None)) is not None and not seen <= opts.verify_max_seen_violation:
                 skipped.append((it.info.class_id, f"verified pose of {it.info.name} fails the depth check: {seen:.0%} of the model "
                                                   f"points the camera would see are in front of the measured depth (at most "
                                                   f"{opts.verify_max_seen_violation:.0%})"))  # fmt: skip

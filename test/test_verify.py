@@ -237,13 +237,20 @@ def test_a_pose_the_camera_sees_through_is_not_accepted(chair):
     cols = np.nonzero(mask.any(0))[0]
     half = mask & (np.arange(mask.shape[1]) < cols.mean())[None]
     see_through[half] += 0.3  # a surface 30 cm behind the object, seen through its left half
-    results = {}
+    results, seen = {}, {}
+    slot = torch.zeros(1, dtype=torch.int64)
     for name, d in (("true", depth.astype(np.float32)), ("see_through", see_through)):
         evidence = DepthEvidence.build(d, K, [mask], "cpu")
         (results[name],) = verify_instances([VerifyInput(geometry, obs, R_gt, t_gt, 0)], evidence, IcpOptions(max_distance=0.015))
+        pose = [torch.as_tensor(x[None], dtype=torch.float32) for x in (results[name].R, results[name].t)]
+        seen[name] = float(seen_violation(evidence, ModelBank([geometry]).points[slot], slot, *pose, IcpOptions().verify_tolerance)[0])
     assert results["true"].accepted and results["true"].violating < 0.05
     assert results["see_through"].violating > IcpOptions().verify_max_violation
     assert not results["see_through"].accepted
+    # the share of what the camera would see, measured on the returned pose (the pipeline's verify_max_seen_violation)
+    for name, result in results.items():
+        assert result.seen_violating == pytest.approx(seen[name], abs=1e-6), name
+    assert results["true"].seen_violating < 0.05 < results["see_through"].seen_violating
 
 
 def test_a_bank_of_repeated_models_finds_what_each_model_alone_finds(chair):

@@ -66,6 +66,8 @@ def main() -> None:
                         help="detect: every frame on its own through the pipeline (the node's mode: detect)")
     parser.add_argument("--max-sequences", type=int, default=None, help="the first this many sequences only")
     args = parser.parse_args()
+    if args.realtime and args.frame_step != 1:
+        parser.error("--realtime replaces --frame-step; give one of them")
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     dataset = BopDataset(args.dataset, args.split, load_masks=False)

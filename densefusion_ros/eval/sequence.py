@@ -316,6 +316,8 @@ def run(args) -> int:
     from densefusion_ros.runtime import cpu_threads
     from densefusion_ros.tracking import Tracker
 
+    if args.realtime and args.frame_step != 1:
+        raise SystemExit("evaluate --sequence: --realtime replaces --frame-step; give one of them")
     torch.set_num_threads(cpu_threads(args.threads))
     catalog_path = args.catalog or Path(args.dataset) / "catalog.yaml"
     config = PipelineConfig(seed=args.seed, device=args.device, refine_iterations=args.iterations)

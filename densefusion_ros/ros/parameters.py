@@ -111,9 +111,9 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("verify_max_violation", 0.2, "icp verify: a verified pose with a larger share of its model points in front of the "
          "measured depth or below the table is not published (1 = publish any)", _ESTIMATION, read_only=False, range=(0.0, 1.0),
          field="icp_options.verify_max_violation"),
-    Spec("verify_max_seen_violation", 0.35, "icp verify: a verified pose with a larger share of the model points that the "
-         "camera would see (its front surface) in front of the measured depth is not published: a distractor of its colour taken "
-         "for it shows little of the model, and that in front (1 = publish any)", _ESTIMATION, read_only=False, range=(0.0, 1.0),
+    Spec("verify_max_seen_violation", 0.35, "icp verify (torch backend): a verified pose with a larger share of the model points "
+         "that the camera would see (its front surface) in front of the measured depth is not published: a distractor of its "
+         "colour taken for it shows little of the model, and that in front (1 = publish any)", _ESTIMATION, read_only=False, range=(0.0, 1.0),
          field="icp_options.verify_max_seen_violation"),
     Spec("min_in_view", 0.1, "icp verify: a verified pose with less than this share of its model inside the image is not published (a "
          "sliver at the border fits any surface of its colour), and track mode neither re-checks nor recovers a track predicted "

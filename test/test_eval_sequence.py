@@ -102,17 +102,12 @@ def test_time_to_first_correct_pose_counts_frames_not_processed(sequence):
 
 
 @pytest.mark.parametrize(("seconds", "expected"), [(0.11, [0, 3, 5]), (0.09, [0, 2, 5])])
-def test_realtime_gives_the_latest_frame_to_a_slow_runner(sequence, monkeypatch, seconds, expected):
+def test_realtime_gives_the_latest_frame_to_a_slow_runner(sequence, seconds, expected):
     """``realtime``: frame k arrives at k / 30 s; a runner that takes ``seconds`` a frame (on a clock
-    it advances itself) gets, when done, the latest frame that arrived meanwhile (0.11 s: frames 1
+    it advances itself: ``clock``) gets, when done, the latest frame that arrived meanwhile (0.11 s: frames 1
     and 2 arrived while frame 0 ran, frame 3 comes next), or the next to come; the last frame always;
     only those are scored, and the report gives the share of the camera's 30 frames a second."""
-    from types import SimpleNamespace
-
-    from densefusion_ros.eval import sequence as sequence_module
-
     clock = [0.0]
-    monkeypatch.setattr(sequence_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     dataset = BopDataset(sequence, "seq", load_masks=False)
     catalog = Catalog.load(REPO / "config/objects/demo.yaml")
     stamps = sorted(dataset.load_frame(s, i).stamp for s, i in dataset.index)
@@ -123,7 +118,7 @@ def test_realtime_gives_the_latest_frame_to_a_slow_runner(sequence, monkeypatch,
         clock[0] += seconds
         return FrameResult()
 
-    result = evaluate_sequences(lambda: slow, dataset, catalog, realtime=True)
+    result = evaluate_sequences(lambda: slow, dataset, catalog, realtime=True, clock=lambda: clock[0])
     assert got == expected
     summary = result.summary()
     assert summary["frames"] == len(expected) and summary["camera_frames"] == FRAMES
@@ -168,3 +163,39 @@ def test_jitter_is_the_change_of_a_tracks_error(sequence):
     assert objects["ALL"]["jitter_pairs"] > 0 and objects["ALL"]["jitter_mm_p95"] == pytest.approx(0.0, abs=1e-6)
     objects, rows = jitter(lambda k: (-1) ** k, lambda k: k)  # a new track every frame
     assert objects["ALL"]["jitter_pairs"] == 0 and all(r["jitter_mm"] == "" for r in rows)
+
+
+def test_realtime_scores_the_poses_a_robot_holds(sequence):
+    """``realtime`` also scores, at every camera frame, the poses a robot holds: the latest result
+    that has arrived, moved from its frame's camera to this one through the true camera poses. A
+    runner that returns the true poses after 0.11 s (on a clock it advances itself) is right on
+    every frame it gets, but holds nothing until 0.11 s (frames 0-3) and frame 0's poses at frames
+    4 and 5 (frame 3's arrive at 0.22 s, after the last frame): right there, once moved with the
+    camera, which by then has moved too far for them to be right where they were."""
+    from densefusion_ros.eval import sequence as sequence_module
+    from densefusion_ros.eval.metrics import add_or_adds
+
+    clock = [0.0]
+    dataset = BopDataset(sequence, "seq", load_masks=False)
+    catalog = Catalog.load(REPO / "config/objects/demo.yaml")
+    frames = [dataset.load_frame(s, i) for s, i in sorted(dataset.index)]
+    truth = {frame.stamp: frame.gt for frame in frames}
+
+    def slow_truth(frame: Frame) -> FrameResult:
+        clock[0] += 0.11
+        return FrameResult(instances=[
+            InstanceResult(catalog.by_class_id(g.class_id).name, g.class_id, 0, 0, g.R, g.t, np.array([1.0, 0, 0, 0]), 1.0, (0, 1, 0, 1), 100)
+            for g in truth[frame.stamp]])  # fmt: skip
+
+    summary = evaluate_sequences(lambda: slow_truth, dataset, catalog, realtime=True, clock=lambda: clock[0]).summary()
+    pooled = summary["objects"]["ALL"]
+    assert pooled["accuracy"] == 1.0 and pooled["wrong_published"] == 0  # scored on the frames it got
+    points = {info.class_id: info.sample_points(1000) for info in catalog}
+    visible = [sum(sequence_module._visible(points[g.class_id], g, f, 0.1) for g in f.gt) for f in frames]
+    assert pooled["held_accuracy"] == pytest.approx(sum(visible[4:]) / sum(visible)) and pooled["held_wrong"] == 0
+    scene_id, first = sorted(dataset.index)[0]
+    moved = max(  # the camera's motion from frame 0 to frame 4 alone puts a pose held in place far off
+        add_or_adds(g.R, g.t, h.R, h.t, points[g.class_id], False) / catalog.by_class_id(g.class_id).diameter
+        for g, h in zip(frames[0].gt, frames[4].gt)
+    )  # fmt: skip
+    assert moved > 0.1 and dataset.world_to_camera(scene_id, first) is not None

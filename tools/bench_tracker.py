@@ -73,6 +73,7 @@ def main() -> None:
     dataset = BopDataset(args.dataset, args.split, load_masks=False)
     accuracy: dict[str, list[float]] = {v: [] for v in args.variants}
     wrong: dict[str, list[int]] = {v: [] for v in args.variants}
+    held: dict[str, list[float]] = {v: [] for v in args.variants}
     for seed in seeds:
         for variant in args.variants:
             config, options = parse_tracker_variant(variant, seed)
@@ -96,14 +97,17 @@ def main() -> None:
             pooled = summary["objects"]["ALL"]
             accuracy[variant].append(100 * pooled["accuracy"])
             wrong[variant].append(pooled["wrong_published"])
+            held[variant].append(100 * pooled["held_accuracy"])
+            realtime = (f"; {summary['processed_hz']:.1f} frames a second; held at every camera frame "
+                        f"{100 * pooled['held_accuracy']:.1f} %, {pooled['held_wrong']} wrong") if args.realtime else ""
             per_object = " ".join(f"{k} {100 * v['accuracy']:.1f}/{v['wrong_published']}" for k, v in sorted(objects.items()))
             print(f"seed {seed} {variant or '(defaults)':40s} ADD(-S) < 0.1 d {100 * pooled['accuracy']:5.1f} % [{per_object}]; "
                   f"wrong published {pooled['wrong_published']}; ms median {summary['ms_steady_median']:.0f}, "
-                  f"p95 {summary['ms_steady_p95']:.0f}" + (f"; {summary['processed_hz']:.1f} frames a second" if args.realtime else ""),
+                  f"p95 {summary['ms_steady_p95']:.0f}" + realtime,
                   flush=True)
     for variant in args.variants:
         print(f"mean over seeds {args.seeds}: {variant or '(defaults)':40s} {statistics.mean(accuracy[variant]):5.1f} %, "
-              f"wrong published {statistics.mean(wrong[variant]):.0f}")
+              f"wrong published {statistics.mean(wrong[variant]):.0f}" + (f"; held {statistics.mean(held[variant]):.1f} %" if args.realtime else ""))
 
 
 if __name__ == "__main__":

@@ -145,6 +145,14 @@ class BopDataset:
         K = np.asarray(cam["cam_K"], dtype=np.float64).reshape(3, 3)
         return K, float(cam.get("depth_scale", 1.0)) / 1000.0
 
+    def world_to_camera(self, scene_id: int, im_id: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(R (3, 3), t (3,) metres)`` float64, world -> OpenCV camera, of one image of a moving
+        camera's sequence (``cam_R_w2c``, ``cam_t_w2c``), or None where the dataset has none."""
+        cam = self.scene_camera(scene_id).get(im_id, {})
+        if "cam_R_w2c" not in cam or "cam_t_w2c" not in cam:
+            return None
+        return gt_pose({"cam_R_m2c": cam["cam_R_w2c"], "cam_t_m2c": cam["cam_t_w2c"]})
+
     # -- frames -----------------------------------------------------------------------------
 
     def __len__(self) -> int:

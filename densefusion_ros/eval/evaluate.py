@@ -105,7 +105,8 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--frame-step", type=int, default=1,
                    help="--sequence: run every this many-th frame only (a node keeping up with 30 / this frames a second)")
     p.add_argument("--realtime", action="store_true",
-                   help="--sequence: replay as a live 30 Hz camera, the latest frame wins (the pace is this machine's)")
+                   help="--sequence: replay as a live 30 Hz camera, the latest frame wins (the pace is this machine's); "
+                        "also scores the poses held at every camera frame")
     return p
 
 

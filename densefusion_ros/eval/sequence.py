@@ -29,7 +29,13 @@ the segmenter (the node's path). Per object and pooled:
 ``--realtime`` replays each sequence as a live 30 Hz camera to a runner whose latest frame wins
 (:func:`evaluate_sequences`): only the frames it gets are scored, and the report gives how many of
 the camera's 30 a second that is. Correct and timely at once: a slow runner is scored on the frames
-it keeps up with, far apart, as a node is.
+it keeps up with, far apart, as a node is. Scored that way, a slow frame hides its own misses (the
+frames dropped meanwhile are not scored), so the report adds what a robot holds: **held**, at every
+camera frame, the poses of the latest result that had arrived by then (the runner's own time after
+its frame's arrival), moved from their frame's camera to this one through the sequence's true
+camera poses (the robot's TF at the image stamp), against this frame's truth: ADD(-S) < 0.1 d over
+the visible pairs, where an object without a pose yet, or whose pose went stale as it moved, fails,
+and the held poses that are wrong (object-frames).
 
 Writes ``sequence_results.md`` and ``sequence_results.json`` to ``--out``, and
 ``sequence_frames.csv``: one row per processed frame and object (of the ground truth, or a
@@ -41,6 +47,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -63,6 +70,9 @@ class _ObjectStats:
     first_correct_frames: list[int] = field(default_factory=list)
     never_correct: int = 0
     jitter_mm: list[float] = field(default_factory=list)
+    held_pairs: int = 0  # realtime: visible (object, camera frame) pairs, processed or not
+    held_correct: int = 0
+    held_wrong: int = 0  # realtime: held poses wrong at a camera frame
 
 
 @dataclass
@@ -105,6 +115,9 @@ class SequenceResult:
             pooled.first_correct_frames += s.first_correct_frames
             pooled.never_correct += s.never_correct
             pooled.jitter_mm += s.jitter_mm
+            pooled.held_pairs += s.held_pairs
+            pooled.held_correct += s.held_correct
+            pooled.held_wrong += s.held_wrong
         rows["ALL"] = _row(pooled)
         steady = np.asarray(self.steady_ms or [np.nan])
         return {
@@ -144,6 +157,9 @@ class SequenceResult:
             f"ms per frame: first frame {s['ms_first_frame_mean']:.0f} (mean over sequences), "
             f"steady state median {s['ms_steady_median']:.0f}, p95 {s['ms_steady_p95']:.0f}",
         ]
+        if self.config.get("realtime"):
+            held = ", ".join(f"{name} {100 * r['held_accuracy']:.1f} % / {r['held_wrong']}" for name, r in s["objects"].items())
+            lines += ["", f"held at every camera frame (ADD(-S) < 0.1 d / wrong held): {held}"]
         return "\n".join(lines) + "\n"
 
 
@@ -160,6 +176,8 @@ def _row(s: _ObjectStats) -> dict:
         "jitter_mm_median": float(np.median(s.jitter_mm)) if s.jitter_mm else float("nan"),
         "jitter_mm_p95": float(np.percentile(s.jitter_mm, 95)) if s.jitter_mm else float("nan"),
         "jitter_pairs": len(s.jitter_mm),
+        "held_accuracy": s.held_correct / s.held_pairs if s.held_pairs else float("nan"),
+        "held_wrong": s.held_wrong,
     }
 
 
@@ -175,6 +193,7 @@ def evaluate_sequences(
     progress: bool = False,
     frame_step: int = 1,
     realtime: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> SequenceResult:
     """Run ``runner_factory()`` (a fresh callable ``frame -> FrameResult`` per sequence) over
     every sequence (scene) of ``dataset`` (a :class:`~densefusion_ros.data.bop.BopDataset`).
@@ -183,7 +202,8 @@ def evaluate_sequences(
     frames are scored. ``realtime`` gives the runner the frames as a live 30 Hz camera would a node
     whose latest frame wins: frame ``k`` arrives ``k / 30`` s after the sequence's first, and when the
     runner is done with one frame it gets the latest that has arrived meanwhile, or waits for the
-    next (the runner's own measured time sets the pace: results depend on the machine and its load)."""
+    next (the runner's own time on ``clock``, in seconds, sets the pace: results depend on the machine
+    and its load)."""
     if realtime and frame_step != 1:
         raise ValueError("realtime replaces frame_step: give one of them")
     result = SequenceResult()
@@ -201,20 +221,29 @@ def evaluate_sequences(
         gap_visible: dict[int, bool | None] = {}  # since the last pose: None = no gap, else visible throughout
         last_right: dict[int, tuple] = {}  # class id -> (track id, error pose) of its right pose in the last processed frame
         busy_until = 0.0  # realtime: when the runner is done with its last frame (s after the first frame's arrival)
+        held: tuple[list, tuple] | None = None  # realtime: (poses, world -> camera of their frame) of the latest result arrived
+        pending: list[tuple[float, list, tuple]] = []  # realtime: (arrival (s), poses, world -> camera) of results not yet arrived
         for k, im_id in enumerate(sorted(im_ids)):
             frame = dataset.load_frame(scene_id, im_id)
             gts = list(frame.gt)
             result.camera_frames += 1
+            camera = dataset.world_to_camera(scene_id, im_id) if realtime else None
+            if camera is not None:
+                while pending and pending[0][0] <= k / FPS:
+                    held = pending.pop(0)[1:]
+                _score_held(result, held, camera, gts, frame, points, catalog, min_visib)
             dropped = realtime and k + 1 < len(im_ids) and (k + 1) / FPS <= busy_until  # a newer frame is waiting
             if k % frame_step or dropped:  # not given to the runner; an object seen here already waits for its first correct pose
                 for g in gts:
                     if catalog.by_class_id(g.class_id) is not None and _visible(points[g.class_id], g, frame, min_visib):
                         first_visible.setdefault(int(g.class_id), k)
                 continue
-            start = time.perf_counter()
+            start = clock()
             res = runner(replace(frame, gt=[], masks=None, label=None))
-            ms = (time.perf_counter() - start) * 1e3
+            ms = (clock() - start) * 1e3
             busy_until = max(busy_until, k / FPS) + ms / 1e3
+            if camera is not None:
+                pending.append((busy_until, list(res.instances), camera))
             result.frames += 1
             steady = k >= min(warmup_s * FPS, len(im_ids) // 2)
             (result.first_ms if k == 0 else result.steady_ms if steady else []).append(ms)
@@ -275,6 +304,32 @@ def evaluate_sequences(
         if progress:
             print(f"sequence {scene_id}: {len(im_ids)} frames", flush=True)
     return result
+
+
+def _score_held(result: SequenceResult, held, camera, gts, frame, points, catalog, min_visib: float) -> None:
+    """Score the poses a robot holds at this camera frame (module docstring, **held**): ``held``
+    (poses, world -> camera ``(R, t)`` of their frame) or None, moved into this frame's camera
+    ``camera`` and matched to its ground truth ``gts`` as published poses are."""
+    moved = []
+    if held is not None:
+        (R_this, t_this), (poses, (R_then, t_then)) = camera, held
+        R_rel = R_this @ R_then.T  # the camera of the poses' frame -> this one
+        moved = [replace(p, R=R_rel @ p.R, t=R_rel @ (np.reshape(p.t, 3) - t_then) + t_this) for p in poses]
+    matched = _match_by_distance(gts, moved, points, catalog)
+    for g_index, g in enumerate(gts):
+        info = catalog.by_class_id(g.class_id)
+        if info is None:
+            continue
+        stats = result.objects.setdefault(info.name, _ObjectStats())
+        p = matched.get(g_index)
+        correct = p is not None and metrics.add_or_adds(p.R, p.t, g.R, g.t, points[g.class_id], info.symmetric) < 0.1 * info.diameter
+        stats.held_wrong += p is not None and not correct
+        if _visible(points[g.class_id], g, frame, min_visib):
+            stats.held_pairs += 1
+            stats.held_correct += correct
+    for p in moved:
+        if id(p) not in {id(q) for q in matched.values()}:  # held for an object no longer in the frame
+            result.objects.setdefault(p.name, _ObjectStats()).held_wrong += 1
 
 
 def _track_id(instance) -> int | str:

@@ -39,7 +39,9 @@ costs several times a camera frame. Objects mostly move little between frames, s
   verified afresh on its region (the pipeline's hypothesise-and-verify over all its turns, from
   the track's pose; its climb and final ICP only when a turn already leads before them); a
   result that explains the depth clearly better replaces the track's pose. A view that cannot
-  tell two poses apart keeps the track's; a later view that can, switches.
+  tell two poses apart keeps the track's; a later view that can, switches. A tracker that falls
+  behind the camera (frames more than ``recheck_max_interval`` camera frames apart) skips it and
+  keeps up with more frames.
 
 A pose mostly outside the image (the pipeline's ``icp_options.verify_min_in_view``) is neither
 acquired (the pipeline does not publish it), recovered nor re-checked: the check can weigh only
@@ -156,6 +158,13 @@ class TrackerOptions:
             re-check').
         recheck_margin: the re-check's pose replaces the track's when its score is higher by this
             much; half of it is the lead a turn needs before the climb (``recheck_turns``).
+        recheck_max_interval: the re-check runs only in a frame at most this many camera frames
+            (``camera_hz``) after the last one processed (or when the stamps give no interval): a
+            tracker that falls behind the camera (a node on a CPU, whose latest frame wins) spends
+            its frames on following, and keeps up with more of them. The re-check is about a third
+            of a frame there, and what a robot holds at every camera frame gains more from the
+            pace than from the turns it finds (docs/design_notes.md, 'tracking: the turn re-check
+            in a tracker behind the camera'); the tracker that keeps up re-checks every frame.
         reuse_lost_frames: a lost track coasts with the scene's motion for this many frames: it
             is followed again when its object shows where the coasting puts it, and its id is
             given back to an object of its class acquired within one model diameter of it.
@@ -212,6 +221,7 @@ class TrackerOptions:
     explained_share: float = 0.3
     recheck_turns: bool = True
     recheck_margin: float = 0.2
+    recheck_max_interval: float = 1.5
     reuse_lost_frames: int = 90
     retry_frames: int = 30
     regrow_share: float = 1.25
@@ -414,7 +424,7 @@ class Tracker:
         if self._retry_slid(frame, valid, components, bank, slidable, rows, anchors, regions, clouds, found, predictions):  # the check's inputs moved
             source, valid_pts = padded(clouds, list(range(len(clouds))), self.pipeline.device)
             evidence = DepthEvidence.build(frame.depth_m, frame.K, regions, self.pipeline.device, CHECK_CELLS, self._plane)
-        turned = self._recheck(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found) if opts.recheck_turns else None
+        turned = self._recheck(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found) if self._rechecks() else None
         if opts.recover:
             self._recover(frame, rows, regions, clouds, bank, evidence, source, valid_pts, found)
         self._climb_violating(rows, bank, evidence, source, valid_pts, found)
@@ -599,6 +609,11 @@ class Tracker:
         tr.reacquired += 1
         self.reacquisitions += 1
         self._reacquired_at.append(time.monotonic())
+
+    def _rechecks(self) -> bool:
+        """Whether this frame re-checks a track's turn (``recheck_turns``, ``recheck_max_interval``)."""
+        opts = self.options
+        return opts.recheck_turns and (self._interval is None or self._interval * opts.camera_hz <= opts.recheck_max_interval)
 
     def _recheck(self, frame: Frame, rows, regions, clouds, bank, evidence, source, valid_pts, found: dict[str, torch.Tensor]) -> int | None:
         """One followed track (round robin by id) of those at least ``verify_min_in_view`` inside the image

@@ -369,6 +369,22 @@ def test_the_motion_predicted_over_dropped_frames_is_damped_per_frame(setup):
     assert [unset._interval_ratio(0.0) for _ in range(3)] == [1.0, 1.0, 1.0]
 
 
+def test_a_tracker_behind_the_camera_does_not_recheck_turns(setup):
+    """The turn re-check runs in frames at most ``recheck_max_interval`` (1.5) camera frames after
+    the last one processed, and where the stamps give no interval; a tracker that falls behind the
+    camera (frames four camera frames apart) follows without it, and still follows."""
+    pipeline, surface = setup
+    for camera_frames, stamped, rechecked in (((0, 1, 2, 6, 10, 11), True, [1, 2, 5]), ((0, 1, 2, 3), False, [1, 2, 3])):
+        tracker = Tracker(pipeline)
+        original, calls = tracker._recheck, []
+        tracker._recheck = lambda *args, calls=calls, original=original: calls.append(tracker._frame_index - 1) or original(*args)
+        for k in camera_frames:  # processed frames 0, 1, 2, ...
+            res = tracker(replace(_frame(surface, [_pose(k)]), stamp=k / 30 if stamped else 0.0))
+            assert [i.track_id for i in res.instances] == [0] and _close(res.instances[0], *_pose(k)), (camera_frames, k, res.skipped)
+        assert calls == rechecked, camera_frames
+    assert not Tracker(pipeline, recheck_max_interval=1.5, recheck_turns=False)._rechecks()
+
+
 def test_a_followed_pose_in_seen_through_space_climbs_back_onto_the_object(setup):
     """A followed pose turned a few degrees, parts of it where the camera sees the background
     through them, that still passes the check (as a mug drifting about its axis does): it climbs

@@ -13,7 +13,7 @@ import pytest
 from densefusion_ros import cli
 from densefusion_ros.catalog import Catalog
 from densefusion_ros.data.bop import BopDataset
-from densefusion_ros.eval.sequence import evaluate_sequences
+from densefusion_ros.eval.sequence import evaluate_sequences, to_camera
 from densefusion_ros.frame import Frame
 from densefusion_ros.pipeline import FrameResult, InstanceResult
 
@@ -199,3 +199,19 @@ def test_realtime_scores_the_poses_a_robot_holds(sequence):
         for g, h in zip(frames[0].gt, frames[4].gt)
     )  # fmt: skip
     assert moved > 0.1 and dataset.world_to_camera(scene_id, first) is not None
+
+
+def test_a_held_pose_moves_with_the_camera():
+    """``to_camera``: a still object's pose in a camera that then turned 60 degrees and moved is
+    the pose of the same world points in the camera now."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(0)
+    world_to = [(Rotation.from_euler("xyz", a, degrees=True).as_matrix(), np.array(t)) for a, t in
+                (((10, -20, 30), (0.1, 0.0, 0.5)), ((70, 5, -30), (-0.2, 0.1, 0.7)))]  # fmt: skip
+    R_obj, t_obj = Rotation.from_euler("xyz", (40, 10, -60), degrees=True).as_matrix(), np.array([0.3, -0.1, 0.2])  # object -> world
+    X = rng.normal(size=(20, 3)) * 0.05  # object points
+    posed = [(R_c @ R_obj, R_c @ t_obj + t_c) for R_c, t_c in world_to]  # object -> each camera
+    R, t = to_camera(*posed[0], world_to[0], world_to[1])
+    np.testing.assert_allclose(X @ R.T + t, X @ posed[1][0].T + posed[1][1], atol=1e-12)
+    np.testing.assert_allclose(R, posed[1][0], atol=1e-12)

@@ -157,7 +157,7 @@ class SequenceResult:
             f"ms per frame: first frame {s['ms_first_frame_mean']:.0f} (mean over sequences), "
             f"steady state median {s['ms_steady_median']:.0f}, p95 {s['ms_steady_p95']:.0f}",
         ]
-        if self.config.get("realtime"):
+        if self.config.get("realtime") and not np.isnan(s["objects"]["ALL"]["held_accuracy"]):  # NaN: no camera poses to hold them by
             held = ", ".join(f"{name} {100 * r['held_accuracy']:.1f} % / {r['held_wrong']}" for name, r in s["objects"].items())
             lines += ["", f"held at every camera frame (ADD(-S) < 0.1 d / wrong held): {held}"]
         return "\n".join(lines) + "\n"
@@ -306,15 +306,18 @@ def evaluate_sequences(
     return result
 
 
+def to_camera(R: np.ndarray, t: np.ndarray, then: tuple[np.ndarray, np.ndarray], now: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A pose ``(R (3, 3), t (3,))`` in the camera whose world -> camera pose was ``then`` (``(R, t)``,
+    metres), in the camera at ``now``: a still object's pose held while the camera moves."""
+    R_rel = now[0] @ then[0].T  # the camera then -> now
+    return R_rel @ R, R_rel @ (np.reshape(t, 3) - then[1]) + now[1]
+
+
 def _score_held(result: SequenceResult, held, camera, gts, frame, points, catalog, min_visib: float) -> None:
     """Score the poses a robot holds at this camera frame (module docstring, **held**): ``held``
     (poses, world -> camera ``(R, t)`` of their frame) or None, moved into this frame's camera
     ``camera`` and matched to its ground truth ``gts`` as published poses are."""
-    moved = []
-    if held is not None:
-        (R_this, t_this), (poses, (R_then, t_then)) = camera, held
-        R_rel = R_this @ R_then.T  # the camera of the poses' frame -> this one
-        moved = [replace(p, R=R_rel @ p.R, t=R_rel @ (np.reshape(p.t, 3) - t_then) + t_this) for p in poses]
+    moved = [] if held is None else [replace(p, R=R, t=t) for p in held[0] for R, t in [to_camera(p.R, p.t, held[1], camera)]]
     matched = _match_by_distance(gts, moved, points, catalog)
     for g_index, g in enumerate(gts):
         info = catalog.by_class_id(g.class_id)

@@ -157,7 +157,8 @@ PARAMETERS: tuple[Spec, ...] = (
          _RUNTIME, choices=("events", "multi_threaded")),
     Spec("diagnostics_period", 1.0, "seconds between /diagnostics messages", _RUNTIME, range=(1e-3, INF)),
     Spec("expected_input_hz", 30.0, "camera rate (Hz): the input frequency diagnostics expect it (tolerance 10 %), and track mode's "
-         "motion model counts the camera frames between processed frames by it", _RUNTIME,
+         "motion model counts the camera frames between processed frames by it (and re-checks turns only while the node keeps up "
+         "with it: set it to the camera's rate)", _RUNTIME,
          read_only=False, range=(1e-3, INF)),
     Spec("processing_budget_ms", 200.0, "per-frame processing budget: WARN above it, ERROR after 10 frames in a row", _RUNTIME,
          read_only=False, range=(1e-3, INF)),

@@ -247,23 +247,21 @@ def evaluate_sequences(
             result.frames += 1
             steady = k >= min(warmup_s * FPS, len(im_ids) // 2)
             (result.first_ms if k == 0 else result.steady_ms if steady else []).append(ms)
-            matched = _match_by_distance(gts, res.instances, points, catalog)
+            matched, unmatched = _match_by_distance(gts, res.instances, points, catalog)
             right: dict[int, tuple] = {}
-            for p in res.instances:
-                if id(p) not in {id(q) for q in matched.values()}:  # a pose of an object not in the frame
-                    result.objects.setdefault(p.name, _ObjectStats()).wrong_published += 1
-                    result.rows.append(dict(scene=scene_id, frame=k, object=p.name, visible=0, visib_fract="",
-                                            track_id=_track_id(p), error_d="", correct=0, wrong=1, jitter_mm=""))
+            for p in unmatched:  # a pose of an object not in the frame
+                result.objects.setdefault(p.name, _ObjectStats()).wrong_published += 1
+                result.rows.append(dict(scene=scene_id, frame=k, object=p.name, visible=0, visib_fract="",
+                                        track_id=_track_id(p), error_d="", correct=0, wrong=1, jitter_mm=""))
             for g_index, g in enumerate(gts):
                 info = catalog.by_class_id(g.class_id)
                 if info is None:
                     continue
                 stats = result.objects.setdefault(info.name, _ObjectStats())
                 key = int(g.class_id)  # synth puts each catalog object in a scene at most once
-                p = matched.get(g_index)
-                correct, d, jitter = False, None, None
+                p, d = matched.get(g_index, (None, None))
+                correct, jitter = False, None
                 if p is not None:
-                    d = metrics.add_or_adds(p.R, p.t, g.R, g.t, points[g.class_id], info.symmetric)
                     correct = d < 0.1 * info.diameter
                     stats.wrong_published += not correct
                 if correct:
@@ -318,21 +316,20 @@ def _score_held(result: SequenceResult, held, camera, gts, frame, points, catalo
     (poses, world -> camera ``(R, t)`` of their frame) or None, moved into this frame's camera
     ``camera`` and matched to its ground truth ``gts`` as published poses are."""
     moved = [] if held is None else [replace(p, R=R, t=t) for p in held[0] for R, t in [to_camera(p.R, p.t, held[1], camera)]]
-    matched = _match_by_distance(gts, moved, points, catalog)
+    matched, unmatched = _match_by_distance(gts, moved, points, catalog)
     for g_index, g in enumerate(gts):
         info = catalog.by_class_id(g.class_id)
         if info is None:
             continue
         stats = result.objects.setdefault(info.name, _ObjectStats())
-        p = matched.get(g_index)
-        correct = p is not None and metrics.add_or_adds(p.R, p.t, g.R, g.t, points[g.class_id], info.symmetric) < 0.1 * info.diameter
+        p, d = matched.get(g_index, (None, None))
+        correct = p is not None and d < 0.1 * info.diameter
         stats.held_wrong += p is not None and not correct
         if _visible(points[g.class_id], g, frame, min_visib):
             stats.held_pairs += 1
             stats.held_correct += correct
-    for p in moved:
-        if id(p) not in {id(q) for q in matched.values()}:  # held for an object no longer in the frame
-            result.objects.setdefault(p.name, _ObjectStats()).held_wrong += 1
+    for p in unmatched:  # held for an object no longer in the frame
+        result.objects.setdefault(p.name, _ObjectStats()).held_wrong += 1
 
 
 def _track_id(instance) -> int | str:
@@ -346,9 +343,10 @@ def _visible(points: np.ndarray, gt, frame, min_visib: float) -> bool:
     return gt.visib_fract * share_in_image(points, gt.R, gt.t, frame.K, frame.depth_m.shape) >= min_visib
 
 
-def _match_by_distance(gts, instances, points, catalog) -> dict[int, object]:
-    """GT index -> the published pose of its class nearest to it (ADD(-S)), each pose used once."""
-    out: dict[int, object] = {}
+def _match_by_distance(gts, instances, points, catalog) -> tuple[dict[int, tuple[object, float]], list]:
+    """GT index -> (the published pose of its class nearest to it, that ADD(-S) in metres), each
+    pose used once; and the poses matched to none (of objects not in the frame)."""
+    out: dict[int, tuple[object, float]] = {}
     used: set[int] = set()
     pairs = []
     for gi, g in enumerate(gts):
@@ -358,11 +356,11 @@ def _match_by_distance(gts, instances, points, catalog) -> dict[int, object]:
         for pi, p in enumerate(instances):
             if p.class_id == g.class_id:
                 pairs.append((metrics.add_or_adds(p.R, p.t, g.R, g.t, points[g.class_id], info.symmetric), gi, pi))
-    for _, gi, pi in sorted(pairs, key=lambda x: x[0]):
+    for d, gi, pi in sorted(pairs, key=lambda x: x[0]):
         if gi not in out and pi not in used:
-            out[gi] = instances[pi]
+            out[gi] = (instances[pi], d)
             used.add(pi)
-    return out
+    return out, [p for pi, p in enumerate(instances) if pi not in used]
 
 
 def run(args) -> int:

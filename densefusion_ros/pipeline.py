@@ -48,7 +48,7 @@ from densefusion_ros import geometry
 from densefusion_ros.catalog import Catalog, ObjectInfo
 from densefusion_ros.choices import ICP_MODES, INSTANCE_RULES
 from densefusion_ros.cuda_graphs import CudaGraphs
-from densefusion_ros.frame import Frame
+from densefusion_ros.frame import Frame, box_frame
 from densefusion_ros.icp import IcpOptions, icp_from_centroid, pose_score, refine_pose, refine_with_hypotheses
 from densefusion_ros.models.blocks import fuse_batchnorm
 from densefusion_ros.models.metadata import metadata_of
@@ -485,6 +485,20 @@ class Pipeline:
             if 0 <= info.index + 1 < len(lut):
                 lut[info.index + 1] = info.class_id
         return lut
+
+    def warm_up(self) -> None:
+        """Build every catalog object's model geometry (:meth:`model_geometry`, a few hundred ms
+        each on a CPU) and run each network once on :func:`~densefusion_ros.frame.box_frame`, so
+        that no object's first frame pays for them: a node calls it before its first frame, an
+        evaluation before its clock starts."""
+        for info in self.catalog:
+            info.extents, info.bbox_center, info.diameter, info.sample_points(500)
+            self.model_geometry(info)
+        box = box_frame(240, 320)
+        frame = replace(box, label=None)
+        self(replace(frame, masks={next(iter(self.catalog)).class_id: box.label == 1}))
+        if self.segmenter is not None:
+            self(frame)
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         """Label image ``(H, W)`` int64 of class ids from the segmenter's argmax (stage 1 alone).

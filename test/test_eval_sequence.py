@@ -169,7 +169,7 @@ def test_realtime_scores_the_poses_a_robot_holds(sequence):
     """``realtime`` also scores, at every camera frame, the poses a robot holds: the latest result
     that has arrived, moved from its frame's camera to this one through the true camera poses. A
     runner that returns the true poses after 0.11 s (on a clock it advances itself) is right on
-    every frame it gets, but holds nothing until 0.11 s (frames 0-3) and frame 0's poses at frames
+    every frame it gets, but holds nothing until 0.11 s (frames 0-3: before its first pose) and frame 0's poses at frames
     4 and 5 (frame 3's arrive at 0.22 s, after the last frame): right there, once moved with the
     camera, which by then has moved too far for them to be right where they were."""
     from densefusion_ros.eval import sequence as sequence_module
@@ -193,6 +193,7 @@ def test_realtime_scores_the_poses_a_robot_holds(sequence):
     points = {info.class_id: info.sample_points(1000) for info in catalog}
     visible = [sum(sequence_module._visible(points[g.class_id], g, f, 0.1) for g in f.gt) for f in frames]
     assert pooled["held_accuracy"] == pytest.approx(sum(visible[4:]) / sum(visible)) and pooled["held_wrong"] == 0
+    assert pooled["held_none"] == pooled["held_none_first"] == sum(visible[:4])  # all before the first pose: none lost after it
     scene_id, first = sorted(dataset.index)[0]
     moved = max(  # the camera's motion from frame 0 to frame 4 alone puts a pose held in place far off
         add_or_adds(g.R, g.t, h.R, h.t, points[g.class_id], False) / catalog.by_class_id(g.class_id).diameter

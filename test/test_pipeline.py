@@ -426,3 +426,19 @@ def test_label_ids_equal_unique(dtype):
     labels = rng.choice(np.array([0, 3, 7, 200], dtype), size=(48, 64))  # sparse ids
     np.testing.assert_array_equal(_label_ids(labels), np.unique(labels))
     np.testing.assert_array_equal(_label_ids(np.array([[-1, 5]])), [-1, 5])  # negative ids: np.unique
+
+
+def test_warm_up_builds_every_objects_geometry(nets, catalog, monkeypatch):
+    """A node's first frame of an object does not pay for its model geometry: ``warm_up`` builds
+    it for every catalog object (and runs the networks), and later frames reuse it."""
+    from densefusion_ros.verify import ModelGeometry
+
+    built = []
+    build = ModelGeometry.build.__func__
+    monkeypatch.setattr(ModelGeometry, "build", classmethod(lambda cls, *a, **k: built.append(1) or build(cls, *a, **k)))
+    pipe = _pipe(nets, catalog, icp="verify")
+    pipe.warm_up()
+    assert len(built) == len(catalog)
+    for info in catalog:
+        pipe.model_geometry(info)
+    assert len(built) == len(catalog)

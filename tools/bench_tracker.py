@@ -81,6 +81,7 @@ def main() -> None:
                 share_path("models", "estimator.pth"), share_path("config", "objects", "demo.yaml"), config,
                 refiner=share_path("models", "refiner.pth"), segmenter=share_path("models", "segmenter.pth"),
             )  # fmt: skip
+            pipeline.warm_up()  # as the node does
             tracker = Tracker(pipeline, **options)
 
             def fresh() -> Tracker | Pipeline:
@@ -99,7 +100,8 @@ def main() -> None:
             wrong[variant].append(pooled["wrong_published"])
             held[variant].append(100 * pooled["held_accuracy"])
             realtime = (f"; {summary['processed_hz']:.1f} frames a second; held at every camera frame "
-                        f"{100 * pooled['held_accuracy']:.1f} %, {pooled['held_wrong']} wrong") if args.realtime else ""
+                        f"{100 * pooled['held_accuracy']:.1f} %, {pooled['held_wrong']} wrong, without a pose {pooled['held_none_first']} "
+                        f"before the first + {pooled['held_none'] - pooled['held_none_first']} after") if args.realtime else ""
             per_object = " ".join(f"{k} {100 * v['accuracy']:.1f}/{v['wrong_published']}" for k, v in sorted(objects.items()))
             print(f"seed {seed} {variant or '(defaults)':40s} ADD(-S) < 0.1 d {100 * pooled['accuracy']:5.1f} % [{per_object}]; "
                   f"wrong published {pooled['wrong_published']}; ms median {summary['ms_steady_median']:.0f}, "

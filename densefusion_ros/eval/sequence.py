@@ -35,7 +35,8 @@ camera frame, the poses of the latest result that had arrived by then (the runne
 its frame's arrival), moved from their frame's camera to this one through the sequence's true
 camera poses (the robot's TF at the image stamp), against this frame's truth: ADD(-S) < 0.1 d over
 the visible pairs, where an object without a pose yet, or whose pose went stale as it moved, fails,
-and the held poses that are wrong (object-frames).
+and the held poses that are wrong (object-frames). The visible pairs without a held pose are counted
+before the object's first one in its sequence (the acquisition's wait) and after it (a lost track).
 
 Writes ``sequence_results.md`` and ``sequence_results.json`` to ``--out``, and
 ``sequence_frames.csv``: one row per processed frame and object (of the ground truth, or a
@@ -73,6 +74,8 @@ class _ObjectStats:
     held_pairs: int = 0  # realtime: visible (object, camera frame) pairs, processed or not
     held_correct: int = 0
     held_wrong: int = 0  # realtime: held poses wrong at a camera frame
+    held_none: int = 0  # realtime: visible pairs without a held pose
+    held_none_first: int = 0  # realtime: of those, before the object's first held pose in its sequence
 
 
 @dataclass
@@ -118,6 +121,8 @@ class SequenceResult:
             pooled.held_pairs += s.held_pairs
             pooled.held_correct += s.held_correct
             pooled.held_wrong += s.held_wrong
+            pooled.held_none += s.held_none
+            pooled.held_none_first += s.held_none_first
         rows["ALL"] = _row(pooled)
         steady = np.asarray(self.steady_ms or [np.nan])
         return {
@@ -158,8 +163,10 @@ class SequenceResult:
             f"steady state median {s['ms_steady_median']:.0f}, p95 {s['ms_steady_p95']:.0f}",
         ]
         if self.config.get("realtime") and not np.isnan(s["objects"]["ALL"]["held_accuracy"]):  # NaN: no camera poses to hold them by
-            held = ", ".join(f"{name} {100 * r['held_accuracy']:.1f} % / {r['held_wrong']}" for name, r in s["objects"].items())
-            lines += ["", f"held at every camera frame (ADD(-S) < 0.1 d / wrong held): {held}"]
+            held = ", ".join(f"{name} {100 * r['held_accuracy']:.1f} % / {r['held_wrong']} / {r['held_none_first']} + "
+                             f"{r['held_none'] - r['held_none_first']}" for name, r in s["objects"].items())
+            lines += ["", "held at every camera frame (ADD(-S) < 0.1 d / wrong held / visible without a pose: "
+                          f"before the first + after it): {held}"]
         return "\n".join(lines) + "\n"
 
 
@@ -178,6 +185,8 @@ def _row(s: _ObjectStats) -> dict:
         "jitter_pairs": len(s.jitter_mm),
         "held_accuracy": s.held_correct / s.held_pairs if s.held_pairs else float("nan"),
         "held_wrong": s.held_wrong,
+        "held_none": s.held_none,
+        "held_none_first": s.held_none_first,
     }
 
 
@@ -222,6 +231,7 @@ def evaluate_sequences(
         last_right: dict[int, tuple] = {}  # class id -> (track id, error pose) of its right pose in the last processed frame
         busy_until = 0.0  # realtime: when the runner is done with its last frame (s after the first frame's arrival)
         held: tuple[list, tuple] | None = None  # realtime: (poses, world -> camera of their frame) of the latest result arrived
+        ever_held: set[int] = set()  # realtime: class ids that have had a held pose in this sequence
         pending: list[tuple[float, list, tuple]] = []  # realtime: (arrival (s), poses, world -> camera) of results not yet arrived
         for k, im_id in enumerate(sorted(im_ids)):
             frame = dataset.load_frame(scene_id, im_id)
@@ -231,7 +241,7 @@ def evaluate_sequences(
             if camera is not None:
                 while pending and pending[0][0] <= k / FPS:
                     held = pending.pop(0)[1:]
-                _score_held(result, held, camera, gts, frame, points, catalog, min_visib)
+                _score_held(result, held, camera, gts, frame, points, catalog, min_visib, ever_held)
             dropped = realtime and k + 1 < len(im_ids) and (k + 1) / FPS <= busy_until  # a newer frame is waiting
             if k % frame_step or dropped:  # not given to the runner; an object seen here already waits for its first correct pose
                 for g in gts:
@@ -311,10 +321,12 @@ def to_camera(R: np.ndarray, t: np.ndarray, then: tuple[np.ndarray, np.ndarray],
     return R_rel @ R, R_rel @ (np.reshape(t, 3) - then[1]) + now[1]
 
 
-def _score_held(result: SequenceResult, held, camera, gts, frame, points, catalog, min_visib: float) -> None:
+def _score_held(result: SequenceResult, held, camera, gts, frame, points, catalog, min_visib: float, ever_held: set[int]) -> None:
     """Score the poses a robot holds at this camera frame (module docstring, **held**): ``held``
     (poses, world -> camera ``(R, t)`` of their frame) or None, moved into this frame's camera
-    ``camera`` and matched to its ground truth ``gts`` as published poses are."""
+    ``camera`` and matched to its ground truth ``gts`` as published poses are. A visible object
+    without a held pose counts apart before its first one in the sequence (``ever_held``: the
+    class ids held so far, updated here): the acquisition's wait, not a lost track."""
     moved = [] if held is None else [replace(p, R=R, t=t) for p in held[0] for R, t in [to_camera(p.R, p.t, held[1], camera)]]
     matched, unmatched = _match_by_distance(gts, moved, points, catalog)
     for g_index, g in enumerate(gts):
@@ -328,6 +340,10 @@ def _score_held(result: SequenceResult, held, camera, gts, frame, points, catalo
         if _visible(points[g.class_id], g, frame, min_visib):
             stats.held_pairs += 1
             stats.held_correct += correct
+            stats.held_none += p is None
+            stats.held_none_first += p is None and int(g.class_id) not in ever_held
+        if p is not None:
+            ever_held.add(int(g.class_id))
     for p in unmatched:  # held for an object no longer in the frame
         result.objects.setdefault(p.name, _ObjectStats()).held_wrong += 1
 
@@ -378,6 +394,7 @@ def run(args) -> int:
     catalog_path = args.catalog or Path(args.dataset) / "catalog.yaml"
     config = PipelineConfig(seed=args.seed, device=args.device, refine_iterations=args.iterations)
     pipeline = Pipeline.from_checkpoints(args.weights, catalog_path, config, refiner=args.refiner, segmenter=args.segmenter)
+    pipeline.warm_up()  # as the node does before its first frame: the first sequence's objects do not pay for it
     if args.mode == "track":
         tracker = Tracker(pipeline)
 

@@ -35,7 +35,6 @@ import threading
 import time
 import traceback
 from collections import defaultdict, deque
-from dataclasses import replace
 from typing import Any, NoReturn
 
 import numpy as np
@@ -59,7 +58,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
-from densefusion_ros.frame import Frame, box_frame
+from densefusion_ros.frame import Frame
 from densefusion_ros.overlay import draw_overlay
 from densefusion_ros.pipeline import FrameResult
 from densefusion_ros.ros import compat, outputs, parameters, process
@@ -164,7 +163,7 @@ class DenseFusionNode(LifecycleNode):
         try:
             self.catalog, self.pipeline = process.load_pipeline(self._p, self.get_logger())
             self.tracker = Tracker(self.pipeline, camera_hz=self._p("expected_input_hz"))
-            self._warm_up()
+            self.pipeline.warm_up()
         except Exception as e:  # noqa: BLE001 - rclpy would swallow it unlogged; kept for autostart to raise
             self.catalog, self.pipeline, self.tracker = None, None, None
             known = isinstance(e, (process.StartupError, process.Interrupted))
@@ -277,17 +276,6 @@ class DenseFusionNode(LifecycleNode):
                 self._reset_pending = True  # tracking starts again with no tracks
                 self._mode = param.value
             self.get_logger().info(f"parameter {param.name} set to {param.value!r}")
-
-    def _warm_up(self) -> None:
-        """Load meshes and run each network once, so that the first real frame is not slow."""
-        for info in self.catalog:
-            info.extents, info.bbox_center, info.diameter, info.sample_points(500)
-            self.pipeline.model_geometry(info)  # the tracker's and the verification's model points
-        box = box_frame(240, 320)
-        frame = replace(box, label=None)
-        self.pipeline(replace(frame, masks={next(iter(self.catalog)).class_id: box.label == 1}))
-        if self.pipeline.segmenter is not None:
-            self.pipeline(frame)
 
     def _init_diagnostics(self, topics: list[str]) -> None:
         hz = self._p("expected_input_hz")

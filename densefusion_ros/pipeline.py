@@ -487,16 +487,19 @@ class Pipeline:
         return lut
 
     def warm_up(self) -> None:
-        """Build every catalog object's model geometry (:meth:`model_geometry`, a few hundred ms
-        each on a CPU) and run each network once on :func:`~densefusion_ros.frame.box_frame`, so
-        that no object's first frame pays for them: a node calls it before its first frame, an
+        """Build every catalog object's model geometry (:meth:`model_geometry`, built lazily
+        otherwise) and run each network once on :func:`~densefusion_ros.frame.box_frame`, so that
+        no object's first frame pays for them: a node calls it before its first frame, an
         evaluation before its clock starts."""
         for info in self.catalog:
-            info.extents, info.bbox_center, info.diameter, info.sample_points(500)
+            _ = (info.extents, info.bbox_center, info.diameter, info.sample_points(500))  # loaded from the mesh at first use
             self.model_geometry(info)
+        first = next(iter(self.catalog), None)
+        if first is None:
+            return
         box = box_frame(240, 320)
         frame = replace(box, label=None)
-        self(replace(frame, masks={next(iter(self.catalog)).class_id: box.label == 1}))
+        self(replace(frame, masks={first.class_id: box.label == 1}))
         if self.segmenter is not None:
             self(frame)
 

@@ -202,6 +202,32 @@ def test_realtime_scores_the_poses_a_robot_holds(sequence):
     assert moved > 0.1 and dataset.world_to_camera(scene_id, first) is not None
 
 
+def test_realtime_counts_the_held_misses_after_the_first_pose(sequence):
+    """A visible object without a held pose counts before its class's first held pose or after it.
+    A runner that returns the true poses at once, but none for frame 2, is held nothing at frame 0
+    (before the first: the first result arrives after it) and nothing at frame 3 (after: frame 2's
+    empty result is the latest there)."""
+    from densefusion_ros.eval import sequence as sequence_module
+
+    dataset = BopDataset(sequence, "seq", load_masks=False)
+    catalog = Catalog.load(REPO / "config/objects/demo.yaml")
+    frames = [dataset.load_frame(s, i) for s, i in sorted(dataset.index)]
+    truth = {frame.stamp: frame.gt for frame in frames}
+
+    def truth_but_frame_2(frame: Frame) -> FrameResult:
+        return FrameResult(instances=[] if frame.stamp == frames[2].stamp else [
+            InstanceResult(catalog.by_class_id(g.class_id).name, g.class_id, 0, 0, g.R, g.t, np.array([1.0, 0, 0, 0]), 1.0, (0, 1, 0, 1), 100)
+            for g in truth[frame.stamp]])  # fmt: skip
+
+    pooled = evaluate_sequences(lambda: truth_but_frame_2, dataset, catalog, realtime=True, clock=lambda: 0.0).summary()["objects"]["ALL"]
+    points = {info.class_id: info.sample_points(1000) for info in catalog}
+    visible = [sum(sequence_module._visible(points[g.class_id], g, f, 0.1) for g in f.gt) for f in frames]
+    held_before = {int(g.class_id) for f in frames[:2] for g in f.gt}  # held at frames 1 and 2
+    assert {int(g.class_id) for g in frames[3].gt} <= held_before and visible[0] > 0 and visible[3] > 0
+    assert pooled["held_none_first"] == visible[0]
+    assert pooled["held_none_after"] == visible[3]
+
+
 def test_a_held_pose_moves_with_the_camera():
     """``to_camera``: a still object's pose in a camera that then turned 60 degrees and moved is
     the pose of the same world points in the camera now."""

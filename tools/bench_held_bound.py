@@ -60,7 +60,7 @@ def main() -> None:
         per_object = " ".join(f"{k} {100 * v['held_accuracy']:.1f}/{v['held_wrong']}" for k, v in sorted(objects.items()))
         print(f"{seconds:.3f} s a frame ({summary['processed_hz']:.1f} frames a second): held {100 * pooled['held_accuracy']:.1f} % "
               f"[{per_object}]; {pooled['held_wrong']} wrong held; without a pose {pooled['held_none_first']} before the first + "
-              f"{pooled['held_none'] - pooled['held_none_first']} after", flush=True)
+              f"{pooled['held_none_after']} after", flush=True)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def main() -> None:
             held[variant].append(100 * pooled["held_accuracy"])
             realtime = (f"; {summary['processed_hz']:.1f} frames a second; held at every camera frame "
                         f"{100 * pooled['held_accuracy']:.1f} %, {pooled['held_wrong']} wrong, without a pose {pooled['held_none_first']} "
-                        f"before the first + {pooled['held_none'] - pooled['held_none_first']} after") if args.realtime else ""
+                        f"before the first + {pooled['held_none_after']} after") if args.realtime else ""
             per_object = " ".join(f"{k} {100 * v['accuracy']:.1f}/{v['wrong_published']}" for k, v in sorted(objects.items()))
             print(f"seed {seed} {variant or '(defaults)':40s} ADD(-S) < 0.1 d {100 * pooled['accuracy']:5.1f} % [{per_object}]; "
                   f"wrong published {pooled['wrong_published']}; ms median {summary['ms_steady_median']:.0f}, "

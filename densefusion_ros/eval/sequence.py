@@ -36,7 +36,9 @@ its frame's arrival), moved from their frame's camera to this one through the se
 camera poses (the robot's TF at the image stamp), against this frame's truth: ADD(-S) < 0.1 d over
 the visible pairs, where an object without a pose yet, or whose pose went stale as it moved, fails,
 and the held poses that are wrong (object-frames). The visible pairs without a held pose are counted
-before the object's first one in its sequence (the acquisition's wait) and after it (a lost track).
+before the first held pose of the object's class in its sequence, right or wrong (mostly the
+acquisition's wait), and after it (a pose dropped, an object back in view, another instance of its
+class).
 
 Writes ``sequence_results.md`` and ``sequence_results.json`` to ``--out``, and
 ``sequence_frames.csv``: one row per processed frame and object (of the ground truth, or a
@@ -75,7 +77,7 @@ class _ObjectStats:
     held_correct: int = 0
     held_wrong: int = 0  # realtime: held poses wrong at a camera frame
     held_none: int = 0  # realtime: visible pairs without a held pose
-    held_none_first: int = 0  # realtime: of those, before the object's first held pose in its sequence
+    held_none_first: int = 0  # realtime: of those, before its class's first held pose in its sequence
 
 
 @dataclass
@@ -164,7 +166,7 @@ class SequenceResult:
         ]
         if self.config.get("realtime") and not np.isnan(s["objects"]["ALL"]["held_accuracy"]):  # NaN: no camera poses to hold them by
             held = ", ".join(f"{name} {100 * r['held_accuracy']:.1f} % / {r['held_wrong']} / {r['held_none_first']} + "
-                             f"{r['held_none'] - r['held_none_first']}" for name, r in s["objects"].items())
+                             f"{r['held_none_after']}" for name, r in s["objects"].items())
             lines += ["", "held at every camera frame (ADD(-S) < 0.1 d / wrong held / visible without a pose: "
                           f"before the first + after it): {held}"]
         return "\n".join(lines) + "\n"
@@ -187,6 +189,7 @@ def _row(s: _ObjectStats) -> dict:
         "held_wrong": s.held_wrong,
         "held_none": s.held_none,
         "held_none_first": s.held_none_first,
+        "held_none_after": s.held_none - s.held_none_first,
     }
 
 
@@ -325,8 +328,8 @@ def _score_held(result: SequenceResult, held, camera, gts, frame, points, catalo
     """Score the poses a robot holds at this camera frame (module docstring, **held**): ``held``
     (poses, world -> camera ``(R, t)`` of their frame) or None, moved into this frame's camera
     ``camera`` and matched to its ground truth ``gts`` as published poses are. A visible object
-    without a held pose counts apart before its first one in the sequence (``ever_held``: the
-    class ids held so far, updated here): the acquisition's wait, not a lost track."""
+    without a held pose counts apart before the first held pose of its class in the sequence, right
+    or wrong (``ever_held``: the class ids held so far, updated here)."""
     moved = [] if held is None else [replace(p, R=R, t=t) for p in held[0] for R, t in [to_camera(p.R, p.t, held[1], camera)]]
     matched, unmatched = _match_by_distance(gts, moved, points, catalog)
     for g_index, g in enumerate(gts):

@@ -491,15 +491,14 @@ class Pipeline:
         otherwise) and run each network once on :func:`~densefusion_ros.frame.box_frame`, so that
         no object's first frame pays for them: a node calls it before its first frame, an
         evaluation before its clock starts."""
+        if not len(self.catalog):
+            return
         for info in self.catalog:
             _ = (info.extents, info.bbox_center, info.diameter, info.sample_points(500))  # loaded from the mesh at first use
             self.model_geometry(info)
-        first = next(iter(self.catalog), None)
-        if first is None:
-            return
-        box = box_frame(240, 320)
+        box = box_frame()
         frame = replace(box, label=None)
-        self(replace(frame, masks={first.class_id: box.label == 1}))
+        self(replace(frame, masks={next(iter(self.catalog)).class_id: box.label == 1}))
         if self.segmenter is not None:
             self(frame)
 

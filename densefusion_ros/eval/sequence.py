@@ -240,15 +240,16 @@ def evaluate_sequences(
             frame = dataset.load_frame(scene_id, im_id)
             gts = list(frame.gt)
             result.camera_frames += 1
+            in_view = [catalog.by_class_id(g.class_id) is not None and _visible(points[g.class_id], g, frame, min_visib) for g in gts]
             camera = dataset.world_to_camera(scene_id, im_id) if realtime else None
             if camera is not None:
                 while pending and pending[0][0] <= k / FPS:
                     held = pending.pop(0)[1:]
-                _score_held(result, held, camera, gts, frame, points, catalog, min_visib, ever_held)
+                _score_held(result, held, camera, gts, in_view, points, catalog, ever_held)
             dropped = realtime and k + 1 < len(im_ids) and (k + 1) / FPS <= busy_until  # a newer frame is waiting
             if k % frame_step or dropped:  # not given to the runner; an object seen here already waits for its first correct pose
-                for g in gts:
-                    if catalog.by_class_id(g.class_id) is not None and _visible(points[g.class_id], g, frame, min_visib):
+                for g, visible in zip(gts, in_view):
+                    if visible:
                         first_visible.setdefault(int(g.class_id), k)
                 continue
             start = clock()
@@ -285,7 +286,7 @@ def evaluate_sequences(
                 if g.visib_fract >= min_visib:
                     stats.bop_pairs += 1
                     stats.bop_correct += correct
-                visible = _visible(points[g.class_id], g, frame, min_visib)
+                visible = in_view[g_index]
                 result.rows.append(dict(
                     scene=scene_id, frame=k, object=info.name, visible=int(visible), visib_fract=round(float(g.visib_fract), 3),
                     track_id="" if p is None else _track_id(p), error_d="" if d is None else round(float(d / info.diameter), 4),
@@ -324,12 +325,12 @@ def to_camera(R: np.ndarray, t: np.ndarray, then: tuple[np.ndarray, np.ndarray],
     return R_rel @ R, R_rel @ (np.reshape(t, 3) - then[1]) + now[1]
 
 
-def _score_held(result: SequenceResult, held, camera, gts, frame, points, catalog, min_visib: float, ever_held: set[int]) -> None:
+def _score_held(result: SequenceResult, held, camera, gts, in_view: list[bool], points, catalog, ever_held: set[int]) -> None:
     """Score the poses a robot holds at this camera frame (module docstring, **held**): ``held``
     (poses, world -> camera ``(R, t)`` of their frame) or None, moved into this frame's camera
-    ``camera`` and matched to its ground truth ``gts`` as published poses are. A visible object
-    without a held pose counts apart before the first held pose of its class in the sequence, right
-    or wrong (``ever_held``: the class ids held so far, updated here)."""
+    ``camera`` and matched to its ground truth ``gts`` (``in_view``: which are visible) as published
+    poses are. A visible object without a held pose counts apart before the first held pose of its
+    class in the sequence, right or wrong (``ever_held``: the class ids held so far, updated here)."""
     moved = [] if held is None else [replace(p, R=R, t=t) for p in held[0] for R, t in [to_camera(p.R, p.t, held[1], camera)]]
     matched, unmatched = _match_by_distance(gts, moved, points, catalog)
     for g_index, g in enumerate(gts):
@@ -340,7 +341,7 @@ def _score_held(result: SequenceResult, held, camera, gts, frame, points, catalo
         p, d = matched.get(g_index, (None, None))
         correct = p is not None and d < 0.1 * info.diameter
         stats.held_wrong += p is not None and not correct
-        if _visible(points[g.class_id], g, frame, min_visib):
+        if in_view[g_index]:
             stats.held_pairs += 1
             stats.held_correct += correct
             stats.held_none += p is None

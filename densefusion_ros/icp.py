@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from densefusion_ros.sampling import valid_depth
+from densefusion_ros.sampling import pixels_of, valid_depth
 
 __all__ = [
     "IcpOptions", "IcpResult", "refine_pose", "icp_from_centroid", "group_rotations", "depth_consistency",
@@ -309,7 +309,7 @@ def mask_grid(mask: np.ndarray, depth_m: np.ndarray, cells: int = 1024) -> tuple
     if len(in_rows) == 0:
         return None
     box = (slice(in_rows[0], in_rows[-1] + 1), slice(in_cols[0], in_cols[-1] + 1))  # the mask's box, not the whole image
-    rows, cols = np.nonzero(mask[box] & valid_depth(depth_m[box]))
+    rows, cols = pixels_of(mask[box] & valid_depth(depth_m[box]))
     if len(rows) == 0:
         return None
     rows, cols = rows + in_rows[0], cols + in_cols[0]

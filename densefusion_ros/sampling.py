@@ -124,6 +124,12 @@ def valid_depth(depth_m: np.ndarray) -> np.ndarray:
     return np.isfinite(depth_m) & (depth_m > 0)
 
 
+def pixels_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns ``(N,)`` int64 of the True pixels of ``mask (H, W)``, row-major: the same
+    as ``np.nonzero(mask)``, from one flat scan (several times faster on a whole image)."""
+    return np.divmod(np.flatnonzero(mask), mask.shape[1])
+
+
 def observed_points(
     depth_m: np.ndarray, K: np.ndarray, mask: np.ndarray, box: CropBox, count: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -133,7 +139,7 @@ def observed_points(
     a random subset in ascending pixel order when the mask has more.
     """
     sl = (slice(box.rmin, box.rmax), slice(box.cmin, box.cmax))
-    rows, cols = np.nonzero(mask[sl] & valid_depth(depth_m[sl]))
+    rows, cols = pixels_of(mask[sl] & valid_depth(depth_m[sl]))
     if len(rows) > count:
         pick = np.sort(rng.choice(len(rows), count, replace=False))
         rows, cols = rows[pick], cols[pick]

@@ -50,11 +50,12 @@ def support_plane(
     background = valid_depth(depth_m)
     if exclude is not None:
         background &= ~np.asarray(exclude, bool)
-    rows, cols = np.nonzero(background)
-    if len(rows) < 3:
+    flat = np.flatnonzero(background)
+    if len(flat) < 3:
         return None
-    pick = np.linspace(0, len(rows) - 1, min(samples, len(rows))).astype(np.int64)
-    X = geometry.backproject(depth_m, K, rows[pick], cols[pick])  # (N, 3)
+    pick = np.linspace(0, len(flat) - 1, min(samples, len(flat))).astype(np.int64)
+    rows, cols = np.divmod(flat[pick], background.shape[1])
+    X = geometry.backproject(depth_m, K, rows, cols)  # (N, 3)
     rng = np.random.default_rng(seed)
     triples = X[rng.integers(0, len(X), size=(hypotheses, 3))]  # (P, 3, 3)
     normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])

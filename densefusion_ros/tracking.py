@@ -69,7 +69,7 @@ from densefusion_ros import geometry
 from densefusion_ros.catalog import ObjectInfo
 from densefusion_ros.frame import Frame
 from densefusion_ros.pipeline import FrameResult, InstanceResult, Pipeline, validate_frame
-from densefusion_ros.sampling import mask_box, valid_depth
+from densefusion_ros.sampling import mask_box, pixels_of, valid_depth
 from densefusion_ros.support_plane import support_plane
 from densefusion_ros.verify import (
     DepthEvidence,
@@ -600,9 +600,10 @@ class Tracker:
         if not motions:
             self._scene_motion = _damped(*self._scene_motion, self.options.velocity_damping)
             return
-        angles = lambda a, b: np.linalg.norm(Rotation.from_matrix(a[0] @ b[0].T).as_rotvec())  # noqa: E731
         votes = motions + [self._scene_motion]
-        cost = [sum(np.linalg.norm(a[1] - b[1]) + 0.1 * angles(a, b) for b in votes) for a in motions]
+        relative = np.stack([a[0] @ b[0].T for a in motions for b in votes])  # one scipy call for every pair
+        angles = np.reshape([np.linalg.norm(w) for w in Rotation.from_matrix(relative).as_rotvec()], (len(motions), len(votes)))
+        cost = [sum(np.linalg.norm(a[1] - b[1]) + 0.1 * angle for b, angle in zip(votes, row)) for a, row in zip(motions, angles)]
         self._scene_motion = motions[int(np.argmin(cost))]
 
     def _count_reacquisition(self, tr: Track) -> None:
@@ -636,7 +637,7 @@ class Tracker:
         icp_opts = self.pipeline.config.icp_options
         w = icp_opts.score_weights
         local, (x,) = self._local_inputs(frame, rows, regions, clouds, [j], [(found["R"][j], found["t"][j])])
-        model_bank = ModelBank([x.model])
+        model_bank = x.model.bank
         hypotheses = propose([x], model_bank, local, icp_opts)
         if not len(hypotheses.score):
             return None
@@ -885,7 +886,7 @@ class Tracker:
         if cloud is None:
             return None
         device = self.pipeline.device
-        bank = ModelBank([self.pipeline.model_geometry(info)])
+        bank = self.pipeline.model_geometry(info).bank
         obj = torch.zeros(1, dtype=torch.int64, device=device)
         source, valid_pts = padded([cloud], [0], device)
         evidence = DepthEvidence.build(frame.depth_m, frame.K, [region], device, CHECK_CELLS, self._plane)
@@ -908,7 +909,7 @@ class Tracker:
         (:data:`ONTO_SURFACE`): a pose that sank behind the surface, where points count for
         neither, is a wrong one (a distractor of the object's colour taken for it)."""
         icp_opts = self.pipeline.config.icp_options
-        bank = ModelBank([self.pipeline.model_geometry(info)])
+        bank = self.pipeline.model_geometry(info).bank
         obj = torch.zeros(1, dtype=torch.int64, device=self.pipeline.device)
         weights = icp_opts.score_weights[:2] + (0.0,)
         score = score_of_terms(v["supported"], v["violating"], v["coverage"], *weights[1:])
@@ -935,7 +936,7 @@ class Tracker:
         if self.options.reach_margin is None or not region.any():
             return region
         model = self.pipeline.model_geometry(info)
-        rr, cc = np.nonzero(region & valid)
+        rr, cc = pixels_of(region & valid)
         centre = R @ model.centre_np + t
         far = np.linalg.norm(geometry.backproject(frame.depth_m, frame.K, rr, cc) - centre, axis=1) > model.radius + self.options.reach_margin
         out = region.copy()
@@ -946,7 +947,7 @@ class Tracker:
         """The camera-frame points ``(N, 3)`` of the ``pixels`` (valid depth; a bool image whose
         first pixel is the frame's pixel ``origin``, row and column), at most ``follow_points``
         evenly spread; None when fewer than ``min_pixels``."""
-        rr, cc = np.nonzero(pixels)
+        rr, cc = pixels_of(pixels)
         rr, cc = rr + origin[0], cc + origin[1]
         if len(rr) < self.options.min_pixels:
             return None
@@ -1015,7 +1016,7 @@ def _same_object(info: ObjectInfo, t_a: np.ndarray, t_b: np.ndarray) -> bool:
 
 def _centre(frame: Frame, pixels: np.ndarray) -> np.ndarray | None:
     """The median camera-frame point ``(3,)`` of the ``pixels`` with depth (metres), or None."""
-    rr, cc = np.nonzero(pixels & valid_depth(frame.depth_m))
+    rr, cc = pixels_of(pixels & valid_depth(frame.depth_m))
     return np.median(geometry.backproject(frame.depth_m, frame.K, rr, cc), axis=0) if len(rr) else None
 
 

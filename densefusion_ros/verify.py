@@ -99,6 +99,12 @@ class ModelGeometry:
             radius=float(np.linalg.norm(pts - pts.mean(axis=0), axis=1).max()),
         )  # fmt: skip
 
+    @functools.cached_property
+    def bank(self) -> "ModelBank":
+        """This model alone as a :class:`ModelBank`, made once: the one-object checks, climbs and
+        covariances of the tracker would otherwise stack it anew several times a frame."""
+        return ModelBank([self])
+
 
 class ModelBank:
     """The models of one batch side by side: per row of a batch, its model's points, normals and
@@ -333,7 +339,7 @@ def pose_covariance(model: ModelGeometry, observed: np.ndarray, R: np.ndarray, t
     fewer than 7 correspondences or a singular system.
     """
     device = model.points.device
-    bank = ModelBank([model])
+    bank = model.bank
     obj = torch.zeros(1, dtype=torch.int64, device=device)
     Rt = torch.as_tensor(np.asarray(R).T, dtype=torch.float32, device=device)[None]
     b = -(Rt @ torch.as_tensor(np.asarray(t), dtype=torch.float32, device=device).reshape(1, 3, 1))[..., 0]
@@ -394,7 +400,8 @@ class DepthEvidence:
         """From a depth image ``(H, W)`` (metres), ``K (3, 3)`` and one ``(H, W)`` mask per instance,
         each on a coverage grid of about ``cells`` cells (:func:`~densefusion_ros.icp.mask_grid`),
         and the frame's support plane ``(4,)`` or None."""
-        depth = np.nan_to_num(np.asarray(depth_m, np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0.0)
+        depth = np.asarray(depth_m, np.float32)
+        depth = np.where((depth > 0) & (depth < np.inf), depth, np.float32(0))  # no reading (NaN, inf, <= 0) -> 0
         H, W = depth.shape
         masks = [np.asarray(m, bool) for m in masks]
         grids = [mask_grid(m, depth, cells) for m in masks]
@@ -404,7 +411,8 @@ class DepthEvidence:
         signed = np.zeros((len(masks), H + 2, W + 2), np.float32)
         cell_of_pixel = np.zeros((len(masks), H + 2, W + 2), np.int64)
         for s, (m, g) in enumerate(zip(masks, grids)):
-            signed[s, 1:-1, 1:-1] = np.where(m, depth, -depth)
+            np.negative(depth, out=signed[s, 1:-1, 1:-1])  # written in place: no whole-image temporaries
+            np.copyto(signed[s, 1:-1, 1:-1], depth, where=m)
             if g is not None:  # the cells of the mask's bounding box, which its grid spans
                 r0, c0, cell, grid = g
                 occupied[s, : grid.shape[0], : grid.shape[1]] = grid

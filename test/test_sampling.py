@@ -142,3 +142,13 @@ def test_prepare_instance_on_large_and_tiny_images():
         assert inst.rgb.shape == (b.height, b.width, 3)
         assert inst.choose.max() < b.height * b.width
         np.testing.assert_allclose(inst.points[:, 2], 0.8)
+
+
+def test_pixels_of_is_nonzero_in_row_major_order():
+    rng = np.random.default_rng(0)
+    image = rng.random((48, 64)) < 0.3
+    for mask in (image, image[5:40, 7:50], image[::2, ::3], np.zeros((4, 6), bool)):  # slices: not contiguous
+        rows, cols = s.pixels_of(mask)
+        expected = np.nonzero(mask)
+        assert np.array_equal(rows, expected[0]) and np.array_equal(cols, expected[1])
+        assert rows.dtype == expected[0].dtype

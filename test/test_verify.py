@@ -291,3 +291,27 @@ def test_seen_violation_weighs_what_the_camera_would_see(chair, device):
     evidence = DepthEvidence.build(depth.astype(np.float32), K, [mask], device)
     args = (evidence, as_t(model), slot, as_t(R_gt), as_t(t_gt))
     assert float(depth_terms(*args)[1][0]) == 0.0 and float(seen_violation(*args)[0]) == 0.0
+
+
+def test_a_models_own_bank_is_made_once_and_matches_a_fresh_one(chair):
+    model, _ = chair
+    geometry = ModelGeometry.build(model, 0.015, "cpu")
+    bank = geometry.bank
+    assert geometry.bank is bank  # the tracker's one-object calls share it
+    fresh = ModelBank([geometry])
+    for name in ("points", "normals", "centre", "max_distance", "lookup", "lookup_offset", "points_normals"):
+        assert torch.equal(getattr(bank, name), getattr(fresh, name))
+
+
+def test_evidence_reads_no_depth_where_the_image_has_none():
+    """NaN, infinite, zero and negative depths all read "no reading" (0 in ``signed_depth``);
+    a valid one reads its depth inside the mask and minus it outside."""
+    depth = np.full((4, 5), 0.5, np.float32)
+    depth[0, :4] = [np.nan, np.inf, -np.inf, 0.0]
+    depth[1, 0] = -0.2
+    mask = np.zeros((4, 5), bool)
+    mask[:, :2] = True
+    signed = DepthEvidence.build(depth, K, [mask], "cpu").signed_depth[0, 1:-1, 1:-1].numpy()
+    assert np.all(signed[0, :4] == 0) and signed[1, 0] == 0
+    assert signed[2, 0] == np.float32(0.5) and signed[2, 3] == -np.float32(0.5)
+    assert bool((DepthEvidence.build(depth, K, [mask], "cpu").signed_depth[0, 0] == 0).all())  # the border

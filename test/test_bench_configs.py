@@ -31,3 +31,12 @@ def test_tracker_variants_split_tracker_settings_from_the_pipeline_ones():
     assert options == {"climb_violation": 1.0, "recheck_turns": False}
     assert (config.icp, config.icp_options.verify_climb, config.seed) == ("verify", 2, 3)
     assert bench_tracker.parse_tracker_variant("") == (bench_configs.parse_variant(""), {})
+
+
+def test_stage_shares_are_pseudo_settings_of_the_realtime_clock():
+    from tools import bench_tracker
+
+    variant = "acquisition_share=0.5,climb_violation=1,segmentation_share=0"
+    assert bench_tracker.stage_shares(variant) == {"acquisition_share": 0.5, "segmentation_share": 0.0}
+    assert bench_tracker.parse_tracker_variant(variant)[1] == {"climb_violation": 1.0}
+    assert bench_tracker.stage_shares("") == {}

@@ -15,6 +15,12 @@ operations are as many kernel launches; design note 'verify: the ICP step throug
 after one sequence that warms the compiler up. One seed's figure moves by several points (the mug's
 episodes: docs/benchmarks/sequences_track_seeds.md), so choose on the means. Variants run one after
 another per seed, not frame by frame: compare their times only within one run.
+
+With ``--realtime`` the pseudo-settings ``acquisition_share=S`` and ``segmentation_share=S`` count
+only the share ``S`` of each frame's acquisition stages (the pipeline's ``preprocess``,
+``estimator``, ``refiner`` and ``icp`` timings) or segmentation on the replay's clock, as if they
+ran that much faster: what a cheaper stage would be worth to what a robot holds, before it is built
+(design note 'tracking: what an acquisition's time is worth').
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import time
 
 import torch
 
@@ -35,6 +42,8 @@ from tools.bench_configs import convert_setting, parse_variant
 
 EAGER_STEP = verify._icp_step
 COMPILE_STEP = "compile_icp_step=1"
+SHARES = {"acquisition_share": ("preprocess", "estimator", "refiner", "icp"), "segmentation_share": ("segmentation",)}
+"""The pseudo-settings of the stages' shares counted in real time, and the ``FrameResult.timings_ms`` keys of each."""
 
 
 def parse_tracker_variant(text: str, seed: int = 0) -> tuple[PipelineConfig, dict[str, object]]:
@@ -43,7 +52,7 @@ def parse_tracker_variant(text: str, seed: int = 0) -> tuple[PipelineConfig, dic
     tracker_fields = {f.name: f.default for f in dataclasses.fields(TrackerOptions)}
     tracker, rest = {}, []
     for item in filter(None, text.split(",")):
-        if item == COMPILE_STEP:
+        if item == COMPILE_STEP or item.partition("=")[0] in SHARES:
             continue
         key, _, value = item.partition("=")
         if key in tracker_fields:
@@ -51,6 +60,11 @@ def parse_tracker_variant(text: str, seed: int = 0) -> tuple[PipelineConfig, dic
         else:
             rest.append(item)
     return dataclasses.replace(parse_variant(",".join(rest)), seed=seed), tracker
+
+
+def stage_shares(text: str) -> dict[str, float]:
+    """The pseudo-settings of :data:`SHARES` in ``"key=value,..."`` (``parse_tracker_variant`` skips them)."""
+    return {key: float(value) for key, _, value in (item.partition("=") for item in text.split(",")) if key in SHARES}
 
 
 def main() -> None:
@@ -84,16 +98,34 @@ def main() -> None:
             pipeline.warm_up()  # as the node does
             tracker = Tracker(pipeline, **options)
 
-            def fresh() -> Tracker | Pipeline:
+            shares = stage_shares(variant)
+            if shares and not args.realtime:
+                parser.error(f"{', '.join(shares)} need --realtime")
+            uncounted = [0.0]  # seconds of the runner's stages left off the replay's clock
+
+            def clock() -> float:
+                return time.perf_counter() - uncounted[0]
+
+            def fresh():
                 tracker.reset()
-                return tracker if args.mode == "track" else pipeline
+                runner = tracker if args.mode == "track" else pipeline
+                if not shares:
+                    return runner
+
+                def counted(frame):
+                    result = runner(frame)
+                    for key, share in shares.items():
+                        uncounted[0] += (1 - share) * sum(result.timings_ms.get(stage, 0.0) for stage in SHARES[key]) / 1e3
+                    return result
+
+                return counted
 
             compiled = COMPILE_STEP in variant.split(",")
             verify._icp_step = torch.compile(EAGER_STEP, dynamic=True) if compiled else EAGER_STEP
             if compiled:
                 evaluate_sequences(fresh, dataset, pipeline.catalog, max_sequences=1, frame_step=args.frame_step)
             summary = evaluate_sequences(fresh, dataset, pipeline.catalog, frame_step=args.frame_step,
-                                         max_sequences=args.max_sequences, realtime=args.realtime).summary()
+                                         max_sequences=args.max_sequences, realtime=args.realtime, clock=clock).summary()
             objects = {k: v for k, v in summary["objects"].items() if k != "ALL"}
             pooled = summary["objects"]["ALL"]
             accuracy[variant].append(100 * pooled["accuracy"])

@@ -126,7 +126,8 @@ def valid_depth(depth_m: np.ndarray) -> np.ndarray:
 
 def pixels_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns ``(N,)`` int64 of the True pixels of ``mask (H, W)``, row-major: the same
-    as ``np.nonzero(mask)``, from one flat scan (several times faster on a whole image)."""
+    as ``np.nonzero(mask)``, from one flat scan instead of two index arrays (docs/design_notes.md,
+    'tracking: whole-image scans in a steady frame')."""
     return np.divmod(np.flatnonzero(mask), mask.shape[1])
 
 

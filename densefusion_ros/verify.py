@@ -180,7 +180,10 @@ def _joined_lookups(models: list[ModelGeometry]) -> tuple[torch.Tensor, torch.Te
         M = models[0].points.shape[0]
         sizes = torch.tensor([m.lookup.numel() for m in distinct], device=models[0].points.device)
         starts = dict(zip(first, (torch.cumsum(sizes, 0) - sizes).tolist()))
-        lookup = torch.cat([m.lookup + first[id(m)] * M for m in distinct])
+        if len(distinct) == 1:  # its rows start at 0: the model's own lookup, not a copy (a model's bank lives as long as it)
+            lookup = distinct[0].lookup
+        else:
+            lookup = torch.cat([m.lookup + first[id(m)] * M for m in distinct])
         offsets = torch.tensor([starts[id(m)] for m in models], device=lookup.device)
         while len(_JOINED) >= 8:
             del _JOINED[next(iter(_JOINED))]

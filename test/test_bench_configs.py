@@ -40,3 +40,6 @@ def test_stage_shares_are_pseudo_settings_of_the_realtime_clock():
     assert bench_tracker.stage_shares(variant) == {"acquisition_share": 0.5, "segmentation_share": 0.0}
     assert bench_tracker.parse_tracker_variant(variant)[1] == {"climb_violation": 1.0}
     assert bench_tracker.stage_shares("") == {}
+    for bad in ("acquisition_share=1.5", "acquisition_share"):
+        with pytest.raises(SystemExit, match="needs a share from 0 to 1"):
+            bench_tracker.stage_shares(bad)

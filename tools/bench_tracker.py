@@ -16,11 +16,13 @@ after one sequence that warms the compiler up. One seed's figure moves by severa
 episodes: docs/benchmarks/sequences_track_seeds.md), so choose on the means. Variants run one after
 another per seed, not frame by frame: compare their times only within one run.
 
-With ``--realtime`` the pseudo-settings ``acquisition_share=S`` and ``segmentation_share=S`` count
-only the share ``S`` of each frame's acquisition stages (the pipeline's ``preprocess``,
-``estimator``, ``refiner`` and ``icp`` timings) or segmentation on the replay's clock, as if they
-ran that much faster: what a cheaper stage would be worth to what a robot holds, before it is built
-(design note 'tracking: what an acquisition's time is worth').
+With ``--realtime`` the pseudo-settings ``acquisition_share=S`` and ``segmentation_share=S`` (S in
+0..1) count only the share ``S`` of each frame's acquisition stages (the pipeline's ``preprocess``,
+``estimator``, ``refiner`` and ``icp`` timings; with ``--mode detect`` every frame's) or of its
+``segmentation`` timing (the tracker's: the segmenter, the class masks and their components, the
+support plane) on the replay's clock, as if they ran that much faster: what a cheaper stage would be
+worth to what a robot holds, before it is built (design note 'tracking: what an acquisition's time
+is worth'). The ms a frame printed are then those of that clock too.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ import argparse
 import dataclasses
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
 from densefusion_ros import verify
 from densefusion_ros.data.bop import BopDataset
 from densefusion_ros.eval.sequence import evaluate_sequences
-from densefusion_ros.pipeline import Pipeline, PipelineConfig
+from densefusion_ros.frame import Frame
+from densefusion_ros.pipeline import FrameResult, Pipeline, PipelineConfig
 from densefusion_ros.resources import share_path
 from densefusion_ros.tracking import Tracker, TrackerOptions
 from tools.bench_configs import convert_setting, parse_variant
@@ -64,7 +68,15 @@ def parse_tracker_variant(text: str, seed: int = 0) -> tuple[PipelineConfig, dic
 
 def stage_shares(text: str) -> dict[str, float]:
     """The pseudo-settings of :data:`SHARES` in ``"key=value,..."`` (``parse_tracker_variant`` skips them)."""
-    return {key: float(value) for key, _, value in (item.partition("=") for item in text.split(",")) if key in SHARES}
+    shares = {key: value for key, _, value in (item.partition("=") for item in text.split(",")) if key in SHARES}
+    for key, value in shares.items():
+        try:
+            shares[key] = float(value)
+        except ValueError:
+            raise SystemExit(f"{key} needs a share from 0 to 1, got {value!r}") from None
+        if not 0.0 <= shares[key] <= 1.0:
+            raise SystemExit(f"{key} needs a share from 0 to 1, got {value!r}")
+    return shares
 
 
 def main() -> None:
@@ -82,6 +94,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.realtime and args.frame_step != 1:
         parser.error("--realtime replaces --frame-step; give one of them")
+    if not args.realtime and any(stage_shares(v) for v in args.variants):
+        parser.error(f"{', '.join(SHARES)} need --realtime")
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     dataset = BopDataset(args.dataset, args.split, load_masks=False)
@@ -99,20 +113,18 @@ def main() -> None:
             tracker = Tracker(pipeline, **options)
 
             shares = stage_shares(variant)
-            if shares and not args.realtime:
-                parser.error(f"{', '.join(shares)} need --realtime")
             uncounted = [0.0]  # seconds of the runner's stages left off the replay's clock
 
             def clock() -> float:
                 return time.perf_counter() - uncounted[0]
 
-            def fresh():
+            def fresh() -> Callable[[Frame], FrameResult]:
                 tracker.reset()
                 runner = tracker if args.mode == "track" else pipeline
                 if not shares:
                     return runner
 
-                def counted(frame):
+                def counted(frame: Frame) -> FrameResult:
                     result = runner(frame)
                     for key, share in shares.items():
                         uncounted[0] += (1 - share) * sum(result.timings_ms.get(stage, 0.0) for stage in SHARES[key]) / 1e3
